@@ -1,0 +1,291 @@
+"""Writes a generated history into slurmdbd's tables and has slurmdbd roll it up.
+
+slurmdbd's schema is Slurm's own business; every assumption about it (tables,
+columns, values observed on Slurm 22.05) lives in this module. The steps follow
+`shared/slurm-testcluster.md`: job rows, node events and the maintenance
+reservation go in; the cluster's capacity event is moved to before the history;
+the last-rollup marks go back to the start of the history; slurmdbd is restarted
+and rolls everything up, after which sacct and sreport both answer for those
+months.
+"""
+
+from __future__ import annotations
+
+import json
+import pwd
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ClusterShell.NodeSet import NodeSet
+from ClusterShell.RangeSet import RangeSet
+
+from . import database
+from .history import FIRST_JOB_ID, History, HistoryJob, HistorySpec
+from .layout import (
+    CPUS_PER_NODE,
+    FIRST_LIVE_JOB_ID,
+    GPU_TYPE,
+    GPUS_PER_NODE,
+    MEMORY_MB_PER_NODE,
+    PARTITION,
+    Layout,
+)
+from .processes import ClusterError
+
+NO_VAL = 0xFFFFFFFE  # "not an array task" / "not a het job component" in the job table
+RESV_FLAGS_MAINT = 557057  # flags of `scontrol create reservation flags=maint nodes=ALL` (22.05)
+FIRST_RESV_ID = 1000
+BATCH = 2000
+MEM_MB_PER_CPU = MEMORY_MB_PER_NODE // CPUS_PER_NODE
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass(frozen=True)
+class Ids:
+    """Ids that the job rows refer to, read from the cluster's own tables."""
+
+    tres: dict[str, int]                 # "cpu", "mem", "node", "billing", "gpu", "gpu:h100"
+    assoc: dict[tuple[str, str], int]    # (user, account) -> id_assoc
+    wckey: dict[tuple[str, str], int]    # (user, wckey) -> id_wckey
+    qos_normal: int
+    root_assoc: int
+    unix: dict[str, tuple[int, int]]     # user -> (uid, gid)
+
+
+def _ids(cur, cluster: str) -> Ids:
+    cur.execute("SELECT type, name, id FROM tres_table WHERE deleted = 0")
+    tres = {}
+    for typ, name, tid in cur.fetchall():
+        key = {"cpu": "cpu", "mem": "mem", "node": "node", "billing": "billing"}.get(typ)
+        if typ == "gres" and name in ("gpu", f"gpu:{GPU_TYPE}"):
+            key = name
+        if key:
+            tres[key] = tid
+    missing = {"cpu", "mem", "node", "billing", "gpu", f"gpu:{GPU_TYPE}"} - tres.keys()
+    if missing:
+        raise ClusterError(f"TRES not registered in slurmdbd: {sorted(missing)} "
+                           "(has slurmctld started with AccountingStorageTRES=gres/gpu?)")
+    cur.execute(f"SELECT user, acct, id_assoc FROM `{cluster}_assoc_table` WHERE deleted = 0")
+    assoc = {}
+    root_assoc = 0
+    for user, acct, aid in cur.fetchall():
+        assoc[(user, acct)] = aid
+        if user == "root" and acct == "root":
+            root_assoc = aid
+    cur.execute(f"SELECT user, wckey_name, id_wckey FROM `{cluster}_wckey_table` WHERE deleted = 0")
+    wckey = {(u, w): i for u, w, i in cur.fetchall()}
+    cur.execute("SELECT id FROM qos_table WHERE name = 'normal'")
+    row = cur.fetchone()
+    unix = {}
+    for user, _ in assoc:
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            continue  # the account's own association (user "") or a user gone from Unix
+        unix[user] = (pw.pw_uid, pw.pw_gid)
+    return Ids(tres, assoc, wckey, row[0] if row else 1, root_assoc, unix)
+
+
+def _tres(ids: Ids, cpus: int, nodes: int, gpus: int) -> str:
+    t = ids.tres
+    parts = [(t["cpu"], cpus), (t["mem"], cpus * MEM_MB_PER_CPU), (t["node"], nodes),
+             (t["billing"], cpus)]
+    if gpus:
+        parts += [(t["gpu"], gpus), (t[f"gpu:{GPU_TYPE}"], gpus)]
+    return ",".join(f"{k}={v}" for k, v in sorted(parts))
+
+
+JOB_COLUMNS = (
+    "mod_time", "account", "cpus_req", "job_name", "id_assoc", "id_array_job", "id_array_task",
+    "id_job", "id_qos", "id_resv", "id_wckey", "id_user", "id_group", "het_job_id",
+    "het_job_offset", "kill_requid", "state_reason_prev", "mem_req", "nodelist", "nodes_alloc",
+    "node_inx", "partition", "priority", "state", "timelimit", "time_submit", "time_eligible",
+    "time_start", "time_end", "wckey", "work_dir", "submit_line", "tres_alloc", "tres_req",
+    "exit_code", "derived_ec", "gres_used",
+)
+
+
+def job_row(job: HistoryJob, ids: Ids, node_index: dict[str, int]) -> tuple:
+    """The job table row for one history job, as Slurm 22.05 would have written it."""
+    if job.user not in ids.unix:
+        raise ClusterError(f"Unix user {job.user} does not exist (run `cluster up` first)")
+    uid, gid = ids.unix[job.user]
+    assoc = ids.assoc.get((job.user, job.account))
+    if assoc is None:
+        raise ClusterError(f"no association for user {job.user} in account {job.account}")
+    wckey_id = ids.wckey.get((job.user, job.wckey.lstrip("*")), 0)
+    nodes = len(job.nodes) if job.ran else 0
+    req_nodes = max(1, -(-job.gpus // GPUS_PER_NODE))
+    gres = f"gres/gpu={job.gpus}" if job.gpus else ""
+    return (
+        job.end or job.submit, job.account, job.cpus, job.name, assoc, job.array_job_id,
+        NO_VAL if job.array_task_id is None else job.array_task_id, job.job_id, ids.qos_normal,
+        0, wckey_id, uid, gid, 0, NO_VAL,
+        uid if job.killed_by_owner else None, 0, job.cpus * MEM_MB_PER_CPU,
+        str(NodeSet.fromlist(job.nodes)) if job.ran else "None assigned", nodes,
+        str(RangeSet([node_index[n] for n in job.nodes])) if job.ran else "",
+        PARTITION, 1, job.state, job.timelimit_min, job.submit, job.eligible, job.start, job.end,
+        job.wckey, "/tmp",
+        f"sbatch -A {job.account} --wckey={job.wckey.lstrip('*')} --gpus={job.gpus} job.sh",
+        _tres(ids, job.cpus, nodes, job.gpus) if job.ran else "",
+        _tres(ids, job.cpus, req_nodes, job.gpus), job.exit_code, 0, gres,
+    )
+
+
+def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _write_jobs(cur, conn, lay: Layout, history: History, ids: Ids, progress: Progress) -> None:
+    table = f"`{lay.cluster}_job_table`"
+    cols = ", ".join(f"`{c}`" for c in JOB_COLUMNS)
+    sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(JOB_COLUMNS))})"
+    node_index = {n: i for i, n in enumerate(lay.nodes)}
+    done = 0
+    total = len(history.jobs)
+    for batch in _batches(history.jobs, BATCH):
+        cur.executemany(sql, [job_row(j, ids, node_index) for j in batch])
+        conn.commit()
+        done += len(batch)
+        progress("jobs", done, total)
+
+
+def _node_tres(ids: Ids) -> str:
+    return _tres(ids, CPUS_PER_NODE, 1, GPUS_PER_NODE).replace(f"{ids.tres['node']}=1,", "")
+
+
+def _write_events(cur, lay: Layout, history: History, ids: Ids) -> None:
+    table = f"`{lay.cluster}_event_table`"
+    cur.executemany(
+        f"REPLACE INTO {table} (time_start, time_end, node_name, cluster_nodes, reason, "
+        "reason_uid, state, tres) VALUES (%s, %s, %s, '', %s, 0, %s, %s)",
+        [(o.start, o.end, o.node, o.reason, o.state, _node_tres(ids)) for o in history.outages])
+    table = f"`{lay.cluster}_resv_table`"
+    cur.executemany(
+        f"REPLACE INTO {table} (id_resv, deleted, assoclist, flags, nodelist, node_inx, "
+        "resv_name, time_start, time_end, tres, unused_wall) "
+        "VALUES (%s, 0, %s, %s, %s, %s, %s, %s, %s, %s, 0)",
+        [(FIRST_RESV_ID + i, str(ids.root_assoc), RESV_FLAGS_MAINT, lay.nodelist,
+          f"0-{len(lay.nodes) - 1}", m.name, m.start, m.end,
+          # 22.05 records a reservation's CPUs only (checked on a live MAINT reservation).
+          f"{ids.tres['cpu']}={CPUS_PER_NODE * len(lay.nodes)}")
+         for i, m in enumerate(history.maintenance)])
+    # The cluster's capacity must be known from before the first job on.
+    cur.execute(f"UPDATE `{lay.cluster}_event_table` SET time_start = %s "
+                "WHERE node_name = '' AND time_end = 0 AND time_start > %s",
+                (history.start, history.start))
+    cur.execute(f"SELECT COUNT(*) FROM `{lay.cluster}_event_table` "
+                "WHERE node_name = '' AND time_start <= %s AND (time_end = 0 OR time_end > %s)",
+                (history.start, history.start))
+    if cur.fetchone()[0] == 0:
+        raise ClusterError("no cluster capacity event in slurmdbd (has slurmctld registered?)")
+
+
+def clear_history(cur, lay: Layout, history_end: int) -> int:
+    """Remove an earlier backfill (history job ids, its events); return job rows removed."""
+    cur.execute(f"DELETE FROM `{lay.cluster}_job_table` WHERE id_job >= %s AND id_job < %s",
+                (FIRST_JOB_ID, FIRST_LIVE_JOB_ID))
+    removed = cur.rowcount
+    cur.execute(f"DELETE FROM `{lay.cluster}_event_table` WHERE node_name <> '' "
+                "AND time_start < %s", (history_end,))
+    cur.execute(f"DELETE FROM `{lay.cluster}_resv_table` WHERE id_resv >= %s", (FIRST_RESV_ID,))
+    return removed
+
+
+def _rollup_marks(cur, lay: Layout) -> tuple[int, int, int]:
+    cur.execute(f"SELECT hourly_rollup, daily_rollup, monthly_rollup "
+                f"FROM `{lay.cluster}_last_ran_table`")
+    row = cur.fetchone()
+    return row if row is not None else (0, 0, 0)
+
+
+def _expected_marks(now: int) -> tuple[int, int, int]:
+    d = datetime.fromtimestamp(now, UTC)
+    hour = int(d.replace(minute=0, second=0, microsecond=0).timestamp())
+    day = int(d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp())
+    month = int(d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
+    return hour, day, month
+
+
+def rollup(lay: Layout, since: int, progress: Progress, timeout_s: float = 1800) -> float:
+    """Make slurmdbd roll usage up again from `since`; return the seconds it took."""
+    from .cluster import restart_slurmdbd
+
+    conn = database.connect(lay, lay.db_name)
+    try:
+        with conn.cursor() as cur:
+            # A new cluster has no marks until its first rollup: replace, do not update.
+            cur.execute(f"DELETE FROM `{lay.cluster}_last_ran_table`")
+            cur.execute(f"INSERT INTO `{lay.cluster}_last_ran_table` (hourly_rollup, "
+                        "daily_rollup, monthly_rollup) VALUES (%s, %s, %s)", (since, since, since))
+        conn.commit()
+        started = time.monotonic()
+        restart_slurmdbd(lay)
+        want = _expected_marks(int(time.time()))
+        while True:
+            conn.commit()  # a fresh snapshot for the next read
+            with conn.cursor() as cur:
+                marks = _rollup_marks(cur, lay)
+            done_h = max(0, min(marks[0], want[0]) - since) // 3600
+            progress("rollup", done_h, (want[0] - since) // 3600)
+            if all(m >= w for m, w in zip(marks, want, strict=True)):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise ClusterError(f"slurmdbd did not finish the rollup in {timeout_s:.0f} s "
+                                   f"(marks {marks}, want {want}; log {lay.log_dir}/slurmdbd.log)")
+            time.sleep(0.5)
+    finally:
+        conn.close()
+
+
+def write(lay: Layout, history: History, progress: Progress) -> dict[str, float]:
+    """Replace any earlier backfill by `history` and roll it up; return timings."""
+    timings: dict[str, float] = {}
+    import pymysql
+
+    conn = database.connect(lay, lay.db_name)
+    try:
+        with conn.cursor() as cur:
+            # slurmdbd's session is not strict: characters its latin1 tables cannot
+            # hold become '?' instead of failing the insert. Do as it does.
+            cur.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+            ids = _ids(cur, lay.cluster)
+            t0 = time.monotonic()
+            if history.jobs and max(j.job_id for j in history.jobs) >= FIRST_LIVE_JOB_ID:
+                raise ClusterError(f"history job ids reach {FIRST_LIVE_JOB_ID}, where live "
+                                   "job ids start: make the history smaller")
+            clear_history(cur, lay, history.end)
+            conn.commit()
+            _write_jobs(cur, conn, lay, history, ids, progress)
+            _write_events(cur, lay, history, ids)
+            conn.commit()
+            timings["write_s"] = time.monotonic() - t0
+    except pymysql.MySQLError as exc:
+        conn.rollback()
+        raise ClusterError(f"writing the history into {lay.db_name} failed: {exc}") from exc
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    timings["rollup_s"] = rollup(lay, history.start, progress)
+    return timings
+
+
+def record_spec(lay: Layout, spec: HistorySpec) -> None:
+    """Keep the parameters of the history in the run dir (`history.json`)."""
+    path = lay.etc_dir / "history.json"
+    path.write_text(json.dumps(spec.__dict__, indent=2) + "\n")
+
+
+def recorded_spec(lay: Layout) -> HistorySpec:
+    """The parameters of the last backfill into this cluster."""
+    path = lay.etc_dir / "history.json"
+    try:
+        return HistorySpec(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ClusterError(f"no usable backfill record at {path}: {exc}") from exc

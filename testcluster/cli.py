@@ -1,0 +1,220 @@
+"""`gpu-usage cluster ...`: start, fill and stop the local Slurm test cluster."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .layout import DEFAULT_BASE_PORT, DEFAULT_CLUSTER_NAME, Layout, default_run_dir
+from .processes import ClusterError
+
+
+def _layout_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+                  envvar="GPU_USAGE_CLUSTER_DIR", default=None,
+                  help="Directory holding all cluster state [env GPU_USAGE_CLUSTER_DIR; "
+                       "default ./var/testcluster].")
+    @click.option("--base-port", type=click.IntRange(1024, 65000),
+                  envvar="GPU_USAGE_CLUSTER_PORT", default=DEFAULT_BASE_PORT, show_default=True,
+                  help="Ports are derived from this one [env GPU_USAGE_CLUSTER_PORT].")
+    @click.option("--cluster-name", default=DEFAULT_CLUSTER_NAME, show_default=True,
+                  help="Slurm ClusterName.")
+    @wraps(func)
+    def wrapper(run_dir: Path | None, base_port: int, cluster_name: str,
+                **kwargs: Any) -> Any:
+        lay = Layout(run_dir or default_run_dir(), base_port, cluster_name)
+        try:
+            return func(lay, **kwargs)
+        except ClusterError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group()
+def cluster() -> None:
+    """A real local Slurm cluster with GPU accounting, for demos and tests.
+
+    \b
+    Example:
+      gpu-usage cluster up && gpu-usage cluster backfill --months 3
+      eval "$(gpu-usage cluster env)" && sreport -T gres/gpu cluster utilization
+      gpu-usage cluster down
+    """
+
+
+@cluster.command()
+@_layout_options
+def up(lay: Layout) -> None:
+    """Start munge, MariaDB, slurmdbd, slurmctld and 4 GPU nodes; create the account tree.
+
+    Idempotent: daemons that already run are left alone.
+
+    \b
+    Example:
+      gpu-usage cluster up --run-dir /tmp/tc --base-port 26800
+    """
+    from . import accounts
+    from . import cluster as tc
+
+    started = time.monotonic()
+    timings = tc.up(lay)
+    t0 = time.monotonic()
+    summary = accounts.apply(lay)
+    timings["accounts"] = time.monotonic() - t0
+    click.echo(f"cluster {lay.cluster} is up in {time.monotonic() - started:.1f} s "
+               f"(run dir {lay.run_dir})")
+    click.echo("  " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    click.echo(f"  {summary}")
+    click.echo(f"  use it:  export SLURM_CONF={lay.slurm_conf}")
+
+
+@cluster.command()
+@_layout_options
+def down(lay: Layout) -> None:
+    """Stop every process the cluster started (jobs included); keep its data.
+
+    \b
+    Example:
+      gpu-usage cluster down --run-dir /tmp/tc
+    """
+    from . import cluster as tc
+
+    stopped = tc.down(lay)
+    click.echo(f"cluster {lay.cluster} is down ({stopped} processes stopped)")
+
+
+@cluster.command()
+@_layout_options
+def status(lay: Layout) -> None:
+    """Say which daemons run, and show the nodes when slurmctld is up.
+
+    Exits 0 when every daemon runs, 3 when none does, 1 when some do.
+
+    \b
+    Example:
+      gpu-usage cluster status
+    """
+    from . import cluster as tc
+
+    states = tc.status(lay)
+    for st in states:
+        click.echo(f"{st.name:<16} {'running, pid ' + str(st.pid) if st.running else 'stopped'}")
+    running = sum(st.running for st in states)
+    if running and any(st.name == "slurmctld" and st.running for st in states):
+        out = tc.run_slurm(lay, ["sinfo", "-N", "-o", "%N %P %t %G"], check=False).stdout
+        click.echo(out.rstrip())
+    if running == len(states):
+        return
+    raise SystemExit(3 if running == 0 else 1)
+
+
+@cluster.command()
+@_layout_options
+def env(lay: Layout) -> None:
+    """Print the shell line that points Slurm commands at this cluster.
+
+    \b
+    Example:
+      eval "$(gpu-usage cluster env)" && sinfo
+    """
+    click.echo(f"export SLURM_CONF={lay.slurm_conf}")
+
+
+def _month_arg(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from .history import month_start
+
+    try:
+        year, month = (int(x) for x in value.split("-"))
+        return month_start(year, month)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a month like 2026-08") from exc
+
+
+@cluster.command()
+@_layout_options
+@click.option("--months", type=click.IntRange(1, 36), default=3, show_default=True,
+              help="Whole months of history, ending where the current month begins.")
+@click.option("--jobs", type=click.IntRange(10, 2_000_000), default=30_000, show_default=True,
+              help="Job records (allocations) to write.")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Random seed: the same seed gives the same history.")
+@click.option("--start", "start_month", metavar="YYYY-MM", default=None,
+              help="First month of the history (default: --months before this month).")
+def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | None) -> None:
+    """Write a realistic job history into slurmdbd and let it roll up.
+
+    Replaces an earlier backfill. Afterwards sacct and sreport answer for the
+    backfilled months (the months are UTC months). The history's parameters are
+    kept in <run dir>/etc/history.json, so the same history can be made again.
+
+    \b
+    Example:
+      gpu-usage cluster backfill --months 3 --jobs 30000 --seed 42
+      gpu-usage cluster backfill --months 1 --jobs 1000000   # benchmark size
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from . import backfill as bf
+    from .history import HistorySpec, default_start, generate
+
+    now = int(time.time())
+    start = _month_arg(start_month) or default_start(months, now)
+    spec = HistorySpec(start=start, months=months, jobs=jobs, seed=seed, not_after=now - 7200)
+    t0 = time.monotonic()
+    history = generate(spec, lay.nodes)
+    click.echo(f"generated {len(history.jobs):,} job records, {len(history.outages)} node "
+               f"outages, {len(history.maintenance)} maintenance window(s) "
+               f"in {time.monotonic() - t0:.1f} s")
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                label = "writing job rows" if phase == "jobs" else "slurmdbd rollup (hours)"
+                tasks[phase] = bar.add_task(label, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        timings = bf.write(lay, history, progress)
+    bf.record_spec(lay, spec)
+    click.echo(f"backfilled {len(history.jobs):,} jobs from {_ymd(spec.start)} to "
+               f"{_ymd(spec.end)}: written in {timings['write_s']:.1f} s, "
+               f"rolled up in {timings['rollup_s']:.1f} s")
+
+
+def _ymd(epoch: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
+
+
+@cluster.command()
+@_layout_options
+@click.option("--no-wait", is_flag=True, help="Return after submitting; do not wait for the end.")
+def workload(lay: Layout, no_wait: bool) -> None:
+    """Submit real jobs as the project users; they run for seconds.
+
+    GPU jobs in every spelling (--gpus, --gres, --gpus-per-node, --gpus-per-task),
+    whole-node and multi-node jobs, an array, a heterogeneous job, WCKeys, a failing
+    job, jobs cancelled pending and running, a requeued job, a CPU-only job.
+
+    \b
+    Example:
+      gpu-usage cluster workload && eval "$(gpu-usage cluster env)" && sacct -a -X
+    """
+    from . import workload as wl
+
+    t0 = time.monotonic()
+    done = wl.run(lay, wait=not no_wait)
+    for sub in done:
+        click.echo(f"  {sub.job_id:>9}  {sub.label:<22} {sub.user:<8} {sub.account}")
+    verb = "submitted" if no_wait else "ran"
+    click.echo(f"{verb} {len(done)} submissions in {time.monotonic() - t0:.1f} s")

@@ -1,0 +1,268 @@
+"""Bringing a test cluster up and down: munge, MariaDB, slurmdbd, slurmctld, 4 x slurmd.
+
+`up` is idempotent: a daemon that already runs is left alone, and configuration is
+rewritten with the same content. `down` stops every process the cluster started and
+checks that none is left.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import database, processes
+from .layout import GPUS_PER_NODE, Layout
+from .processes import ClusterError, Daemon
+from .slurmconf import render_gres_conf, render_slurm_conf, render_slurmdbd_conf
+
+REQUIRED_PROGRAMS = (
+    "munged", "mungekey", "mariadbd", "mariadb-install-db",
+    "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "sbatch", "sacct", "sreport", "sinfo",
+)
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    name: str
+    pid: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+
+def check_programs() -> None:
+    """Fail early, naming the Debian packages, when a Slurm or MariaDB program is missing."""
+    missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
+    if missing:
+        raise ClusterError(
+            "missing programs: " + ", ".join(missing) + ". Install them with: apt-get install "
+            "slurmctld slurmd slurmdbd slurm-client munge mariadb-server "
+            "(or run scripts/setup-debian.sh)"
+        )
+
+
+def run_slurm(lay: Layout, argv: list[str], check: bool = True,
+              timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm client command against this cluster (argument list, no shell)."""
+    try:
+        proc = subprocess.run(argv, env=lay.env(), capture_output=True, text=True,
+                              timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ClusterError(f"{' '.join(argv)} timed out after {timeout_s:.0f} s") from exc
+    if check and proc.returncode != 0:
+        raise ClusterError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def _prepare_dirs(lay: Layout) -> None:
+    for d in (lay.etc_dir, lay.log_dir, lay.pid_dir, lay.state_dir, lay.spool_dir,
+              lay.dev_dir, lay.munge_dir, lay.run_dir / "tmp"):
+        d.mkdir(parents=True, exist_ok=True)
+    # Job users read slurm.conf, reach the munge socket and write job output here.
+    for d in (lay.run_dir, lay.etc_dir, lay.munge_dir):
+        d.chmod(0o755)
+    lay.jobs_dir.mkdir(exist_ok=True)
+    lay.jobs_dir.chmod(0o1777)
+    (lay.run_dir / "tmp").chmod(0o1777)
+
+
+def _make_gpu_devices(lay: Layout) -> None:
+    """Four character devices per node (like /dev/null: major 1, minor 3) stand in for GPUs."""
+    for node in lay.nodes:
+        node_dir = lay.dev_dir / node
+        node_dir.mkdir(exist_ok=True)
+        for i in range(GPUS_PER_NODE):
+            dev = node_dir / f"nvidia{i}"
+            if not dev.exists():
+                os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+def write_config(lay: Layout) -> None:
+    """Write slurm.conf, gres.conf and slurmdbd.conf (and the DB password, once)."""
+    _prepare_dirs(lay)
+    pw_file = lay.etc_dir / "db.password"
+    if not pw_file.exists():
+        _write(pw_file, secrets.token_hex(16) + "\n", 0o600)
+    _write(lay.slurm_conf, render_slurm_conf(lay), 0o644)
+    _write(lay.etc_dir / "gres.conf", render_gres_conf(lay), 0o644)
+    _write(lay.etc_dir / "slurmdbd.conf", render_slurmdbd_conf(lay), 0o600)
+    _make_gpu_devices(lay)
+
+
+def _daemon_env(lay: Layout) -> dict[str, str]:
+    env = lay.env()
+    env["TZ"] = "UTC"
+    return env
+
+
+def _start(lay: Layout, daemon: Daemon) -> int:
+    return processes.start(daemon, lay.run_dir, lay.pid_dir, lay.log_dir)
+
+
+def _alive_check(lay: Layout, name: str):
+    return lambda: processes.pid_of(lay.pid_dir, name, lay.run_dir) is not None
+
+
+def _start_munge(lay: Layout) -> None:
+    key = lay.munge_dir / "munge.key"
+    if not key.exists():
+        subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True,
+                       capture_output=True)
+        key.chmod(0o600)
+    _start(lay, Daemon("munged", [
+        "munged", "--foreground", "--force",
+        f"--socket={lay.munge_socket}", f"--key-file={key}",
+        f"--pid-file={lay.pid_dir}/munged.munge.pid",
+        f"--log-file={lay.log_dir}/munged.log",
+        f"--seed-file={lay.munge_dir}/munged.seed",
+    ], _daemon_env(lay)))
+
+    def ready() -> bool:
+        enc = subprocess.run(["munge", "-n", f"--socket={lay.munge_socket}"],
+                             capture_output=True, check=False)
+        return enc.returncode == 0
+    processes.wait_until("munged", ready, 20, _alive_check(lay, "munged"),
+                         lay.log_dir / "munged.log")
+    lay.munge_socket.chmod(0o777)
+
+
+def _start_mariadb(lay: Layout) -> None:
+    if not (lay.mariadb_dir / "mysql").exists():
+        proc = subprocess.run([
+            "mariadb-install-db", "--no-defaults", f"--datadir={lay.mariadb_dir}",
+            "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db",
+        ], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ClusterError(f"mariadb-install-db failed: {proc.stderr.strip()[-500:]}")
+    log = lay.log_dir / "mariadb.log"
+    _start(lay, Daemon("mariadb", [
+        "mariadbd", "--no-defaults", f"--datadir={lay.mariadb_dir}",
+        f"--socket={lay.mariadb_socket}", f"--port={lay.mariadb_port}",
+        "--bind-address=127.0.0.1", "--user=root", f"--log-error={log}",
+        f"--pid-file={lay.pid_dir}/mariadb.mariadb.pid",
+        # slurmdbd's recommended settings; a large log file speeds up big backfills.
+        "--innodb-buffer-pool-size=512M", "--innodb-log-file-size=256M",
+        "--innodb-lock-wait-timeout=900", "--max-allowed-packet=64M",
+    ], _daemon_env(lay)))
+    processes.wait_until("MariaDB", lambda: database.can_connect(lay), 60,
+                         _alive_check(lay, "mariadb"), log)
+    database.ensure_slurm_user(lay)
+
+
+def _slurmdbd_ready(lay: Layout) -> bool:
+    return run_slurm(lay, ["sacctmgr", "-n", "-P", "show", "cluster"], check=False,
+                     timeout_s=10).returncode == 0
+
+
+def _start_slurmdbd(lay: Layout) -> None:
+    _start(lay, Daemon("slurmdbd", ["slurmdbd", "-D"], _daemon_env(lay)))
+    processes.wait_until("slurmdbd", lambda: _slurmdbd_ready(lay), 60,
+                         _alive_check(lay, "slurmdbd"), lay.log_dir / "slurmdbd.log")
+    out = run_slurm(lay, ["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"]).stdout
+    if lay.cluster not in out.split():
+        run_slurm(lay, ["sacctmgr", "-i", "add", "cluster", lay.cluster])
+
+
+def restart_slurmdbd(lay: Layout) -> None:
+    """Stop and start slurmdbd (it rolls up usage when it starts)."""
+    pid = processes.pid_of(lay.pid_dir, "slurmdbd", lay.run_dir)
+    if pid is not None:
+        survivors = processes.terminate([pid])
+        if survivors:
+            raise ClusterError(f"slurmdbd (pid {pid}) did not stop")
+    _start_slurmdbd(lay)
+
+
+def _start_slurmctld(lay: Layout) -> None:
+    _start(lay, Daemon("slurmctld", ["slurmctld", "-D"], _daemon_env(lay)))
+
+    def ready() -> bool:
+        out = run_slurm(lay, ["scontrol", "ping"], check=False, timeout_s=10).stdout
+        return "UP" in out
+    processes.wait_until("slurmctld", ready, 60, _alive_check(lay, "slurmctld"),
+                         lay.log_dir / "slurmctld.log")
+
+
+def _nodes_ready(lay: Layout) -> bool:
+    out = run_slurm(lay, ["sinfo", "-h", "-N", "-o", "%N %t"], check=False,
+                    timeout_s=10).stdout
+    states = dict(line.split() for line in out.splitlines() if line.strip())
+    return all(states.get(n, "").rstrip("*") in {"idle", "mix", "alloc"} for n in lay.nodes)
+
+
+def _start_slurmds(lay: Layout) -> None:
+    for node in lay.nodes:
+        _start(lay, Daemon(f"slurmd-{node}", ["slurmd", "-D", "-N", node], _daemon_env(lay)))
+    processes.wait_until("slurmd nodes", lambda: _nodes_ready(lay), 60,
+                         log=lay.log_dir / "slurmctld.log")
+
+
+def up(lay: Layout) -> dict[str, float]:
+    """Start every daemon of the cluster that does not run yet, in dependency order.
+
+    Returns the seconds each step took.
+    """
+    check_programs()
+    write_config(lay)
+    timings = {}
+    for name, step in (("munge", _start_munge), ("mariadb", _start_mariadb),
+                       ("slurmdbd", _start_slurmdbd), ("slurmctld", _start_slurmctld),
+                       ("slurmd", _start_slurmds)):
+        t0 = time.monotonic()
+        step(lay)
+        timings[name] = time.monotonic() - t0
+    return timings
+
+
+DAEMON_ORDER = ("munged", "mariadb", "slurmdbd", "slurmctld")
+
+
+def daemon_names(lay: Layout) -> list[str]:
+    return [*DAEMON_ORDER, *(f"slurmd-{n}" for n in lay.nodes)]
+
+
+def status(lay: Layout) -> list[DaemonStatus]:
+    return [DaemonStatus(n, processes.pid_of(lay.pid_dir, n, lay.run_dir))
+            for n in daemon_names(lay)]
+
+
+def down(lay: Layout) -> int:
+    """Stop everything the cluster started: jobs and slurmd first, MariaDB and munge last.
+
+    Returns the number of processes stopped; raises if any survive.
+    """
+    stopped = 0
+    # Job steps and their tasks first, then the daemons in reverse start order.
+    order = list(reversed(daemon_names(lay)))
+    pids = {n: processes.pid_of(lay.pid_dir, n, lay.run_dir) for n in order}
+    daemon_pids = {p for p in pids.values() if p is not None}
+    strays = processes.marked_processes(lay.run_dir) - daemon_pids
+    stopped += len(strays)
+    survivors = processes.terminate(strays, timeout_s=5)
+    for name in order:
+        pid = pids[name]
+        if pid is not None:
+            survivors |= processes.terminate([pid])
+            stopped += 1
+        (lay.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+    # Anything that appeared meanwhile (a slurmstepd forked during shutdown).
+    late = processes.marked_processes(lay.run_dir)
+    stopped += len(late)
+    survivors |= processes.terminate(late, timeout_s=5)
+    if survivors:
+        raise ClusterError(f"processes still running after down: {sorted(survivors)}")
+    return stopped

@@ -1,0 +1,342 @@
+"""A realistic, deterministic job history for the test cluster (pure; no I/O).
+
+Given a start month, a number of months, a number of job records and a seed, it
+makes the jobs an AI Factory's Slurm would have recorded: mostly single-GPU and
+single-node jobs, some multi-node jobs, job arrays, requeued runs sharing one job
+id, jobs cancelled before they started, failed, timed-out, out-of-memory and
+node-failed jobs, CPU-only jobs, WCKey-tagged use phases and hostile job names;
+plus node outages (down and drained) and a maintenance window. A placement model
+(`schedule.py`) keeps every GPU allocation physically possible, so the history
+both reads back through sacct and rolls up in sreport like real usage.
+
+The category mix is skewed on purpose: some categories end over their default
+quota and some under.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .accounts import CATEGORIES, PROJECTS, Project
+from .layout import GPUS_PER_NODE, NODE_COUNT
+from .schedule import Cluster
+
+# Slurm job states as stored in the job table (src/common/slurm_protocol_defs.h).
+PENDING, COMPLETE, CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED, OOM = 0, 3, 4, 5, 6, 7, 8, 11
+REQUEUED = 0x400  # JOB_REQUEUE: the record of a run that was requeued
+NODE_DOWN, NODE_DRAIN_IDLE = 1, 0x200 | 2  # node event states: DOWN, IDLE+DRAIN
+FIRST_JOB_ID = 1000
+REQUEUE_DELAY_S = 121  # slurmctld holds a requeued job this long (seen on 22.05)
+
+# Target share of GPU-hours per category (sums to 1); not the quotas.
+CATEGORY_MIX = {
+    "eu_science": 0.36, "eu_industry": 0.03, "commercial": 0.16, "science": 0.31,
+    "public": 0.02, "startup": 0.09, "sme": 0.01, "industry": 0.01, "staff": 0.01,
+}
+# Use phase (WCKey) per category: pretrain, finetune, inference, other.
+PHASE_MIX = {
+    "eu_science": (0.60, 0.25, 0.05, 0.10), "eu_industry": (0.20, 0.50, 0.20, 0.10),
+    "commercial": (0.10, 0.30, 0.50, 0.10), "science": (0.35, 0.35, 0.10, 0.20),
+    "public": (0.10, 0.30, 0.40, 0.20), "startup": (0.15, 0.45, 0.30, 0.10),
+    "sme": (0.05, 0.35, 0.50, 0.10), "industry": (0.30, 0.40, 0.20, 0.10),
+    "staff": (0.0, 0.0, 0.0, 1.0),
+}
+PHASES = ("pretrain", "finetune", "inference", "other")
+# GPUs per job; 0 = CPU-only. Multiples of 4 above 4 are whole nodes.
+SIZE_MIX = {0: 0.05, 1: 0.40, 2: 0.17, 4: 0.22, 8: 0.10, 12: 0.03, 16: 0.03}
+TIME_LIMITS_MIN = (60, 240, 720, 1440, 2880)
+TARGET_UTILISATION = 0.90
+JOB_NAMES = (
+    "llama-pretrain-7b", "ft_mistral_lora", "eval-harness", "tokenize_shard", "vit-l16",
+    "eval|ablation|v2", 'run "baseline"', "<script>alert('x')</script>", "modèle-entraînement",
+    "训练-中文", "diffusion_xl", "whisper-ft", "bench_nccl", "rl-ppo", "x" * 200,
+)
+
+
+@dataclass(frozen=True)
+class HistoryJob:
+    """One allocation as slurmdbd stores it (one row of the job table)."""
+
+    job_id: int
+    user: str
+    account: str
+    wckey: str
+    name: str
+    state: int
+    submit: int
+    eligible: int
+    start: int
+    end: int
+    gpus: int
+    cpus: int
+    nodes: tuple[str, ...]
+    timelimit_min: int
+    exit_code: int = 0
+    array_job_id: int = 0
+    array_task_id: int | None = None
+    killed_by_owner: bool = False
+
+    @property
+    def ran(self) -> bool:
+        return bool(self.nodes)
+
+
+@dataclass(frozen=True)
+class NodeOutage:
+    node: str
+    start: int
+    end: int
+    state: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    name: str
+    start: int
+    end: int
+
+
+@dataclass
+class History:
+    start: int
+    end: int
+    jobs: list[HistoryJob] = field(default_factory=list)
+    outages: list[NodeOutage] = field(default_factory=list)
+    maintenance: list[Maintenance] = field(default_factory=list)
+
+
+def month_start(year: int, month: int) -> int:
+    return calendar.timegm((year, month, 1, 0, 0, 0))
+
+
+def add_months(epoch: int, months: int) -> int:
+    d = datetime.fromtimestamp(epoch, UTC)
+    index = d.year * 12 + d.month - 1 + months
+    return month_start(index // 12, index % 12 + 1)
+
+
+def default_start(months: int, now: int) -> int:
+    """The first day of the month `months` months before the current month (UTC)."""
+    d = datetime.fromtimestamp(now, UTC)
+    return add_months(month_start(d.year, d.month), -months)
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    start: int       # epoch, first second of the first month (UTC)
+    months: int
+    jobs: int        # job records to write (allocations)
+    seed: int = 42
+    not_after: int | None = None  # drop what would still run after this moment
+
+    @property
+    def end(self) -> int:
+        return add_months(self.start, self.months)
+
+
+def _pick(rng: random.Random, mix: dict) -> object:
+    return rng.choices(list(mix), weights=list(mix.values()))[0]
+
+
+def _outages(spec: HistorySpec, nodes: list[str], rng: random.Random) -> list[NodeOutage]:
+    out = []
+    for m in range(spec.months):
+        m0, m1 = add_months(spec.start, m), add_months(spec.start, m + 1)
+        t = rng.randrange(m0 + 86400, m1 - 3 * 86400)
+        out.append(NodeOutage(rng.choice(nodes), t, t + rng.randrange(4, 36) * 3600, NODE_DOWN,
+                              "GPU fell off the bus"))
+        t = rng.randrange(m0 + 86400, m1 - 3 * 86400)
+        out.append(NodeOutage(rng.choice(nodes), t, t + rng.randrange(2, 12) * 3600,
+                              NODE_DRAIN_IDLE, "xid 79, draining for RMA"))
+    if spec.months >= 2:  # one outage across a month boundary
+        b = add_months(spec.start, 1)
+        out.append(NodeOutage(nodes[-1], b - 10 * 3600, b + 6 * 3600, NODE_DOWN, "PSU failure"))
+    return out
+
+
+def _maintenance(spec: HistorySpec) -> list[Maintenance]:
+    m0 = add_months(spec.start, spec.months // 2)
+    d = datetime.fromtimestamp(m0, UTC)
+    # The second Tuesday of that month, 06:00 to 14:00 UTC.
+    first_tuesday = 1 + (1 - d.weekday()) % 7
+    day0 = m0 + (first_tuesday + 7 - 1) * 86400
+    return [Maintenance(f"maint_{d:%Y_%m}", day0 + 6 * 3600, day0 + 14 * 3600)]
+
+
+def _submit_time(rng: random.Random, spec: HistorySpec) -> int:
+    """Busier on weekday daytimes than at night and at weekends."""
+    while True:
+        t = rng.randrange(spec.start, spec.end)
+        d = datetime.fromtimestamp(t, UTC)
+        weight = (0.5 if d.weekday() >= 5 else 1.0) * (1.0 if 7 <= d.hour < 20 else 0.45)
+        if rng.random() < weight:
+            return t
+
+
+def _duration_s(rng: random.Random, mean_s: float) -> int:
+    # Lognormal with sigma 1.4: many short jobs, a long tail of long ones.
+    sigma = 1.4
+    mu = math.log(mean_s) - sigma * sigma / 2
+    return max(30, min(int(rng.lognormvariate(mu, sigma)), TIME_LIMITS_MIN[-1] * 60))
+
+
+@dataclass
+class _Draw:
+    """What one submission looks like before it is placed."""
+
+    project: Project
+    user: str
+    wckey: str
+    name: str
+    gpus: int
+    duration_s: int
+    timelimit_min: int
+    submit: int
+    eligible: int
+    fate: str
+    tasks: int = 1
+    job_id: int = 0
+
+
+FATES = {"completed": 0.80, "failed": 0.07, "timeout": 0.04, "cancelled_running": 0.03,
+         "cancelled_pending": 0.03, "node_fail": 0.01, "requeued": 0.015, "oom": 0.005}
+
+
+def _draw(rng: random.Random, spec: HistorySpec, by_category: dict[str, list[Project]],
+          mean_s: float) -> _Draw:
+    category = _pick(rng, CATEGORY_MIX)
+    projects = by_category[category]
+    project = rng.choices(projects, weights=[1 / (i + 1) for i in range(len(projects))])[0]
+    phase = rng.choices(PHASES, weights=PHASE_MIX[category])[0]
+    wckey = "*other" if phase == "other" and rng.random() < 0.5 else phase
+    gpus = _pick(rng, SIZE_MIX)
+    fate = _pick(rng, FATES)
+    duration = _duration_s(rng, mean_s)
+    limit = next(m for m in TIME_LIMITS_MIN if m * 60 >= duration * 1.2) \
+        if duration * 1.2 <= TIME_LIMITS_MIN[-1] * 60 else TIME_LIMITS_MIN[-1]
+    if fate == "timeout":
+        duration = limit * 60
+    submit = _submit_time(rng, spec)
+    eligible = submit + (rng.randrange(0, 6 * 3600) if rng.random() < 0.1 else 0)
+    arrays_allowed = gpus == 1 and fate not in ("cancelled_pending", "requeued")
+    tasks = rng.randrange(2, 21) if arrays_allowed and rng.random() < 0.06 else 1
+    return _Draw(project, rng.choice(project.users), wckey, rng.choice(JOB_NAMES), gpus,
+                 duration, limit, submit, eligible, fate, tasks)
+
+
+def _mean_duration_s(spec: HistorySpec) -> float:
+    mean_gpus = sum(g * w for g, w in SIZE_MIX.items()) / (1 - SIZE_MIX[0])
+    capacity_gpu_s = NODE_COUNT * GPUS_PER_NODE * (spec.end - spec.start)
+    return TARGET_UTILISATION * capacity_gpu_s / (spec.jobs * mean_gpus)
+
+
+class _Builder:
+    def __init__(self, spec: HistorySpec, nodes: list[str]) -> None:
+        self.spec = spec
+        self.rng = random.Random(spec.seed)
+        self.history = History(spec.start, spec.end)
+        self.history.outages = _outages(spec, nodes, self.rng)
+        self.history.maintenance = _maintenance(spec)
+        # CPU-only jobs run on CPU slots that GPU jobs leave free (one per GPU).
+        self.gpu_slots = Cluster(nodes, GPUS_PER_NODE, spec.start)
+        self.cpu_slots = Cluster(nodes, GPUS_PER_NODE, spec.start)
+        for pool in (self.gpu_slots, self.cpu_slots):
+            for o in self.history.outages:
+                pool.block(o.node, o.start, o.end)
+            for m in self.history.maintenance:
+                for node in nodes:
+                    pool.block(node, m.start, m.end)
+
+    def place(self, gpus: int, eligible: int, duration: int) -> tuple[int, tuple[str, ...]]:
+        if gpus == 0:
+            start, nodes = self.cpu_slots.place_on_one_node(eligible, duration, 1)
+        elif gpus <= GPUS_PER_NODE:
+            start, nodes = self.gpu_slots.place_on_one_node(eligible, duration, gpus)
+        else:
+            start, nodes = self.gpu_slots.place_whole_nodes(eligible, duration,
+                                                            gpus // GPUS_PER_NODE)
+        return start, tuple(nodes)
+
+    def job(self, d: _Draw, job_id: int, **kw: object) -> HistoryJob:
+        cpus = max(1, d.gpus)
+        base = dict(job_id=job_id, user=d.user, account=d.project.name, wckey=d.wckey,
+                    name=d.name, submit=d.submit, eligible=d.eligible, gpus=d.gpus, cpus=cpus,
+                    timelimit_min=d.timelimit_min)
+        base.update(kw)
+        return HistoryJob(**base)  # type: ignore[arg-type]
+
+    def add_run(self, d: _Draw, job_id: int, **kw: object) -> None:
+        start, nodes = self.place(d.gpus, d.eligible, d.duration_s)
+        state, exit_code, killed, end = {
+            "completed": (COMPLETE, 0, False, start + d.duration_s),
+            "failed": (FAILED, 256, False, start + d.duration_s),
+            "timeout": (TIMEOUT, 0, False, start + d.duration_s),
+            "cancelled_running": (CANCELLED, 0, True, start + d.duration_s),
+            "node_fail": (NODE_FAIL, 0, False, start + d.duration_s),
+            "oom": (OOM, 0, False, start + d.duration_s),
+        }[d.fate]
+        self.history.jobs.append(self.job(d, job_id, state=state, start=start, end=end,
+                                          nodes=nodes, exit_code=exit_code,
+                                          killed_by_owner=killed, **kw))
+
+    def add(self, d: _Draw) -> None:
+        job_id = d.job_id
+        if d.fate == "cancelled_pending":
+            cancel = d.eligible + self.rng.randrange(60, 8 * 3600)
+            self.history.jobs.append(self.job(
+                d, job_id, state=CANCELLED, start=cancel, end=cancel, gpus=d.gpus, nodes=(),
+                killed_by_owner=True))
+        elif d.fate == "requeued":
+            # The first run is cut short and recorded as REQUEUED; the rerun is a
+            # second record with the same job id and the requeue time as submit time.
+            cut = max(30, d.duration_s // 3)
+            start, nodes = self.place(d.gpus, d.eligible, cut)
+            self.history.jobs.append(self.job(d, job_id, state=REQUEUED, start=start,
+                                              end=start + cut, nodes=nodes))
+            rerun = _Draw(**{**d.__dict__, "submit": start + cut,
+                             "eligible": start + cut + REQUEUE_DELAY_S, "fate": "completed"})
+            self.add_run(rerun, job_id)
+        elif d.tasks > 1:
+            # The array's own id is carried by its last task; the others get new ids.
+            for task in range(d.tasks):
+                task_id = job_id if task == d.tasks - 1 else job_id + 1 + task
+                self.add_run(d, task_id, array_job_id=job_id, array_task_id=task)
+        else:
+            self.add_run(d, job_id)
+
+
+def generate(spec: HistorySpec, nodes: list[str]) -> History:
+    """Make the history described by `spec` on `nodes` (deterministic for a spec)."""
+    builder = _Builder(spec, nodes)
+    by_category: dict[str, list[Project]] = {c: [] for c in CATEGORIES}
+    for proj in PROJECTS:
+        by_category[proj.category].append(proj)
+    mean_s = _mean_duration_s(spec)
+    draws = []
+    records = 0
+    while records < spec.jobs:
+        d = _draw(builder.rng, spec, by_category, mean_s)
+        draws.append(d)
+        records += d.tasks + (d.fate == "requeued")
+    # Job ids grow with submit time; placement follows eligible time.
+    draws.sort(key=lambda d: d.submit)
+    next_id = FIRST_JOB_ID
+    for d in draws:
+        d.job_id = next_id
+        next_id += d.tasks
+    draws.sort(key=lambda d: (d.eligible, d.job_id))
+    for d in draws:
+        builder.gpu_slots.forget_before(d.eligible)
+        builder.cpu_slots.forget_before(d.eligible)
+        builder.add(d)
+    jobs = builder.history.jobs
+    if spec.not_after is not None:
+        jobs = [j for j in jobs if j.end <= spec.not_after and j.eligible <= spec.not_after]
+    jobs.sort(key=lambda j: (j.submit, j.job_id))
+    builder.history.jobs = jobs
+    return builder.history

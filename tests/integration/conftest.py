@@ -1,0 +1,77 @@
+"""A real Slurm test cluster for the integration tests, started from nothing.
+
+It gets its own run directory and base port, so it runs beside a demo cluster.
+Slurm, munge and MariaDB are not optional here: the README's test command
+installs them, and their absence is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testcluster import processes
+from testcluster.cluster import REQUIRED_PROGRAMS
+from testcluster.layout import Layout
+
+BASE_PORT = int(os.environ.get("GPU_USAGE_TEST_PORT", "46800"))
+
+
+def run_cli(*args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run `gpu-usage ARGS` as a separate process; fail with its output if it fails."""
+    proc = subprocess.run([sys.executable, "-m", "collector", *args], capture_output=True,
+                          text=True, timeout=timeout_s, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"gpu-usage {' '.join(args)} exited {proc.returncode}:\n"
+                    f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def slurm(lay: Layout, *argv: str) -> str:
+    env = dict(lay.env(), TZ="UTC")
+    proc = subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, f"{' '.join(argv)}: {proc.stderr}"
+    return proc.stdout
+
+
+def make_run_dir(prefix: str) -> Path:
+    # Job users must read slurm.conf and reach the munge socket: not a 0700 pytest dir.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def assert_nothing_left(lay: Layout) -> None:
+    left = processes.marked_processes(lay.run_dir)
+    assert not left, f"processes left after down: {sorted(left)}"
+
+
+@pytest.fixture(scope="session")
+def lay() -> Iterator[Layout]:
+    missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
+    if missing:
+        pytest.fail(f"Slurm/MariaDB programs missing: {missing}; run scripts/setup-debian.sh")
+    if os.geteuid() != 0:
+        pytest.fail("the integration tests start daemons and create Unix users: run as root")
+    layout = Layout(make_run_dir("gpu-usage-it-"), BASE_PORT)
+    args = ("--run-dir", str(layout.run_dir), "--base-port", str(BASE_PORT))
+    try:
+        run_cli("cluster", "up", *args)
+        yield layout
+    finally:
+        run_cli("cluster", "down", *args)
+        assert_nothing_left(layout)
+        shutil.rmtree(layout.run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cli_args(lay: Layout) -> tuple[str, ...]:
+    return ("--run-dir", str(lay.run_dir), "--base-port", str(lay.base_port))
