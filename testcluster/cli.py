@@ -148,7 +148,11 @@ def _month_arg(value: str | None) -> int | None:
               help="Random seed: the same seed gives the same history.")
 @click.option("--start", "start_month", metavar="YYYY-MM", default=None,
               help="First month of the history (default: --months before this month).")
-def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | None) -> None:
+@click.option("--utilisation", type=click.FloatRange(0.05, 0.95), default=None,
+              help="GPU time the jobs ask for, as a share of capacity [default: 0.78; "
+                   "0.60 above 100,000 jobs a month].")
+def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | None,
+             utilisation: float | None) -> None:
     """Write a realistic job history into slurmdbd and let it roll up.
 
     Replaces an earlier backfill. Afterwards sacct and sreport answer for the
@@ -167,22 +171,24 @@ def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | 
 
     now = int(time.time())
     start = _month_arg(start_month) or default_start(months, now)
-    spec = HistorySpec(start=start, months=months, jobs=jobs, seed=seed, not_after=now - 7200)
-    t0 = time.monotonic()
-    history = generate(spec, lay.nodes)
-    click.echo(f"generated {len(history.jobs):,} job records, {len(history.outages)} node "
-               f"outages, {len(history.maintenance)} maintenance window(s) "
-               f"in {time.monotonic() - t0:.1f} s")
+    spec = HistorySpec(start=start, months=months, jobs=jobs, seed=seed, not_after=now - 7200,
+                       utilisation=utilisation)
+    labels = {"place": "placing jobs on nodes", "jobs": "writing job rows",
+              "rollup": "slurmdbd rollup (hours)"}
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), transient=False) as bar:
         tasks: dict[str, int] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
-                label = "writing job rows" if phase == "jobs" else "slurmdbd rollup (hours)"
-                tasks[phase] = bar.add_task(label, total=total)
+                tasks[phase] = bar.add_task(labels[phase], total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
+        t0 = time.monotonic()
+        history = generate(spec, lay.nodes, progress)
+        bar.console.print(f"generated {len(history.jobs):,} job records, "
+                          f"{len(history.outages)} node outages, {len(history.maintenance)} "
+                          f"maintenance window(s) in {time.monotonic() - t0:.1f} s")
         timings = bf.write(lay, history, progress)
     bf.record_spec(lay, spec)
     click.echo(f"backfilled {len(history.jobs):,} jobs from {_ymd(spec.start)} to "
@@ -218,3 +224,21 @@ def workload(lay: Layout, no_wait: bool) -> None:
         click.echo(f"  {sub.job_id:>9}  {sub.label:<22} {sub.user:<8} {sub.account}")
     verb = "submitted" if no_wait else "ran"
     click.echo(f"{verb} {len(done)} submissions in {time.monotonic() - t0:.1f} s")
+
+
+@cluster.command()
+@_layout_options
+@click.option("--months", type=click.IntRange(1, 36), default=3, show_default=True,
+              help="How many complete months to show.")
+def summary(lay: Layout, months: int) -> None:
+    """Show what the cluster holds, in Slurm's own numbers (sinfo, sacct, sreport).
+
+    \b
+    Example:
+      gpu-usage cluster summary --months 3
+    """
+    from rich.console import Console
+
+    from .summary import print_summary
+
+    print_summary(lay, Console(), months)

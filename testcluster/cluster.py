@@ -50,9 +50,10 @@ def check_programs() -> None:
 
 def run_slurm(lay: Layout, argv: list[str], check: bool = True,
               timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a Slurm client command against this cluster (argument list, no shell)."""
+    """Run a Slurm client command against this cluster (argument list, no shell, UTC)."""
+    env = dict(lay.env(), TZ="UTC")
     try:
-        proc = subprocess.run(argv, env=lay.env(), capture_output=True, text=True,
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True,
                               timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ClusterError(f"{' '.join(argv)} timed out after {timeout_s:.0f} s") from exc

@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -48,8 +49,12 @@ PHASE_MIX = {
 PHASES = ("pretrain", "finetune", "inference", "other")
 # GPUs per job; 0 = CPU-only. Multiples of 4 above 4 are whole nodes.
 SIZE_MIX = {0: 0.05, 1: 0.40, 2: 0.17, 4: 0.22, 8: 0.10, 12: 0.03, 16: 0.03}
-TIME_LIMITS_MIN = (60, 240, 720, 1440, 2880)
-TARGET_UTILISATION = 0.90
+TIME_LIMITS_MIN = (1, 2, 5, 15, 30, 60, 240, 720, 1440, 2880)
+# Share of the GPU time that the jobs ask for. Dense benchmark months (many short
+# jobs) get less, which keeps their queue, and the time to place them, short.
+TARGET_UTILISATION = 0.78
+DENSE_JOBS_PER_MONTH = 100_000
+DENSE_UTILISATION = 0.60
 JOB_NAMES = (
     "llama-pretrain-7b", "ft_mistral_lora", "eval-harness", "tokenize_shard", "vit-l16",
     "eval|ablation|v2", 'run "baseline"', "<script>alert('x')</script>", "modèle-entraînement",
@@ -133,6 +138,14 @@ class HistorySpec:
     jobs: int        # job records to write (allocations)
     seed: int = 42
     not_after: int | None = None  # drop what would still run after this moment
+    utilisation: float | None = None  # GPU time asked for / capacity; None: by density
+
+    @property
+    def target_utilisation(self) -> float:
+        if self.utilisation is not None:
+            return self.utilisation
+        dense = self.jobs / self.months > DENSE_JOBS_PER_MONTH
+        return DENSE_UTILISATION if dense else TARGET_UTILISATION
 
     @property
     def end(self) -> int:
@@ -182,7 +195,7 @@ def _duration_s(rng: random.Random, mean_s: float) -> int:
     # Lognormal with sigma 1.4: many short jobs, a long tail of long ones.
     sigma = 1.4
     mu = math.log(mean_s) - sigma * sigma / 2
-    return max(30, min(int(rng.lognormvariate(mu, sigma)), TIME_LIMITS_MIN[-1] * 60))
+    return max(1, min(int(rng.lognormvariate(mu, sigma)), TIME_LIMITS_MIN[-1] * 60))
 
 
 @dataclass
@@ -232,7 +245,7 @@ def _draw(rng: random.Random, spec: HistorySpec, by_category: dict[str, list[Pro
 def _mean_duration_s(spec: HistorySpec) -> float:
     mean_gpus = sum(g * w for g, w in SIZE_MIX.items()) / (1 - SIZE_MIX[0])
     capacity_gpu_s = NODE_COUNT * GPUS_PER_NODE * (spec.end - spec.start)
-    return TARGET_UTILISATION * capacity_gpu_s / (spec.jobs * mean_gpus)
+    return spec.target_utilisation * capacity_gpu_s / (spec.jobs * mean_gpus)
 
 
 class _Builder:
@@ -310,19 +323,45 @@ class _Builder:
             self.add_run(d, job_id)
 
 
-def generate(spec: HistorySpec, nodes: list[str]) -> History:
-    """Make the history described by `spec` on `nodes` (deterministic for a spec)."""
+def _draw_all(spec: HistorySpec, by_category: dict[str, list[Project]],
+              mean_s: float) -> list[_Draw]:
+    rng = random.Random(f"draws-{spec.seed}")
+    draws = []
+    records = 0
+    while records < spec.jobs:
+        d = _draw(rng, spec, by_category, mean_s)
+        draws.append(d)
+        records += d.tasks + (d.fate == "requeued")
+    return draws
+
+
+def _demand_gpu_s(draws: list[_Draw]) -> float:
+    total = 0.0
+    for d in draws:
+        if d.fate != "cancelled_pending":
+            runs = 4 / 3 if d.fate == "requeued" else 1
+            total += max(d.gpus, 0.25) * d.duration_s * d.tasks * runs
+    return total
+
+
+def generate(spec: HistorySpec, nodes: list[str],
+             progress: Callable[[str, int, int], None] | None = None) -> History:
+    """Make the history described by `spec` on `nodes` (deterministic for a spec).
+
+    `progress(phase, done, total)` is called while the jobs are placed.
+    """
     builder = _Builder(spec, nodes)
     by_category: dict[str, list[Project]] = {c: [] for c in CATEGORIES}
     for proj in PROJECTS:
         by_category[proj.category].append(proj)
+    # Draw once, measure the GPU time that asks for (timeouts run to their limit,
+    # requeued jobs run twice), and draw again with the mean corrected, so that
+    # demand meets the target at any job density without a runaway queue.
     mean_s = _mean_duration_s(spec)
-    draws = []
-    records = 0
-    while records < spec.jobs:
-        d = _draw(builder.rng, spec, by_category, mean_s)
-        draws.append(d)
-        records += d.tasks + (d.fate == "requeued")
+    draws = _draw_all(spec, by_category, mean_s)
+    capacity_gpu_s = NODE_COUNT * GPUS_PER_NODE * (spec.end - spec.start)
+    mean_s *= spec.target_utilisation * capacity_gpu_s / _demand_gpu_s(draws)
+    draws = _draw_all(spec, by_category, mean_s)
     # Job ids grow with submit time; placement follows eligible time.
     draws.sort(key=lambda d: d.submit)
     next_id = FIRST_JOB_ID
@@ -330,10 +369,12 @@ def generate(spec: HistorySpec, nodes: list[str]) -> History:
         d.job_id = next_id
         next_id += d.tasks
     draws.sort(key=lambda d: (d.eligible, d.job_id))
-    for d in draws:
+    for done, d in enumerate(draws, 1):
         builder.gpu_slots.forget_before(d.eligible)
         builder.cpu_slots.forget_before(d.eligible)
         builder.add(d)
+        if progress is not None and (done % 5000 == 0 or done == len(draws)):
+            progress("place", done, len(draws))
     jobs = builder.history.jobs
     if spec.not_after is not None:
         jobs = [j for j in jobs if j.end <= spec.not_after and j.eligible <= spec.not_after]

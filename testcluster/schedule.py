@@ -40,16 +40,17 @@ class NodeUse:
     def earliest(self, t: int, duration: int, units: int) -> int:
         """The earliest time >= t at which `units` stay free for `duration` seconds."""
         limit = self.capacity - units
-        i = max(0, bisect.bisect_right(self.times, t) - 1)
+        times, use = self.times, self.use
+        last = len(times) - 1
+        j = max(0, bisect.bisect_right(times, t) - 1)
         candidate = t
-        for j in range(i, len(self.times)):
-            seg_end = self.times[j + 1] if j + 1 < len(self.times) else None
-            if self.use[j] > limit:
-                if seg_end is None:  # cannot happen: the last segment always drains
-                    raise RuntimeError("node is in use forever")
-                candidate = max(candidate, seg_end)
-            elif seg_end is None or seg_end >= candidate + duration:
+        # The last segment always drains (use 0), so the loop always returns.
+        while j < last:
+            if use[j] > limit:
+                candidate = max(candidate, times[j + 1])
+            elif times[j + 1] >= candidate + duration:
                 return candidate
+            j += 1
         return candidate
 
     def take(self, t: int, duration: int, units: int) -> None:
