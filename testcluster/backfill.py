@@ -34,6 +34,8 @@ from .layout import (
 )
 from .processes import ClusterError
 
+USAGE_TABLES = tuple(f"{kind}_{period}_table" for kind in ("usage", "assoc_usage", "wckey_usage")
+                     for period in ("hour", "day", "month"))
 NO_VAL = 0xFFFFFFFE  # "not an array task" / "not a het job component" in the job table
 RESV_FLAGS_MAINT = 557057  # flags of `scontrol create reservation flags=maint nodes=ALL` (22.05)
 FIRST_RESV_ID = 1000
@@ -193,6 +195,11 @@ def clear_history(cur, lay: Layout, history_end: int) -> int:
     cur.execute(f"DELETE FROM `{lay.cluster}_event_table` WHERE node_name <> '' "
                 "AND time_start < %s", (history_end,))
     cur.execute(f"DELETE FROM `{lay.cluster}_resv_table` WHERE id_resv >= %s", (FIRST_RESV_ID,))
+    # The rollup rewrites an hour's usage only for the associations that have
+    # usage in it now: rows left from an earlier history would survive and be
+    # reported. Clear every rolled-up figure; the rollup rebuilds them all.
+    for table in USAGE_TABLES:
+        cur.execute(f"DELETE FROM `{lay.cluster}_{table}`")
     return removed
 
 
@@ -242,6 +249,20 @@ def rollup(lay: Layout, since: int, progress: Progress, timeout_s: float = 1800)
         conn.close()
 
 
+def _rollup_start(lay: Layout, history_start: int) -> int:
+    conn = database.connect(lay, lay.db_name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT MIN(time_eligible) FROM `{lay.cluster}_job_table` "
+                        "WHERE time_eligible > 0")
+            earliest = cur.fetchone()[0]
+    finally:
+        conn.close()
+    if earliest is None:
+        return history_start
+    return min(history_start, int(earliest) - int(earliest) % 3600)
+
+
 def write(lay: Layout, history: History, progress: Progress) -> dict[str, float]:
     """Replace any earlier backfill by `history` and roll it up; return timings."""
     timings: dict[str, float] = {}
@@ -272,7 +293,9 @@ def write(lay: Layout, history: History, progress: Progress) -> dict[str, float]
         raise
     finally:
         conn.close()
-    timings["rollup_s"] = rollup(lay, history.start, progress)
+    # Live jobs from before the history would lose their rolled-up usage with the
+    # tables cleared above; roll up from the earliest job still in the table.
+    timings["rollup_s"] = rollup(lay, _rollup_start(lay, history.start), progress)
     return timings
 
 

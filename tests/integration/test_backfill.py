@@ -92,9 +92,39 @@ def test_sreport_capacity_and_outages_equal_the_history(lay, hist, month):
     assert int(allocated) + int(down) + int(planned_down) + int(idle) == int(reported)
 
 
-def test_backfill_again_replaces_instead_of_adding(lay, cli_args, hist):
-    run_cli("cluster", "backfill", *cli_args, "--months", str(MONTHS), "--jobs", str(JOBS),
-            "--seed", str(SEED))
+def test_summary_prints_each_backfilled_month_with_sreport_totals(lay, cli_args, hist):
+    out = run_cli("cluster", "summary", *cli_args, "--months", str(MONTHS)).stdout
+    parents = _parents(lay)
+    for month in range(MONTHS):
+        start = history.add_months(hist.start, month)
+        end = history.add_months(hist.start, month + 1)
+        label = time.strftime("%Y-%m", time.gmtime(start))
+        row = next(line for line in out.splitlines() if f" {label} " in line)
+        root_h = _expected_gpu_seconds(hist, parents, start, end)["root"] / 3600
+        # The month's row: month, jobs, allocated GPU-hours (rounded), ...
+        cells = [c.strip() for c in row.replace("│", "|").split("|") if c.strip()]
+        assert cells[0] == label
+        assert abs(int(cells[2].replace(",", "")) - root_h) <= 1, (label, root_h, row)
+
+
+def test_backfill_again_replaces_the_history_and_its_usage(lay, cli_args, hist):
+    """A different history replaces the first one: no job and no rolled-up usage of
+    the first survives (slurmdbd would otherwise keep usage of accounts that have
+    none in the new history). Runs last in this module: it replaces `hist`."""
+    run_cli("cluster", "backfill", *cli_args, "--months", "1", "--jobs", "1500", "--seed", "5",
+            "--start", time.strftime("%Y-%m", time.gmtime(hist.start)))
+    new = history.generate(backfill.recorded_spec(lay), lay.nodes)
     out = slurm(lay, "sacct", "-a", "-X", "-D", "-P", "-n", "-S", _day(hist.start), "-E", "now",
                 "-o", "jobidraw")
-    assert sum(1 for x in out.split() if int(x) < 5_000_000) == len(hist.jobs)
+    assert Counter(int(x) for x in out.split() if int(x) < 5_000_000) == \
+        Counter(j.job_id for j in new.jobs)
+    for month in range(MONTHS):
+        start = history.add_months(hist.start, month)
+        end = history.add_months(hist.start, month + 1)
+        expected = _expected_gpu_seconds(new, _parents(lay), start, end)
+        out = slurm(lay, "sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
+                    "AccountUtilizationByUser", f"start={_day(start)}", f"end={_day(end)}")
+        for line in out.splitlines():
+            _, account, login, _, _, used = line.split("|")
+            if not login:
+                assert abs(int(used) - expected[account] / 60) <= 1, (month, account)
