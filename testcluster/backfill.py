@@ -22,7 +22,7 @@ from ClusterShell.NodeSet import NodeSet
 from ClusterShell.RangeSet import RangeSet
 
 from . import database
-from .history import FIRST_JOB_ID, History, HistoryJob, HistorySpec
+from .history import FIRST_JOB_ID, History, HistoryJob, HistorySpec, generate
 from .layout import (
     CPUS_PER_NODE,
     FIRST_LIVE_JOB_ID,
@@ -312,3 +312,14 @@ def recorded_spec(lay: Layout) -> HistorySpec:
         return HistorySpec(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError) as exc:
         raise ClusterError(f"no usable backfill record at {path}: {exc}") from exc
+
+
+def backfill(lay: Layout, spec: HistorySpec,
+             progress: Progress) -> tuple[History, dict[str, float]]:
+    """Generate the history of `spec`, replace any earlier one with it, roll it up."""
+    t0 = time.monotonic()
+    history = generate(spec, lay.nodes, progress)
+    timings = {"generate_s": time.monotonic() - t0}
+    timings |= write(lay, history, progress)
+    record_spec(lay, spec)
+    return history, timings

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.progress import TaskID
 
 from .layout import DEFAULT_BASE_PORT, DEFAULT_CLUSTER_NAME, Layout, default_run_dir
 from .processes import ClusterError
@@ -164,42 +166,38 @@ def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | 
       gpu-usage cluster backfill --months 3 --jobs 30000 --seed 42
       gpu-usage cluster backfill --months 1 --jobs 1000000   # benchmark size
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from . import backfill as bf
-    from .history import HistorySpec, default_start, generate
+    from .history import HistorySpec, day, default_start
 
     now = int(time.time())
     start = _month_arg(start_month) or default_start(months, now)
     spec = HistorySpec(start=start, months=months, jobs=jobs, seed=seed, not_after=now - 7200,
                        utilisation=utilisation)
+    with _progress_bar() as progress:
+        history, timings = bf.backfill(lay, spec, progress)
+    click.echo(f"backfilled {len(history.jobs):,} job records, {len(history.outages)} node "
+               f"outages and {len(history.maintenance)} maintenance window(s) from "
+               f"{day(spec.start)} to {day(spec.end)}: generated in {timings['generate_s']:.1f} s,"
+               f" written in {timings['write_s']:.1f} s, rolled up in {timings['rollup_s']:.1f} s")
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback (phase, done, total) that draws one bar per phase."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     labels = {"place": "placing jobs on nodes", "jobs": "writing job rows",
               "rollup": "slurmdbd rollup (hours)"}
     with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), transient=False) as bar:
-        tasks: dict[str, int] = {}
+                  MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        tasks: dict[str, TaskID] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
-                tasks[phase] = bar.add_task(labels[phase], total=total)
+                tasks[phase] = bar.add_task(labels.get(phase, phase), total=total)
             bar.update(tasks[phase], completed=done, total=total)
 
-        t0 = time.monotonic()
-        history = generate(spec, lay.nodes, progress)
-        bar.console.print(f"generated {len(history.jobs):,} job records, "
-                          f"{len(history.outages)} node outages, {len(history.maintenance)} "
-                          f"maintenance window(s) in {time.monotonic() - t0:.1f} s")
-        timings = bf.write(lay, history, progress)
-    bf.record_spec(lay, spec)
-    click.echo(f"backfilled {len(history.jobs):,} jobs from {_ymd(spec.start)} to "
-               f"{_ymd(spec.end)}: written in {timings['write_s']:.1f} s, "
-               f"rolled up in {timings['rollup_s']:.1f} s")
-
-
-def _ymd(epoch: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
+        yield progress
 
 
 @cluster.command()

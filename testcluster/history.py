@@ -125,6 +125,11 @@ def add_months(epoch: int, months: int) -> int:
     return month_start(index // 12, index % 12 + 1)
 
 
+def day(epoch: int) -> str:
+    """The UTC date of `epoch` as YYYY-MM-DD (how Slurm tools take a start or end)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d")
+
+
 def default_start(months: int, now: int) -> int:
     """The first day of the month `months` months before the current month (UTC)."""
     d = datetime.fromtimestamp(now, UTC)

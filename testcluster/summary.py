@@ -15,7 +15,7 @@ from rich.table import Table
 
 from .accounts import CATEGORIES
 from .cluster import run_slurm
-from .history import add_months, month_start
+from .history import add_months, day, month_start
 from .layout import FIRST_LIVE_JOB_ID, Layout
 
 
@@ -35,17 +35,13 @@ class MonthFigures:
         return self.allocated_h / available if available else 0.0
 
 
-def _day(epoch: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch))
-
-
 def _slurm(lay: Layout, *argv: str) -> str:
     return run_slurm(lay, list(argv), timeout_s=300).stdout
 
 
 def month_figures(lay: Layout, start: int) -> MonthFigures:
     end = add_months(start, 1)
-    window = (f"start={_day(start)}", f"end={_day(end)}")
+    window = (f"start={day(start)}", f"end={day(end)}")
     util = _slurm(lay, "sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
                   "utilization", *window).strip().split("|")
     by_account: dict[str, float] = {}
@@ -55,8 +51,8 @@ def month_figures(lay: Layout, start: int) -> MonthFigures:
         _, account, login, _, _, used = line.split("|")
         if not login:
             by_account[account] = int(used) / 60
-    jobs = _slurm(lay, "sacct", "-a", "-X", "-D", "-n", "-P", "-S", _day(start),
-                  "-E", _day(end), "-o", "jobidraw,start")
+    jobs = _slurm(lay, "sacct", "-a", "-X", "-D", "-n", "-P", "-S", day(start),
+                  "-E", day(end), "-o", "jobidraw,start")
     count = sum(1 for line in jobs.splitlines()
                 if start <= _epoch(line.split("|")[1]) < end)
     return MonthFigures(time.strftime("%Y-%m", time.gmtime(start)), count,
