@@ -54,4 +54,4 @@ fi
 say "installing gpu-usage[$extras] into .venv"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[$extras]"
-echo "ready: $(.venv/bin/gpu-usage --version); Slurm $(sinfo --version | cut -d' ' -f2)"
+echo "ready: $(.venv/bin/gpu-usage --version); Slurm $(dpkg-query -W -f='${Version}' slurm-client)"
