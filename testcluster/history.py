@@ -27,7 +27,7 @@ from .layout import GPUS_PER_NODE, NODE_COUNT
 from .schedule import Cluster
 
 # Slurm job states as stored in the job table (src/common/slurm_protocol_defs.h).
-PENDING, COMPLETE, CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED, OOM = 0, 3, 4, 5, 6, 7, 8, 11
+COMPLETE, CANCELLED, FAILED, TIMEOUT, NODE_FAIL, OOM = 3, 4, 5, 6, 7, 11
 REQUEUED = 0x400  # JOB_REQUEUE: the record of a run that was requeued
 NODE_DOWN, NODE_DRAIN_IDLE = 1, 0x200 | 2  # node event states: DOWN, IDLE+DRAIN
 FIRST_JOB_ID = 1000

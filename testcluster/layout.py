@@ -54,10 +54,6 @@ class Layout:
         return f"gpu[01-{NODE_COUNT:02d}]"
 
     @property
-    def total_gpus(self) -> int:
-        return NODE_COUNT * GPUS_PER_NODE
-
-    @property
     def hostname(self) -> str:
         return socket.gethostname().split(".")[0]
 

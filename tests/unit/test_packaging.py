@@ -1,0 +1,28 @@
+"""A collector-only install stays small, and every dependency is pinned."""
+
+import re
+import tomllib
+from pathlib import Path
+
+PYPROJECT = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+
+
+def _names(requirements):
+    return {re.split(r"[=<>!~\[ ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_collector_only_install_pulls_no_dashboard_or_database_driver():
+    core = _names(PYPROJECT["project"]["dependencies"])
+    assert not core & {"streamlit", "pandas", "pymysql"}
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert "streamlit" in _names(extras["dashboard"])
+    assert "pymysql" in _names(extras["testcluster"])
+
+
+def test_every_dependency_is_pinned():
+    project = PYPROJECT["project"]
+    requirements = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        requirements += extra
+    for requirement in requirements:
+        assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.]*", requirement), requirement
