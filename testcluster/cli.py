@@ -240,3 +240,25 @@ def summary(lay: Layout, months: int) -> None:
     from .summary import print_summary
 
     print_summary(lay, Console(), months)
+
+
+@cluster.command("record-fixtures")
+@_layout_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("tests/fixtures"), show_default=True,
+              help="Fixtures go to OUT/slurm-<version>/.")
+def record_fixtures(lay: Layout, out_dir: Path) -> None:
+    """Record real sacct output from this cluster as unit-test fixtures.
+
+    Runs the workload, then records sacct (the collector's own field list) for the
+    workload's window and for two hours around the first month boundary of the
+    backfilled history, with a manifest of which job is which.
+
+    \b
+    Example:
+      gpu-usage cluster backfill --months 3 && gpu-usage cluster record-fixtures
+    """
+    from .fixtures import record
+
+    target = record(lay, out_dir)
+    click.echo(f"recorded fixtures in {target}")

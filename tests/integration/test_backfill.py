@@ -8,6 +8,8 @@ from collections import Counter
 
 import pytest
 
+from collector.sacct_parser import parse_sacct
+from collector.sacct_source import run_sacct
 from testcluster import backfill, history
 
 from .conftest import run_cli, slurm
@@ -105,6 +107,26 @@ def test_summary_prints_each_backfilled_month_with_sreport_totals(lay, cli_args,
         cells = [c.strip() for c in row.replace("│", "|").split("|") if c.strip()]
         assert cells[0] == label
         assert abs(int(cells[2].replace(",", "")) - root_h) <= 1, (label, root_h, row)
+
+
+def test_collector_door_and_parser_read_every_history_record_as_written(lay, hist):
+    result = parse_sacct(run_sacct(hist.start, int(time.time()), env=lay.env()))
+    assert result.rejected == [] and result.pending_arrays == []
+    got = {(r.job_id_raw, r.submit_s): r for r in result.records if r.job_id_raw < 5_000_000}
+    assert len(got) == len(hist.jobs)
+    for job in hist.jobs:
+        rec = got[(job.job_id, job.submit)]
+        assert (rec.user, rec.account, rec.eligible_s, rec.end_s) == \
+            (job.user, job.account, job.eligible, job.end)
+        assert rec.started == job.ran and rec.array_task_id == job.array_task_id
+        assert (rec.wckey, rec.wckey_is_default) == (job.wckey.lstrip("*"),
+                                                      job.wckey.startswith("*"))
+        if job.ran:
+            assert (rec.gpus, rec.nodes, rec.start_s) == (job.gpus, len(job.nodes), job.start)
+        else:
+            assert (rec.gpus, rec.nodes) == (0, 0)
+        if job.name.isascii() and '"' not in job.name:
+            assert rec.name == job.name
 
 
 def test_backfill_again_replaces_the_history_and_its_usage(lay, cli_args, hist):

@@ -1,0 +1,64 @@
+"""The canonical job record: one allocation, whatever source it came from.
+
+Times are epoch seconds (UTC); `None` means Slurm had none ("Unknown", "None").
+One record is one allocation: an array task, a heterogeneous job component and
+each run of a requeued job are separate records; job steps never are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Base job states of Slurm 22.05 to 26.05 as sacct prints them.
+KNOWN_STATES = frozenset({
+    "PENDING", "RUNNING", "SUSPENDED", "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT",
+    "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "REQUEUED",
+    "RESIZING", "REVOKED", "REQUEUE_FED", "REQUEUE_HOLD", "SPECIAL_EXIT", "STOPPED",
+})
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    cluster: str
+    job_id_raw: int              # unique per allocation (JobIDRaw)
+    job_id: str                  # as Slurm shows it: 123, 123_7, 123+1
+    array_job_id: int | None
+    array_task_id: int | None
+    het_job_id: int | None
+    het_job_offset: int | None
+    user: str
+    account: str
+    partition: str
+    qos: str
+    wckey: str                   # without the leading "*" of a default WCKey
+    wckey_is_default: bool
+    state: str                   # base state, e.g. CANCELLED (from "CANCELLED by 1007")
+    submit_s: int
+    eligible_s: int | None
+    start_s: int | None          # None: never started
+    end_s: int | None            # None: still running (or pending)
+    gpus: int                    # gres/gpu of the allocated TRES; 0 if none
+    gpu_types: tuple[tuple[str, int], ...] = ()  # typed entries, e.g. (("h100", 8),)
+    nodes: int = 0
+    cpus: int = 0
+    nodelist: str = ""
+    name: str = ""
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        """Identity in the store: a requeued job has one record per run (submit time)."""
+        return (self.cluster, self.job_id_raw, self.submit_s)
+
+    @property
+    def state_known(self) -> bool:
+        return self.state in KNOWN_STATES
+
+    @property
+    def started(self) -> bool:
+        """True if the job ever ran on nodes (a cancelled pending job did not)."""
+        return self.start_s is not None and self.nodes > 0
+
+    @property
+    def gpu_type(self) -> str | None:
+        """The GPU type if the allocation has exactly one; None if untyped or mixed."""
+        return self.gpu_types[0][0] if len(self.gpu_types) == 1 else None

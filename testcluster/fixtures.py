@@ -1,0 +1,57 @@
+"""Records real Slurm output from the running test cluster as unit-test fixtures.
+
+It runs the live workload, then asks sacct through the collector's own door (the
+same field list and options the collector uses) for the workload's window and for
+a window of the backfilled history across a month boundary, and writes the text as
+Slurm printed it, with a manifest saying what was recorded and which job is which.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from collector.sacct_parser import SACCT_FIELDS
+from collector.sacct_source import run_sacct, sacct_argv
+
+from . import workload
+from .backfill import recorded_spec
+from .history import add_months
+from .layout import Layout
+
+
+def slurm_version(lay: Layout) -> str:
+    out = subprocess.run(["sinfo", "--version"], env=lay.env(), capture_output=True,
+                         text=True, check=True).stdout
+    return out.split()[1]  # "slurm 22.05.8"
+
+
+def record(lay: Layout, out_dir: Path) -> Path:
+    """Record fixtures into out_dir/slurm-<version>/; return that directory."""
+    target = out_dir / f"slurm-{slurm_version(lay)}"
+    target.mkdir(parents=True, exist_ok=True)
+    started = int(time.time()) - 60
+    submitted = workload.run(lay)
+    ended = int(time.time()) + 60
+    files = {"sacct-workload.txt": (started, ended)}
+    spec = recorded_spec(lay)
+    if spec.months >= 2:
+        boundary = add_months(spec.start, 1)
+        files["sacct-month-boundary.txt"] = (boundary - 3600, boundary + 3600)
+    for name, (start, end) in files.items():
+        (target / name).write_text(run_sacct(start, end, env=lay.env()))
+    manifest = {
+        "slurm_version": slurm_version(lay),
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "fields": list(SACCT_FIELDS),
+        "files": {name: {"argv": sacct_argv(s, e), "window": [s, e]}
+                  for name, (s, e) in files.items()},
+        "workload": {sub.label: {"job_id": sub.job_id, "user": sub.user,
+                                 "account": sub.account, "wckey": sub.wckey}
+                     for sub in submitted},
+        "history": spec.__dict__,
+    }
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return target

@@ -1,0 +1,151 @@
+"""sacct text to job records, on output recorded from the real test cluster
+(`gpu-usage cluster record-fixtures`) and on hostile and malformed input."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.sacct_parser import SACCT_FIELDS, parse_line, parse_sacct
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "slurm-22.05.8"
+MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+
+
+def _load(name):
+    result = parse_sacct((FIXTURES / name).read_text())
+    assert result.rejected == [] and result.pending_arrays == []
+    return result.records
+
+
+@pytest.fixture(scope="module")
+def workload():
+    records = _load("sacct-workload.txt")
+    by_label = {}
+    for label, sub in MANIFEST["workload"].items():
+        base = sub["job_id"]
+        by_label[label] = [r for r in records if r.job_id.split("_")[0].split("+")[0] == base]
+    return by_label
+
+
+def test_manifest_matches_the_parser_field_list():
+    assert tuple(MANIFEST["fields"]) == SACCT_FIELDS
+
+
+@pytest.mark.parametrize("label,gpus,nodes,wckey,default", [
+    ("single-gpu", 1, 1, "pretrain", False),
+    ("gres-whole-node", 4, 1, "finetune", False),
+    ("multi-node", 8, 2, "pretrain", False),
+    ("gpus-per-task", 2, 1, "other", True),
+    ("cpu-only", 0, 1, "other", True),
+])
+def test_gpus_nodes_and_wckeys(workload, label, gpus, nodes, wckey, default):
+    [rec] = workload[label]
+    sub = MANIFEST["workload"][label]
+    assert (rec.user, rec.account, rec.cluster) == (sub["user"], sub["account"], "testai")
+    assert (rec.gpus, rec.nodes, rec.wckey, rec.wckey_is_default) == (gpus, nodes, wckey, default)
+    assert rec.gpu_type == ("h100" if gpus else None)
+    assert rec.state == "COMPLETED" and rec.started and rec.start_s <= rec.end_s
+
+
+def test_array_tasks_are_separate_allocations_of_one_array(workload):
+    tasks = workload["array"]
+    array_id = int(MANIFEST["workload"]["array"]["job_id"])
+    assert sorted(r.array_task_id for r in tasks) == [0, 1, 2, 3]
+    assert {r.array_job_id for r in tasks} == {array_id}
+    assert len({r.job_id_raw for r in tasks}) == 4
+    # The array's own id is carried by its last task.
+    assert next(r for r in tasks if r.array_task_id == 3).job_id_raw == array_id
+
+
+def test_het_job_components_and_requeued_runs(workload):
+    het = sorted(workload["hetjob"], key=lambda r: r.het_job_offset)
+    assert [(r.het_job_offset, r.gpus) for r in het] == [(0, 1), (1, 0)]
+    assert {r.het_job_id for r in het} == {int(MANIFEST["workload"]["hetjob"]["job_id"])}
+    runs = sorted(workload["requeued"], key=lambda r: r.submit_s)
+    assert [r.state for r in runs] == ["REQUEUED", "COMPLETED"]
+    assert runs[0].job_id_raw == runs[1].job_id_raw and runs[0].key != runs[1].key
+    assert runs[1].submit_s == runs[0].end_s
+
+
+def test_states_with_suffix_and_failures(workload):
+    [cancelled] = workload["cancel-running"]
+    assert cancelled.state == "CANCELLED" and cancelled.gpus == 1 and cancelled.started
+    [failed] = workload["failing"]
+    assert failed.state == "FAILED"
+    # Its --begin lies after the recorded window: sacct selects by eligible time.
+    assert workload["cancel-pending"] == []
+
+
+def test_job_name_with_delimiter_quotes_and_markup_is_kept_whole(workload):
+    [rec] = workload["hostile-name"]
+    assert rec.name == "eval|`quoted` <b>bold</b> ünï"
+    assert rec.gpus == 1 and rec.state == "COMPLETED"
+
+
+def test_history_across_a_month_boundary():
+    records = _load("sacct-month-boundary.txt")
+    spec = MANIFEST["history"]
+    boundary = MANIFEST["files"]["sacct-month-boundary.txt"]["window"][0] + 3600
+    assert spec["months"] >= 2
+    assert any(r.start_s < boundary < r.end_s for r in records if r.started)
+    assert any(r.nodes > 1 and r.gpus == 4 * r.nodes for r in records)
+    assert any("|" in r.name for r in records)
+    never = [r for r in records if not r.started]
+    # sacct prints NNodes 1 and AllocCPUS 1 for these; they allocated nothing.
+    assert never and all((r.gpus, r.nodes, r.cpus, r.nodelist) == (0, 0, 0, "") for r in never)
+    assert all(r.state == "CANCELLED" and r.start_s == r.end_s for r in never)
+    assert Counter(r.gpu_type for r in records if r.gpus) == {"h100": sum(1 for r in records
+                                                                           if r.gpus)}
+
+
+LINE = ("42|42|testai|anna|ehpc_llm01|gpu|normal|pretrain|COMPLETED|2026-10-01T00:00:00|"
+        "2026-10-01T00:00:00|2026-10-01T01:00:00|2026-10-01T02:00:00|"
+        "billing=4,cpu=4,gres/gpu:a100=2,gres/gpu:h100=2,gres/gpu=4,node=1|1|4|gpu01|n")
+
+
+def test_a_mixed_gpu_allocation_has_no_single_type():
+    rec = parse_line(LINE)
+    assert rec.gpus == 4 and rec.gpu_types == (("a100", 2), ("h100", 2)) and rec.gpu_type is None
+
+
+def test_an_unknown_state_is_kept_and_marked():
+    rec = parse_line(LINE.replace("|COMPLETED|", "|WARPED_BY_26.05|"))
+    assert rec.state == "WARPED_BY_26.05" and not rec.state_known
+
+
+@pytest.mark.parametrize("bad,reason", [
+    (LINE.split("|", 5)[0], "fields"),
+    (LINE.replace("2026-10-01T01:00:00", "yesterday"), "Start"),
+    (LINE.replace("42|42|", "42|4x2|"), "JobID"),
+    (LINE.replace("gres/gpu=4", "gres/gpu=four"), "gres/gpu"),
+    (LINE.replace("|1|4|gpu01|", "|one|4|gpu01|"), "NNodes"),
+    (LINE.replace("2026-10-01T00:00:00|2026-10-01T00:00:00|", "Unknown|Unknown|"), "Submit"),
+])
+def test_malformed_lines_are_rejected_with_the_reason_and_others_still_read(bad, reason):
+    result = parse_sacct("\n".join([LINE, bad, LINE.replace("42|42", "43|43")]))
+    assert [r.job_id_raw for r in result.records] == [42, 43]
+    [rejected] = result.rejected
+    assert rejected.line_no == 2 and reason in rejected.reason and rejected.line == bad
+
+
+def test_a_pending_array_not_split_yet_is_counted_not_dropped():
+    line = LINE.replace("42|42|", "50|50_[0-9%2]|").replace("2026-10-01T01:00:00", "Unknown")
+    result = parse_sacct(line)
+    assert result.records == [] and result.pending_arrays == ["50_[0-9%2]"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=200),
+    st.lists(st.text(alphabet=st.characters(blacklist_characters="\n\r"), max_size=30),
+             min_size=len(SACCT_FIELDS) - 2, max_size=len(SACCT_FIELDS) + 2).map("|".join),
+    st.just(LINE)), max_size=20))
+def test_any_input_is_read_or_rejected_never_crashes_or_vanishes(lines):
+    text = "\n".join(lines)
+    result = parse_sacct(text)
+    nonblank = [x for x in text.splitlines() if x.strip()]
+    assert len(result.records) + len(result.rejected) + len(result.pending_arrays) == len(nonblank)
