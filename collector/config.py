@@ -1,0 +1,186 @@
+"""The facility policy: one TOML file, validated once at start-up into typed settings.
+
+Path: `--config`, else $GPU_USAGE_CONFIG, else ./facility.toml. Every problem is
+reported with the file and the key (`categories[2].quota_share`), all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_VAR = "GPU_USAGE_CONFIG"
+DEFAULT_FILE = "facility.toml"
+
+
+class ConfigError(ValueError):
+    """The policy file is missing, not TOML, or not valid; the message names file and key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Facility(_Model):
+    name: str = Field(min_length=1)
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Amsterdam)") from exc
+        return value
+
+
+class Slurm(_Model):
+    cluster: str = Field(min_length=1)
+    source: Literal["sacct", "slurmrestd", "pyslurm"] = "sacct"
+    history_start: date | None = None
+
+
+class Store(_Model):
+    path: Path = Path("var/store")
+
+
+class Pool(_Model):
+    name: str = Field(min_length=1)
+    share: float = Field(gt=0, le=1)
+
+
+class Category(_Model):
+    name: str = Field(min_length=1)
+    pool: str
+    quota_share: float = Field(ge=0, le=1)
+    quota_gpu_hours: float | None = Field(default=None, ge=0)
+    accounts_under: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    account_pattern: str | None = None
+
+    @field_validator("account_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> Category:
+        if not (self.accounts_under or self.accounts or self.account_pattern):
+            raise ValueError("needs accounts_under, accounts or account_pattern")
+        return self
+
+
+class Allocation(_Model):
+    account: str = Field(min_length=1)
+    gpu_hours: float = Field(gt=0)
+    start: date
+    end: date
+    project: str | None = None
+    access_mode: str | None = None
+    country: str | None = None
+    organisation: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Allocation:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class CommercialRule(_Model):
+    category: str = "commercial"
+    pool: str = "eurohpc"
+    max_share_of_pool: float = Field(default=0.20, gt=0, le=1)
+
+
+class Settings(_Model):
+    facility: Facility
+    slurm: Slurm
+    store: Store = Store()
+    pools: tuple[Pool, ...] = Field(min_length=1)
+    categories: tuple[Category, ...] = Field(min_length=1)
+    allocations: tuple[Allocation, ...] = ()
+    wckeys: dict[str, str] = {}
+    gpu_weights: dict[str, float] = {}
+    commercial: CommercialRule = CommercialRule()
+
+    @field_validator("gpu_weights")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, w in value.items() if w <= 0]
+        if bad:
+            raise ValueError(f"weights must be above 0: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        problems = []
+        pools = [p.name for p in self.pools]
+        names = [c.name for c in self.categories]
+        for kind, seen in (("pool", pools), ("category", names)):
+            dupes = sorted({n for n in seen if seen.count(n) > 1})
+            if dupes:
+                problems.append(f"{kind} names used twice: {', '.join(dupes)}")
+        for i, cat in enumerate(self.categories):
+            if cat.pool not in pools:
+                problems.append(f"categories[{i}] ({cat.name}): pool {cat.pool!r} is not one "
+                                f"of the pools ({', '.join(pools)})")
+        if sum(p.share for p in self.pools) > 1 + 1e-9:
+            problems.append("pool shares add up to more than 1")
+        if sum(c.quota_share for c in self.categories) > 1 + 1e-9:
+            problems.append("category quota shares add up to more than 1")
+        if self.commercial.category not in names or self.commercial.pool not in pools:
+            problems.append(f"commercial rule names category {self.commercial.category!r} "
+                            f"and pool {self.commercial.pool!r}; both must exist")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def resolve_path(path: Path | None) -> Path:
+    """--config, else $GPU_USAGE_CONFIG, else ./facility.toml."""
+    if path is not None:
+        return path
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else Path.cwd() / DEFAULT_FILE
+
+
+def _location(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def load(path: Path | None = None) -> Settings:
+    """Read and validate the policy file; raise ConfigError naming the file and keys."""
+    file = resolve_path(path)
+    try:
+        raw = tomllib.loads(file.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{file}: no such file (give --config or set {ENV_VAR})") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{file}: {exc.error_count()} problem(s):"]
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {_location(err['loc'])}: {msg}")
+        raise ConfigError("\n".join(lines)) from exc

@@ -1,0 +1,80 @@
+"""The policy file: the test cluster's loads; every mistake names the file and the key."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector import config
+from collector.cli import main
+
+TESTCLUSTER = Path(__file__).parents[2] / "testcluster" / "facility.toml"
+
+
+def test_the_test_cluster_policy_is_valid():
+    settings = config.load(TESTCLUSTER)
+    assert settings.slurm.cluster == "testai" and settings.slurm.source == "sacct"
+    assert {p.name for p in settings.pools} == {"eurohpc", "national"}
+    assert abs(sum(c.quota_share for c in settings.categories) - 1) < 1e-9
+    assert len(settings.allocations) == 6 and settings.commercial.max_share_of_pool == 0.2
+    assert settings.wckeys["pretrain"] == "pre-training"
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "facility.toml"
+    path.write_text(text)
+    return path
+
+
+BASE = TESTCLUSTER.read_text()
+
+
+@pytest.mark.parametrize("change,expected", [
+    (('timezone = "UTC"', 'timezone = "Mars/Olympus"'), "facility.timezone: unknown time zone"),
+    (('quota_share = 0.25', 'quota_share = 1.5'), "categories[0].quota_share"),
+    (('source = "sacct"', 'source = "ssh"'), "slurm.source"),
+    (('pool = "eurohpc"\nquota_share = 0.25', 'pool = "eu"\nquota_share = 0.25'),
+     "pool 'eu' is not one of the pools"),
+    (('end = 2027-01-31', 'end = 2026-01-31'), "allocations[0]: end 2026-01-31 is before start"),
+    (('gpu_hours = 9000', 'gpu_hours = -1'), "allocations[0].gpu_hours"),
+    (('accounts_under = ["eu_science"]', 'account_pattern = "(unclosed"'),
+     "categories[0].account_pattern: not a regular expression"),
+    (('accounts_under = ["eu_science"]', ''), "categories[0]: needs accounts_under"),
+    (('[facility]', '[facility]\ncolour = "blue"'), "facility.colour: Extra inputs"),
+    (('quota_share = 0.05\naccounts_under = ["sme"]',
+      'quota_share = 0.35\naccounts_under = ["sme"]'),
+     "category quota shares add up to more than 1"),
+    (('h100 = 1.0', 'h100 = 0'), "gpu_weights: weights must be above 0: h100"),
+])
+def test_each_mistake_names_the_file_and_the_key(tmp_path, change, expected):
+    old, new = change
+    assert old in BASE
+    path = _write(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_not_toml_and_missing_file(tmp_path, monkeypatch):
+    with pytest.raises(config.ConfigError, match=r"not valid TOML.*line 1"):
+        config.load(_write(tmp_path, "[facility\n"))
+    monkeypatch.chdir(tmp_path / "..")
+    monkeypatch.delenv(config.ENV_VAR, raising=False)
+    with pytest.raises(config.ConfigError, match="facility.toml: no such file"):
+        config.load(None)
+
+
+def test_path_comes_from_the_environment_when_not_given(tmp_path, monkeypatch):
+    path = _write(tmp_path, BASE)
+    monkeypatch.setenv(config.ENV_VAR, str(path))
+    assert config.resolve_path(None) == path
+    assert config.load(None).facility.name == "Test AI Factory"
+
+
+def test_config_check_prints_settings_or_exits_2(tmp_path):
+    runner = CliRunner(mix_stderr=False)
+    ok = runner.invoke(main, ["config", "check", "--config", str(TESTCLUSTER)])
+    assert ok.exit_code == 0 and '"cluster": "testai"' in ok.stdout
+    bad = _write(tmp_path, BASE.replace('name = "Test AI Factory"', 'name = ""'))
+    result = runner.invoke(main, ["config", "check", "--config", str(bad)])
+    assert result.exit_code == 2 and "facility.name" in result.stderr
