@@ -9,7 +9,6 @@ Slurm printed it, with a manifest saying what was recorded and which job is whic
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,19 +17,19 @@ from collector.sacct_source import run_sacct, sacct_argv
 
 from . import workload
 from .backfill import recorded_spec
+from .cluster import run_slurm
 from .history import add_months
 from .layout import Layout
 
 
 def slurm_version(lay: Layout) -> str:
-    out = subprocess.run(["sinfo", "--version"], env=lay.env(), capture_output=True,
-                         text=True, check=True).stdout
-    return out.split()[1]  # "slurm 22.05.8"
+    return run_slurm(lay, ["sinfo", "--version"]).stdout.split()[1]  # "slurm 22.05.8"
 
 
 def record(lay: Layout, out_dir: Path) -> Path:
     """Record fixtures into out_dir/slurm-<version>/; return that directory."""
-    target = out_dir / f"slurm-{slurm_version(lay)}"
+    version = slurm_version(lay)
+    target = out_dir / f"slurm-{version}"
     target.mkdir(parents=True, exist_ok=True)
     started = int(time.time()) - 60
     submitted = workload.run(lay)
@@ -43,7 +42,7 @@ def record(lay: Layout, out_dir: Path) -> Path:
     for name, (start, end) in files.items():
         (target / name).write_text(run_sacct(start, end, env=lay.env()))
     manifest = {
-        "slurm_version": slurm_version(lay),
+        "slurm_version": version,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fields": list(SACCT_FIELDS),
         "files": {name: {"argv": sacct_argv(s, e), "window": [s, e]}

@@ -6,12 +6,13 @@ against these same sreport figures.
 
 from __future__ import annotations
 
-import calendar
 import time
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
+
+from collector.sacct_parser import parse_time
 
 from .accounts import CATEGORIES
 from .cluster import run_slurm
@@ -62,10 +63,7 @@ def month_figures(lay: Layout, start: int) -> MonthFigures:
 
 def _epoch(text: str) -> int:
     """A sacct timestamp (printed in UTC: run_slurm sets TZ) as epoch; -1 if none."""
-    try:
-        return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:  # "Unknown", "None"
-        return -1
+    return parse_time(text, "Start") or -1
 
 
 def recent_months(now: int, count: int = 3) -> list[int]:
