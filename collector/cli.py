@@ -9,6 +9,11 @@ import click
 
 from . import __version__
 
+_CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Policy file [default: $GPU_USAGE_CONFIG, else ./facility.toml].")
+
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gpu-usage")
@@ -33,8 +38,7 @@ def config() -> None:
 
 
 @config.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="Policy file [default: $GPU_USAGE_CONFIG, else ./facility.toml].")
+@_CONFIG_OPTION
 def check(config_path: Path | None) -> None:
     """Validate the policy file and print the resolved settings.
 
@@ -53,6 +57,114 @@ def check(config_path: Path | None) -> None:
         raise SystemExit(2) from exc
     click.echo(f"# {cfg.resolve_path(config_path)}: valid")
     click.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+def _settings(config_path: Path | None):
+    from . import config as cfg
+
+    try:
+        return cfg.load(config_path)
+    except cfg.ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--quiet", is_flag=True, help="No progress bar, only the summary line.")
+def collect(config_path: Path | None, quiet: bool) -> None:
+    """Read new Slurm accounting into the store (incremental, idempotent).
+
+    Reads sacct in bounded windows from where the last run ended (minus the
+    look-back) to now, plus the account tree, node events and reservations from
+    sacctmgr, and commits all of it at once. A failed or killed run changes
+    nothing; run it again. Exits 1 if Slurm or the store fails, 2 on a bad policy
+    file, 75 if another collection is running.
+
+    \b
+    Example:
+      gpu-usage collect --config /etc/gpu-usage/facility.toml
+    """
+    from .collect import collect as run
+    from .progress import progress_bar
+    from .sacct_parser import FieldError
+    from .sacct_source import SlurmError
+    from .store import StoreBusy, StoreError
+
+    settings = _settings(config_path)
+    try:
+        with progress_bar(enabled=not quiet) as progress:
+            done = run(settings, progress=progress)
+    except StoreBusy as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(75) from exc
+    except (SlurmError, StoreError, FieldError) as exc:
+        click.echo(f"error: collection failed, the store is unchanged: {exc}", err=True)
+        raise SystemExit(1) from exc
+    took = done.finished_s - done.started_s
+    click.echo(f"collected {settings.slurm.cluster}: {done.jobs_new:,} new, "
+               f"{done.jobs_updated:,} updated, {done.jobs_unchanged:,} unchanged job records "
+               f"from {done.windows} window(s) in {took:.1f} s into {settings.store.path}")
+    if done.rejected:
+        click.echo(f"warning: {done.rejected:,} sacct line(s) could not be read; they are kept "
+                   "in the store and shown in the report's data-quality section", err=True)
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--month", help="YYYY-MM, 'last' or 'this' (months in the facility's time zone).")
+@click.option("--quarter", help="YYYYQN (e.g. 2026Q3), 'last' or 'this'.")
+@click.option("--year", help="YYYY, 'last' or 'this'.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "md", "json"]),
+              default="table", show_default=True, help="Output format.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file (atomically) instead of standard output.")
+def report(config_path: Path | None, month: str | None, quarter: str | None,
+           year: str | None, fmt: str, out: Path | None) -> None:
+    """GPU usage of a month, quarter or year: capacity, pools and categories against
+    quota, allocations, job mix, queue waits, data quality.
+
+    Reads the store only (run 'gpu-usage collect' first); running jobs count up to
+    now. Without a period: the previous month.
+
+    \b
+    Example:
+      gpu-usage report --config facility.toml --month 2026-10
+      gpu-usage report --month last --format json --out reports/last.json
+      gpu-usage report --quarter 2026Q3 --format md
+    """
+    from . import periods
+    from .render import render
+    from .report import build_report
+    from .store import Store, StoreError
+    from .usage import PeriodAlignmentError
+
+    settings = _settings(config_path)
+    tz = settings.facility.timezone
+    chosen = [(k, v) for k, v in (("month", month), ("quarter", quarter), ("year", year)) if v]
+    if len(chosen) > 1:
+        raise click.UsageError("give one of --month, --quarter, --year")
+    kind, text = chosen[0] if chosen else ("month", "last")
+    parse = {"month": periods.parse_month, "quarter": periods.parse_quarter,
+             "year": periods.parse_year}[kind]
+    try:
+        period = parse(text, tz)
+    except periods.PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{kind}") from exc
+    try:
+        with Store.open_reader(settings.store.path) as store:
+            text_out = render(build_report(store, settings, period), fmt)
+    except (StoreError, PeriodAlignmentError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from exc
+    if out is None:
+        click.echo(text_out, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text_out)
+    tmp.replace(out)
+    click.echo(f"wrote {fmt} report for {period.label} to {out}", err=True)
 
 
 def _register_cluster() -> None:

@@ -46,6 +46,9 @@ class Slurm(_Model):
     cluster: str = Field(min_length=1)
     source: Literal["sacct", "slurmrestd", "pyslurm"] = "sacct"
     history_start: date | None = None
+    window_hours: float = Field(default=24 * 31, ge=1, le=24 * 366)
+    lookback_hours: float = Field(default=6, ge=0, le=24 * 31)
+    timeout_s: float = Field(default=600, gt=0)
 
 
 class Store(_Model):

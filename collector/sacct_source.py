@@ -1,7 +1,8 @@
-"""The one door to sacct: the only place that runs it.
+"""The one door to Slurm's command-line tools (sacct, sacctmgr): the only place
+that runs them.
 
-Argument list, no shell; TZ=UTC so that the parser reads every time the same way;
-the field list is the parser's own `SACCT_FIELDS`. SLURM_CONF comes from the
+Argument lists, no shell; TZ=UTC so that the parsers read every time the same
+way; the field lists are the parsers' own tuples. SLURM_CONF comes from the
 environment, so one install can point at any cluster. Failures raise
 `SlurmError` naming the command and what it said; only the CLI turns them into
 exit codes.
@@ -14,6 +15,7 @@ import subprocess
 import time
 
 from .sacct_parser import SACCT_FIELDS
+from .sacctmgr_parser import ACCOUNT_FORMAT, ASSOC_FORMAT, EVENT_FORMAT, RESERVATION_FORMAT
 
 
 class SlurmError(RuntimeError):
@@ -21,34 +23,80 @@ class SlurmError(RuntimeError):
 
 
 def sacct_time(epoch: int) -> str:
-    """An epoch as sacct's --starttime/--endtime in UTC."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+    """An epoch as sacct's --starttime/--endtime in UTC.
+
+    sacctmgr reads 1970-01-01T00:00:00 as "no start" (and then shows only open
+    events), so times before the second day of the epoch are moved to it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(max(epoch, 86400)))
+
+
+def _common(cluster: str | None) -> list[str]:
+    return ["--allusers", "--allocations", "--duplicates", "--parsable2", "--noheader",
+            f"--format={','.join(SACCT_FIELDS)}",
+            *([f"--clusters={cluster}"] if cluster else [])]
 
 
 def sacct_argv(start_s: int, end_s: int, cluster: str | None = None) -> list[str]:
     """The sacct command for every allocation eligible or running in [start, end)."""
-    argv = ["sacct", "--allusers", "--allocations", "--duplicates", "--parsable2",
-            "--noheader", f"--starttime={sacct_time(start_s)}",
-            f"--endtime={sacct_time(end_s)}", f"--format={','.join(SACCT_FIELDS)}"]
-    if cluster:
-        argv.append(f"--clusters={cluster}")
-    return argv
+    return ["sacct", *_common(cluster), f"--starttime={sacct_time(start_s)}",
+            f"--endtime={sacct_time(end_s)}"]
 
 
-def run_sacct(start_s: int, end_s: int, cluster: str | None = None,
-              timeout_s: float = 600, env: dict[str, str] | None = None) -> str:
-    """The raw sacct text for the window; raises SlurmError."""
-    argv = sacct_argv(start_s, end_s, cluster)
+def _run(argv: list[str], what: str, timeout_s: float, env: dict[str, str] | None) -> str:
     full_env = dict(os.environ if env is None else env, TZ="UTC")
     try:
         proc = subprocess.run(argv, env=full_env, capture_output=True, text=True,
                               timeout=timeout_s, check=False, errors="replace")
     except FileNotFoundError as exc:
-        raise SlurmError("sacct not found: install slurm-client or put it on PATH") from exc
+        raise SlurmError(f"{argv[0]} not found: install slurm-client or put it on PATH") from exc
     except subprocess.TimeoutExpired as exc:
-        raise SlurmError(f"sacct timed out after {timeout_s:.0f} s for "
-                         f"{sacct_time(start_s)}..{sacct_time(end_s)}") from exc
+        raise SlurmError(f"{argv[0]} timed out after {timeout_s:.0f} s ({what}); is slurmdbd "
+                         "overloaded or unreachable?") from exc
     if proc.returncode != 0:
-        raise SlurmError(f"sacct exited {proc.returncode} for {sacct_time(start_s)}.."
-                         f"{sacct_time(end_s)}: {proc.stderr.strip()[:500]}")
+        raise SlurmError(f"{argv[0]} exited {proc.returncode} ({what}): "
+                         f"{proc.stderr.strip()[:500] or '(no message)'}")
     return proc.stdout
+
+
+def run_sacct(start_s: int, end_s: int, cluster: str | None = None,
+              timeout_s: float = 600, env: dict[str, str] | None = None) -> str:
+    """The raw sacct text for the window; raises SlurmError."""
+    return _run(sacct_argv(start_s, end_s, cluster),
+                f"jobs {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)
+
+
+def run_sacct_jobs(job_ids: list[int], cluster: str | None = None, timeout_s: float = 600,
+                   env: dict[str, str] | None = None) -> str:
+    """The raw sacct text of every record of these jobs, whenever they ran."""
+    ids = ",".join(str(int(i)) for i in job_ids)
+    return _run(["sacct", *_common(cluster), f"--jobs={ids}"],
+                f"{len(job_ids)} job(s) by id", timeout_s, env)
+
+
+def _sacctmgr(args: list[str], fields: tuple[str, ...], what: str, timeout_s: float,
+              env: dict[str, str] | None) -> str:
+    return _run(["sacctmgr", "--noheader", "--parsable2", "show", *args,
+                 f"format={','.join(fields)}"], what, timeout_s, env)
+
+
+def run_sacctmgr_accounts(cluster: str, timeout_s: float = 120,
+                          env: dict[str, str] | None = None) -> tuple[str, str]:
+    """(associations, accounts) text: the tree, budgets, users, organisations."""
+    assoc = _sacctmgr(["associations", f"cluster={cluster}"], ASSOC_FORMAT,
+                      "show associations", timeout_s, env)
+    accounts = _sacctmgr(["account"], ACCOUNT_FORMAT, "show account", timeout_s, env)
+    return assoc, accounts
+
+
+def run_sacctmgr_events(cluster: str, start_s: int, timeout_s: float = 120,
+                        env: dict[str, str] | None = None) -> str:
+    """Cluster TRES and node down/drain events since start."""
+    return _sacctmgr(["events", f"cluster={cluster}", f"start={sacct_time(start_s)}",
+                      "end=now"], EVENT_FORMAT, "show events", timeout_s, env)
+
+
+def run_sacctmgr_reservations(cluster: str, start_s: int, timeout_s: float = 120,
+                              env: dict[str, str] | None = None) -> str:
+    """Reservations (maintenance among them) since start."""
+    return _sacctmgr(["reservation", f"cluster={cluster}", f"start={sacct_time(start_s)}",
+                      "end=now"], RESERVATION_FORMAT, "show reservation", timeout_s, env)

@@ -1,0 +1,253 @@
+"""Incremental collection: Slurm accounting into the store, in one transaction.
+
+A run reads sacct in bounded windows from where the last successful run ended
+(minus `lookback_hours`, for records that reach slurmdbd late) to now; a first
+run starts at `[slurm] history_start`, else 13 months back. The next window is
+fetched while the current one is stored, so the source is the floor of the run
+time. Jobs that the store holds as pending or running and that no window showed
+again are re-read by id. The account tree, the events and the reservations are
+read at the same time and replaced whole.
+
+Every record is compared with the stored one: unchanged ones cost nothing,
+changed ones move their rolled-up usage (old out, new in), so re-running never
+counts a job twice. Everything happens in one SQLite transaction: a failure or a
+kill leaves the store as it was, and the failure is recorded in `collections`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import sacct_source as door
+from .config import Settings
+from .periods import default_history_start, local_midnight
+from .records import JobRecord
+from .rollup import LocalDays, bucket_origin, start_cell, usage_cells
+from .sacct_parser import FieldError, parse_sacct
+from .sacctmgr_parser import parse_accounts, parse_events, parse_reservations
+from .store import REJECTED_SAMPLE, Collection, Store, job_row, row_job
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+@dataclass
+class _Tally:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    pending_arrays: int = 0
+    windows: int = 0
+    usage: dict = field(default_factory=lambda: defaultdict(int))
+    days: dict = field(default_factory=lambda: defaultdict(int))
+    starts: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    seen_open: set = field(default_factory=set)
+
+
+class Windows:
+    """Bounded sacct windows over [start, end): they start at one day, double while a
+    window holds fewer than TARGET records and halve while it holds more than twice
+    that, between one hour and `max_s`. A quiet year takes a few calls, a busy day
+    is never one huge query."""
+
+    TARGET = 40_000
+
+    def __init__(self, start_s: int, end_s: int, max_s: int, first_s: int = 86400):
+        self.next_s, self.end_s, self.max_s = start_s, end_s, max_s
+        self.size_s = min(first_s, max_s)
+
+    def take(self) -> tuple[int, int] | None:
+        if self.next_s >= self.end_s:
+            return None
+        window = (self.next_s, min(self.end_s, self.next_s + self.size_s))
+        self.next_s = window[1]
+        return window
+
+    def observe(self, records: int) -> None:
+        """Adapt the size to the records the previous window held."""
+        if records < self.TARGET // 2:
+            self.size_s = min(self.max_s, self.size_s * 2)
+        elif records > 2 * self.TARGET:
+            self.size_s = max(3600, self.size_s // 2)
+
+    def fraction_done(self, start_s: int) -> float:
+        return (self.next_s - start_s) / max(1, self.end_s - start_s)
+
+
+def first_start(settings: Settings, now: float) -> int:
+    tz = settings.facility.timezone
+    if settings.slurm.history_start is not None:
+        return local_midnight(settings.slurm.history_start, tz)
+    return default_history_start(tz, now)
+
+
+def _contribute(tally: _Tally, job: JobRecord, origin: int, day_of: LocalDays,
+                sign: int) -> None:
+    for key, gpu_s in usage_cells(job, origin):
+        tally.usage[key] += sign * gpu_s
+        tally.days[(key[0], day_of(key[1]), key[2], key[3])] += sign * gpu_s
+    cell = start_cell(job, origin)
+    if cell is not None:
+        acc = tally.starts[cell[0]]
+        acc[0] += sign
+        acc[1] += sign * cell[1]
+
+
+def apply_records(store: Store, cluster: str, records: list[JobRecord], collection_id: int,
+                  origin: int, day_of: LocalDays, tally: _Tally) -> None:
+    """Store the records that are new or changed and move their rolled-up usage."""
+    stored = store.stored_jobs(cluster, (r.job_id_raw for r in records))
+    rows = []
+    for job in records:
+        row = job_row(job, collection_id)
+        old = stored.get(job.key)
+        if job.end_s is None:
+            tally.seen_open.add(job.key)
+        if old == row[:-1]:
+            tally.unchanged += 1
+            continue
+        if old is None:
+            tally.new += 1
+        else:
+            tally.updated += 1
+            _contribute(tally, row_job(old), origin, day_of, -1)
+        _contribute(tally, job, origin, day_of, +1)
+        stored[job.key] = row[:-1]
+        rows.append(row)
+    store.put_jobs(rows)
+
+
+def _flush(store: Store, tally: _Tally) -> None:
+    store.add_usage(tally.usage)
+    store.add_usage_days(tally.days)
+    tally.days.clear()
+    store.add_starts({k: tuple(v) for k, v in tally.starts.items()})
+    tally.usage.clear()
+    tally.starts.clear()
+
+
+def _rebuild_rollups(store: Store, origin: int, day_of: LocalDays,
+                     progress: Progress | None) -> None:
+    """The facility's time zone changed: roll every stored job up again."""
+    store.clear_rollups()
+    tally = _Tally()
+    done = 0
+    for batch in store.all_jobs():
+        for job in batch:
+            _contribute(tally, job, origin, day_of, +1)
+        _flush(store, tally)
+        done += len(batch)
+        if progress:
+            progress("re-rolling stored jobs", done, 0)
+
+
+def collect(settings: Settings, now: float | None = None, env: dict[str, str] | None = None,
+            progress: Progress | None = None, store_dir: Path | None = None) -> Collection:
+    """One incremental collection; returns its summary. Raises SlurmError, FieldError,
+    StoreError (StoreBusy if another collection runs); the store is then unchanged."""
+    now_s = int(time.time() if now is None else now)
+    slurm = settings.slurm
+    cluster = slurm.cluster
+    started = time.time()
+    with Store.open_writer(store_dir or settings.store.path) as store:
+        cid = store.next_collection_id()
+        last = store.last_collection(cluster)
+        if last is not None and last.window_end_s is not None:
+            start_s = int(last.window_end_s - slurm.lookback_hours * 3600)
+        else:
+            start_s = first_start(settings, now_s)
+        history_from = first_start(settings, now_s)
+        tally = _Tally()
+        try:
+            _collect(store, settings, cid, start_s, now_s, history_from, env, progress, tally)
+        except BaseException as exc:
+            # The transaction is rolled back; record the failure in its own one.
+            with store.transaction():
+                store.record_collection(Collection(
+                    cid, cluster, started, time.time(), "failed", start_s, now_s,
+                    tally.windows, 0, 0, 0, tally.rejected, 0,
+                    f"{type(exc).__name__}: {exc}"[:2000]))
+            raise
+        return store.last_collection(cluster)  # type: ignore[return-value]
+
+
+def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: int,
+             history_from: int, env: dict[str, str] | None, progress: Progress | None,
+             tally: _Tally) -> None:
+    slurm = settings.slurm
+    cluster, timeout = slurm.cluster, slurm.timeout_s
+    origin = bucket_origin(settings.facility.timezone)
+    day_of = LocalDays(settings.facility.timezone)
+    cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600))
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        accounts = pool.submit(door.run_sacctmgr_accounts, cluster, timeout, env)
+        events = pool.submit(door.run_sacctmgr_events, cluster, history_from, timeout, env)
+        resv = pool.submit(door.run_sacctmgr_reservations, cluster, history_from, timeout, env)
+
+        def fetch() -> tuple[int, Future[str]] | None:
+            window = cuts.take()
+            if window is None:
+                return None
+            return window[0], pool.submit(door.run_sacct, *window, cluster, timeout, env)
+
+        with store.transaction():
+            open_before = {j.key: j.job_id_raw for j in store.open_jobs(cluster)}
+            if store.meta("timezone") != settings.facility.timezone:
+                _rebuild_rollups(store, origin, day_of, progress)
+                store.set_meta("timezone", settings.facility.timezone)
+                store.set_meta("bucket_origin_s", str(origin))
+            pending = fetch()
+            while pending is not None:
+                w_start, future = pending
+                text = future.result()
+                pending = fetch()  # the source works on the next window meanwhile
+                records = _ingest(store, cluster, text, cid, origin, day_of, tally,
+                                  f"sacct window from {door.sacct_time(w_start)}")
+                cuts.observe(records)
+                tally.windows += 1
+                if progress:
+                    progress("reading sacct (% of the time span)",
+                             round(100 * cuts.fraction_done(start_s)), 100)
+            missing = sorted({raw for key, raw in open_before.items()
+                              if key not in tally.seen_open})
+            for i in range(0, len(missing), 1000):
+                text = door.run_sacct_jobs(missing[i:i + 1000], cluster, timeout, env)
+                _ingest(store, cluster, text, cid, origin, day_of, tally, "sacct --jobs")
+            _flush(store, tally)
+            store.replace("accounts", cluster, [
+                (cluster, a.account, a.parent, a.organisation, a.description,
+                 a.grp_gpu_minutes, ",".join(a.users)) for a in parse_accounts(*accounts.result())])
+            store.replace("events", cluster, [
+                (cluster, e.kind, e.node, e.start_s, e.end_s, e.state, e.reason, e.gpus, e.nodes)
+                for e in parse_events(events.result())])
+            store.replace("reservations", cluster, [
+                (cluster, r.id, r.name, r.start_s, r.end_s, ",".join(r.flags), r.nodelist,
+                 r.tres_gpus) for r in parse_reservations(resv.result())])
+            store.record_collection(Collection(
+                cid, cluster, started, time.time(), "ok", start_s, now_s, tally.windows,
+                tally.new, tally.updated, tally.unchanged, tally.rejected, tally.pending_arrays,
+                ""))
+
+
+def _ingest(store: Store, cluster: str, text: str, cid: int, origin: int, day_of: LocalDays,
+            tally: _Tally, source: str) -> int:
+    result = parse_sacct(text, cluster)
+    if result.rejected:
+        room = max(0, REJECTED_SAMPLE - tally.rejected)
+        store.record_rejected(cid, source, ((r.line_no, r.reason, r.line)
+                                            for r in result.rejected[:room]))
+        tally.rejected += len(result.rejected)
+    tally.pending_arrays += len(result.pending_arrays)
+    apply_records(store, cluster, result.records, cid, origin, day_of, tally)
+    if len(tally.usage) > 200_000:
+        _flush(store, tally)
+    return len(result.records)
+
+
+__all__ = ["FieldError", "Windows", "collect"]

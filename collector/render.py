@@ -1,0 +1,165 @@
+"""The report dict laid out as a terminal table, Markdown, CSV or JSON.
+
+Only layout happens here: every number comes from report.py. CSV is one file of
+sections, each introduced by a `# section` line and its own header row, so that
+a spreadsheet or `awk` can pick the table it needs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+FORMATS = ("table", "csv", "md", "json")
+
+# (section title, key in the report, columns); nested keys use "a.b".
+SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Capacity (GPU-hours)", "capacity", ("gpus", "nominal_gpu_hours", "down_gpu_hours",
+     "planned_down_gpu_hours", "available_gpu_hours", "allocated_gpu_hours", "utilisation",
+     "availability")),
+    ("Pools against their share", "pools", ("pool", "gpu_hours", "quota_share",
+     "quota_gpu_hours", "share_of_available", "ytd_gpu_hours", "ytd_quota_gpu_hours")),
+    ("Categories against their quota", "categories", ("category", "pool", "gpu_hours",
+     "quota_share", "quota_gpu_hours", "difference_gpu_hours", "used_of_quota",
+     "share_of_available", "ytd_gpu_hours", "ytd_quota_gpu_hours")),
+    ("Commercial use (cap on the pool)", "commercial", ("category", "pool", "gpu_hours",
+     "pool_quota_gpu_hours", "share_of_pool", "max_share_of_pool", "within_limit")),
+    ("Partitions", "partitions", ("partition", "gpu_hours", "share_of_allocated")),
+    ("GPU types", "gpu_types", ("gpu_type", "gpu_hours", "weight", "normalised_gpu_hours")),
+    ("Access modes", "access_modes", ("access_mode", "gpu_hours")),
+    ("Countries", "countries", ("country", "gpu_hours")),
+    ("Allocations", "allocations", ("account", "category", "access_mode", "granted_gpu_hours",
+     "used_gpu_hours_period", "used_gpu_hours_total", "consumed", "planned_gpu_hours_to_date",
+     "projected_exhaustion", "projected_unused_gpu_hours", "warnings")),
+    ("Job size", "job_mix.size", ("category", "size_class", "gpu_hours", "jobs_started")),
+    ("Use phase (WCKey)", "job_mix.phase", ("category", "phase", "gpu_hours")),
+    ("Queue wait", "service.queue_wait", ("category", "jobs_started", "mean_wait_hours",
+     "median_wait_hours")),
+    ("Accounts", "accounts", ("account", "category", "pool", "organisation", "gpu_hours")),
+    ("Users", "users", ("user", "account", "gpu_hours")),
+    ("Unmapped accounts", "unmapped_accounts", ("account", "gpu_hours", "in_slurm_tree")),
+)
+SHARE_COLUMNS = {"utilisation", "availability", "quota_share", "share_of_available",
+                 "used_of_quota", "share_of_pool", "max_share_of_pool", "share_of_allocated",
+                 "consumed"}
+
+
+def _get(report: dict, key: str) -> list[dict]:
+    value: object = report
+    for part in key.split("."):
+        value = value[part]  # type: ignore[index]
+    return [value] if isinstance(value, dict) else list(value)  # type: ignore[arg-type]
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, list):
+        return "; ".join(map(str, value))
+    if isinstance(value, float | int) and column in SHARE_COLUMNS:
+        return f"{value:.1%}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _title(report: dict) -> str:
+    p = report["period"]
+    return (f"{report['facility']} ({report['cluster']}): GPU usage {p['label']} "
+            f"({p['start']} to {p['end']}, {p['timezone']})")
+
+
+def _service_lines(report: dict) -> Iterator[str]:
+    s, q = report["service"], report["data_quality"]
+    yield (f"Users active {s['active_users']}, new {s['new_users']}; projects active "
+           f"{s['active_projects']}, new {s['new_projects']}; served by category: "
+           + ", ".join(f"{k} {v}" for k, v in s["projects_served_by_category"].items()))
+    sv = q["sreport_view"]
+    yield (f"Data quality: {q['rejected_lines']} rejected sacct line(s); unusual states "
+           f"{q['unusual_states'] or 'none'}; {q['jobs_without_gpu_accounting']} job(s) started "
+           f"without GPUs; ambiguous accounts {q['ambiguous_accounts'] or 'none'}; sreport "
+           f"would show down {sv['down_gpu_hours']:,.1f} and planned down "
+           f"{sv['planned_down_gpu_hours']:,.1f} GPU-hours ({sv['note']}).")
+    yield (f"Data until {report['period']['data_until']}; "
+           f"last collection {report['last_collection']}.")
+
+
+def render(report: dict, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        return _csv(report)
+    if fmt == "md":
+        return _markdown(report)
+    if fmt == "table":
+        return _table(report)
+    raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+
+
+def _csv(report: dict) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for _, key, columns in SECTIONS:
+        out.write(f"# {key}\n")
+        writer.writerow(columns)
+        for row in _get(report, key):
+            writer.writerow(["; ".join(map(str, row[c])) if isinstance(row[c], list)
+                             else ("" if row[c] is None else row[c]) for c in columns])
+        out.write("\n")
+    return out.getvalue()
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+
+
+def _markdown(report: dict) -> str:
+    lines = [f"# {_md_escape(_title(report))}", ""]
+    for title, key, columns in SECTIONS:
+        rows = _get(report, key)
+        lines += [f"## {title}", ""]
+        if not rows:
+            lines += ["(none)", ""]
+            continue
+        lines.append("| " + " | ".join(columns) + " |")
+        lines.append("|" + "|".join("---:" if c.endswith(("hours", "share")) else "---"
+                                    for c in columns) + "|")
+        for row in rows:
+            lines.append("| " + " | ".join(_md_escape(_cell(c, row[c])) for c in columns) + " |")
+        lines.append("")
+    lines += [f"- {_md_escape(line)}" for line in _service_lines(report)]
+    return "\n".join(lines) + "\n"
+
+
+def _table(report: dict, width: int = 160) -> str:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
+    console.print(_title(report), style="bold", markup=False, highlight=False)
+    for title, key, columns in SECTIONS:
+        rows = _get(report, key)
+        if key in ("users",) and len(rows) > 30:
+            rows = sorted(rows, key=lambda r: -r["gpu_hours"])[:30]
+            title += " (top 30)"
+        table = Table(title=Text(title), title_justify="left")
+        for c in columns:
+            numeric = any(isinstance(r[c], int | float) and not isinstance(r[c], bool)
+                          for r in rows)
+            table.add_column(c.replace("_", " "), justify="right" if numeric else "left",
+                             overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(_cell(c, row[c])) for c in columns))
+        if not rows:
+            table.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
+        console.print(table, markup=False, highlight=False)
+    for line in _service_lines(report):
+        console.print(line, markup=False, highlight=False)
+    return console.file.getvalue()  # type: ignore[attr-defined]

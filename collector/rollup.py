@@ -1,0 +1,98 @@
+"""How one finished job becomes rolled-up usage (pure; no I/O).
+
+The store keeps, beside every job, hourly aggregates like slurmdbd's own usage
+tables: GPU-seconds per hour bucket and dimensions, and started jobs with their
+queue wait. Reports read those instead of a million job rows. Only jobs with a
+known end are rolled up; running jobs are added live at report time.
+
+Hour buckets start at `origin_s` past each UTC hour: 0 for zones whose offset is
+whole hours (Europe/Amsterdam), 1800 for India. So every local hour, day and
+month boundary is a bucket boundary, and a whole-hour period sums exact buckets.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from .records import JobRecord
+
+HOUR = 3600
+# Queue-wait bins (upper edges, seconds): the median is interpolated within a bin.
+WAIT_EDGES = (60, 300, 900, 1800, 3600, 2 * HOUR, 4 * HOUR, 8 * HOUR, 12 * HOUR, 24 * HOUR,
+              48 * HOUR, 96 * HOUR, 7 * 24 * HOUR)
+SIZE_CLASSES = ("1 GPU", "1 node", "2-16 nodes", ">16 nodes")
+NO_GPU = "no GPU"  # started jobs without gres/gpu: counted for data quality only
+
+
+def bucket_origin(timezone: str) -> int:
+    """Seconds past the UTC hour at which the zone's hours start (0 for most zones)."""
+    offset = datetime(2001, 1, 1, tzinfo=ZoneInfo(timezone)).utcoffset() or timedelta(0)
+    return int(offset.total_seconds()) % HOUR
+
+
+class LocalDays:
+    """Local midnight (epoch) of the day holding an hour bucket, memoised."""
+
+    def __init__(self, timezone: str):
+        self.zone = ZoneInfo(timezone)
+        self._cache: dict[int, int] = {}
+
+    def __call__(self, hour_s: int) -> int:
+        day = self._cache.get(hour_s)
+        if day is None:
+            local = datetime.fromtimestamp(hour_s, self.zone)
+            midnight = datetime(local.year, local.month, local.day, tzinfo=self.zone)
+            day = self._cache[hour_s] = int(midnight.timestamp())
+        return day
+
+
+def size_class(gpus: int, nodes: int) -> str:
+    """The domain's job-size classes: 1 GPU, up to 1 node, 2-16 nodes, more."""
+    if gpus <= 1:
+        return SIZE_CLASSES[0]
+    if nodes <= 1:
+        return SIZE_CLASSES[1]
+    return SIZE_CLASSES[2] if nodes <= 16 else SIZE_CLASSES[3]
+
+
+def wait_bin(wait_s: int) -> int:
+    """Index of the queue-wait bin (0 .. len(WAIT_EDGES))."""
+    return bisect_left(WAIT_EDGES, max(0, wait_s))
+
+
+def split_hours(start_s: int, end_s: int, origin_s: int = 0) -> Iterator[tuple[int, int]]:
+    """(bucket start, seconds inside) for each hour bucket that [start, end) touches."""
+    bucket = start_s - (start_s - origin_s) % HOUR
+    while bucket < end_s:
+        inside = min(end_s, bucket + HOUR) - max(start_s, bucket)
+        if inside > 0:
+            yield bucket, inside
+        bucket += HOUR
+
+
+UsageKey = tuple[str, int, str, str, str, str, str, str]
+StartKey = tuple[str, int, str, str, str, int]
+
+
+def usage_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, int]]:
+    """GPU-seconds per hour bucket of a finished job that ran with GPUs."""
+    if job.end_s is None or job.start_s is None or not job.started or job.gpus <= 0:
+        return
+    dims = (job.account, job.user, job.partition, job.gpu_type or "", job.wckey,
+            size_class(job.gpus, job.nodes))
+    for bucket, seconds in split_hours(job.start_s, job.end_s, origin_s):
+        yield (job.cluster, bucket, *dims), job.gpus * seconds
+
+
+def start_cell(job: JobRecord, origin_s: int) -> tuple[StartKey, int] | None:
+    """The hour a job started, its dimensions and its queue wait (seconds)."""
+    if job.start_s is None or not job.started:
+        return None
+    ready = job.eligible_s if job.eligible_s is not None else job.submit_s
+    wait = max(0, job.start_s - ready)
+    bucket = job.start_s - (job.start_s - origin_s) % HOUR
+    size = size_class(job.gpus, job.nodes) if job.gpus > 0 else NO_GPU
+    return (job.cluster, bucket, job.account, job.user, size, wait_bin(wait)), wait

@@ -1,0 +1,132 @@
+"""sacctmgr text to the account tree and the capacity history (pure; no I/O).
+
+Each function names the `format=` it reads (`*_FORMAT`), the same tuple the door
+asks for; the free-text field comes last so that a `|` inside it is kept.
+Times are read as printed with TZ=UTC, like sacct's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .sacct_parser import FieldError, parse_time, parse_tres
+
+ASSOC_FORMAT = ("Account", "User", "ParentName", "GrpTRESMins")
+ACCOUNT_FORMAT = ("Account", "Organization", "Description")
+EVENT_FORMAT = ("Cluster", "ClusterNodes", "NodeName", "Start", "End", "Event", "State",
+                "TRES", "Reason")
+RESERVATION_FORMAT = ("Cluster", "ID", "Name", "Start", "End", "Flags", "NodeNames", "TRES")
+
+
+@dataclass(frozen=True)
+class Account:
+    account: str
+    parent: str                 # "" for root
+    organisation: str
+    description: str
+    grp_gpu_minutes: int | None  # GrpTRESMins=gres/gpu=N of the account, if any
+    users: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str                   # "cluster" (registered TRES) or "node" (down, drain, ...)
+    node: str                   # node name; the node list for a cluster event
+    start_s: int
+    end_s: int | None           # None: still open
+    state: str
+    reason: str
+    gpus: int                   # GPUs of the node, or of the cluster
+    nodes: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    name: str
+    start_s: int
+    end_s: int
+    flags: tuple[str, ...]
+    nodelist: str
+    tres_gpus: int | None       # gres/gpu in the reservation's TRES (22.05 records none)
+
+    @property
+    def maintenance(self) -> bool:
+        return "MAINT" in self.flags
+
+
+def _rows(text: str, fields: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("|", len(fields) - 1)
+        if len(parts) != len(fields):
+            raise FieldError(f"sacctmgr {what}, line {line_no}: {len(parts)} fields, expected "
+                             f"{len(fields)}: {line[:200]!r}")
+        rows.append(dict(zip(fields, parts, strict=True)))
+    return rows
+
+
+def gpu_minutes(tres: str) -> int | None:
+    """gres/gpu=N of a GrpTRESMins string (untyped entry), else None."""
+    for item in filter(None, tres.split(",")):
+        key, _, value = item.partition("=")
+        if key == "gres/gpu" and value.isdigit():
+            return int(value)
+    return None
+
+
+def parse_accounts(assoc_text: str, account_text: str) -> list[Account]:
+    """The account tree: account associations give parent and budget; user
+    associations give the users of each account; `show account` the organisation."""
+    info = {r["Account"]: r for r in _rows(account_text, ACCOUNT_FORMAT, "show account")}
+    parents: dict[str, str] = {}
+    budgets: dict[str, int | None] = {}
+    users: dict[str, list[str]] = {}
+    for r in _rows(assoc_text, ASSOC_FORMAT, "show assoc"):
+        if r["User"]:
+            users.setdefault(r["Account"], []).append(r["User"])
+        else:
+            parents[r["Account"]] = r["ParentName"]
+            budgets[r["Account"]] = gpu_minutes(r["GrpTRESMins"])
+    return [Account(a, parents[a], info.get(a, {}).get("Organization", ""),
+                    info.get(a, {}).get("Description", ""), budgets[a],
+                    tuple(sorted(set(users.get(a, ()))))) for a in sorted(parents)]
+
+
+def _node_count(tres: str) -> int:
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if key == "node" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def parse_events(text: str) -> list[Event]:
+    events = []
+    for r in _rows(text, EVENT_FORMAT, "show events"):
+        start = parse_time(r["Start"], "Start")
+        if start is None:
+            raise FieldError(f"sacctmgr show events: event without a start: {r}")
+        gpus, _ = parse_tres(r["TRES"])
+        cluster = r["Event"] == "Cluster"
+        events.append(Event(
+            "cluster" if cluster else "node", r["ClusterNodes"] if cluster else r["NodeName"],
+            start, parse_time(r["End"], "End"), r["State"], r["Reason"], gpus,
+            _node_count(r["TRES"]) if cluster else 1))
+    return events
+
+
+def parse_reservations(text: str) -> list[Reservation]:
+    out = []
+    for r in _rows(text, RESERVATION_FORMAT, "show reservation"):
+        start, end = parse_time(r["Start"], "Start"), parse_time(r["End"], "End")
+        if start is None or end is None or not r["ID"].isdigit():
+            raise FieldError(f"sacctmgr show reservation: unreadable row {r}")
+        gpus, _ = parse_tres(r["TRES"])
+        has_gpu = any(t.startswith("gres/gpu=") for t in r["TRES"].split(","))
+        out.append(Reservation(int(r["ID"]), r["Name"], start, end,
+                               tuple(f for f in r["Flags"].split(",") if f), r["NodeNames"],
+                               gpus if has_gpu else None))
+    return out

@@ -1,0 +1,336 @@
+"""The embedded store: one SQLite file in WAL mode under `[store] path`.
+
+Why SQLite in WAL mode: no server to run; readers (report, exporter, dashboard)
+never wait for a writer and always see the last committed collection, because a
+whole collection is one transaction; a crash or SIGKILL in the middle leaves the
+previous state intact (the write-ahead log is rolled back on next open). One
+collector at a time holds `collect.lock` (flock); a second one fails at once
+with `StoreBusy` instead of queueing behind it.
+
+Tables: `jobs` (one row per allocation, keyed like `JobRecord.key`), the rollups
+`usage_hour`, `usage_day` and `starts_hour` (see rollup.py), `accounts`,
+`events`, `reservations` (replaced whole by each collection), `collections` (one
+row per run, failed ones too) and `rejected_lines` (a sample of what could not be
+read).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .records import JobRecord
+
+DB_FILE = "gpu-usage.sqlite"
+LOCK_FILE = "collect.lock"
+SCHEMA_VERSION = "1"
+
+JOB_COLUMNS = (
+    "cluster", "job_id_raw", "submit_s", "job_id", "array_job_id", "array_task_id",
+    "het_job_id", "het_job_offset", "user", "account", "partition", "qos", "wckey",
+    "wckey_is_default", "state", "eligible_s", "start_s", "end_s", "gpus", "gpu_types",
+    "nodes", "cpus", "nodelist", "name",
+)
+USAGE_DIMS = ("cluster", "hour_s", "account", "user", "partition", "gpu_type", "wckey",
+              "size_class")
+START_DIMS = ("cluster", "hour_s", "account", "user", "size_class", "wait_bin")
+
+# The common states; anything else (e.g. a state of a newer Slurm) is shown in data
+# quality, read through a partial index so the query stays fast at any size.
+COMMON_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "RUNNING", "PENDING",
+                 "OUT_OF_MEMORY", "NODE_FAIL", "REQUEUED", "PREEMPTED")
+UNUSUAL_STATE_SQL = f"state NOT IN ({', '.join(repr(s) for s in COMMON_STATES)})"
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    cluster TEXT NOT NULL, job_id_raw INTEGER NOT NULL, submit_s INTEGER NOT NULL,
+    job_id TEXT NOT NULL, array_job_id INTEGER, array_task_id INTEGER,
+    het_job_id INTEGER, het_job_offset INTEGER, user TEXT NOT NULL, account TEXT NOT NULL,
+    partition TEXT NOT NULL, qos TEXT NOT NULL, wckey TEXT NOT NULL,
+    wckey_is_default INTEGER NOT NULL, state TEXT NOT NULL, eligible_s INTEGER,
+    start_s INTEGER, end_s INTEGER, gpus INTEGER NOT NULL, gpu_types TEXT NOT NULL,
+    nodes INTEGER NOT NULL, cpus INTEGER NOT NULL, nodelist TEXT NOT NULL, name TEXT NOT NULL,
+    collection_id INTEGER NOT NULL,
+    PRIMARY KEY (cluster, job_id_raw, submit_s)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs (cluster, job_id_raw) WHERE end_s IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_unusual ON jobs (state) WHERE {UNUSUAL_STATE_SQL};
+CREATE TABLE IF NOT EXISTS usage_hour (
+    {", ".join(d + " NOT NULL" for d in USAGE_DIMS)}, gpu_s INTEGER NOT NULL,
+    PRIMARY KEY ({", ".join(USAGE_DIMS)})) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage_day (
+    cluster TEXT NOT NULL, day_s INTEGER NOT NULL, account TEXT NOT NULL, user TEXT NOT NULL,
+    gpu_s INTEGER NOT NULL, PRIMARY KEY (cluster, day_s, account, user)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS starts_hour (
+    {", ".join(d + " NOT NULL" for d in START_DIMS)}, jobs INTEGER NOT NULL,
+    wait_s INTEGER NOT NULL,
+    PRIMARY KEY ({", ".join(START_DIMS)})) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accounts (
+    cluster TEXT NOT NULL, account TEXT NOT NULL, parent TEXT NOT NULL,
+    organisation TEXT NOT NULL, description TEXT NOT NULL, grp_gpu_minutes INTEGER,
+    users TEXT NOT NULL, PRIMARY KEY (cluster, account));
+CREATE TABLE IF NOT EXISTS events (
+    cluster TEXT NOT NULL, kind TEXT NOT NULL, node TEXT NOT NULL, start_s INTEGER NOT NULL,
+    end_s INTEGER, state TEXT NOT NULL, reason TEXT NOT NULL, gpus INTEGER NOT NULL,
+    nodes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS reservations (
+    cluster TEXT NOT NULL, id INTEGER NOT NULL, name TEXT NOT NULL, start_s INTEGER NOT NULL,
+    end_s INTEGER NOT NULL, flags TEXT NOT NULL, nodelist TEXT NOT NULL,
+    tres_gpus INTEGER, PRIMARY KEY (cluster, id, start_s));
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY, cluster TEXT NOT NULL, started_s REAL NOT NULL,
+    finished_s REAL NOT NULL, status TEXT NOT NULL, window_start_s INTEGER,
+    window_end_s INTEGER, windows INTEGER NOT NULL DEFAULT 0,
+    jobs_new INTEGER NOT NULL DEFAULT 0, jobs_updated INTEGER NOT NULL DEFAULT 0,
+    jobs_unchanged INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    pending_arrays INTEGER NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS rejected_lines (
+    collection_id INTEGER NOT NULL, source TEXT NOT NULL, line_no INTEGER NOT NULL,
+    reason TEXT NOT NULL, line TEXT NOT NULL);
+"""
+REJECTED_SAMPLE = 200  # rejected lines kept per collection (all are counted)
+
+
+class StoreError(RuntimeError):
+    """The store is missing, unreadable, or of another schema."""
+
+
+class StoreBusy(StoreError):
+    """Another collection holds the store's lock."""
+
+
+def job_row(job: JobRecord, collection_id: int) -> tuple:
+    types = ",".join(f"{name}:{count}" for name, count in job.gpu_types)
+    return (job.cluster, job.job_id_raw, job.submit_s, job.job_id, job.array_job_id,
+            job.array_task_id, job.het_job_id, job.het_job_offset, job.user, job.account,
+            job.partition, job.qos, job.wckey, int(job.wckey_is_default), job.state,
+            job.eligible_s, job.start_s, job.end_s, job.gpus, types, job.nodes, job.cpus,
+            job.nodelist, job.name, collection_id)
+
+
+def row_job(row: Iterable) -> JobRecord:
+    values = dict(zip(JOB_COLUMNS, row, strict=False))
+    types = tuple((n, int(c)) for n, _, c in
+                  (t.rpartition(":") for t in values["gpu_types"].split(",") if t))
+    values.update(gpu_types=types, wckey_is_default=bool(values["wckey_is_default"]))
+    return JobRecord(**values)
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    cluster: str
+    started_s: float
+    finished_s: float
+    status: str
+    window_start_s: int | None
+    window_end_s: int | None
+    windows: int
+    jobs_new: int
+    jobs_updated: int
+    jobs_unchanged: int
+    rejected: int
+    pending_arrays: int
+    message: str
+
+
+def db_path(store_dir: Path) -> Path:
+    return Path(store_dir) / DB_FILE
+
+
+class Store:
+    """A connection to the store; `open_writer` for the collector, `open_reader` else."""
+
+    def __init__(self, conn: sqlite3.Connection, lock_fd: int | None = None):
+        self.conn = conn
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open_writer(cls, store_dir: Path) -> Store:
+        store_dir = Path(store_dir)
+        try:
+            store_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(store_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store in {store_dir}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreBusy(f"another collection (pid {holder}) is writing {store_dir}; "
+                            "this one exits without changing anything") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        conn = _connect(db_path(store_dir), readonly=False)
+        try:
+            _ensure_schema(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            os.close(fd)
+            raise StoreError(f"{db_path(store_dir)}: not a usable store: {exc}") from exc
+        return cls(conn, fd)
+
+    @classmethod
+    def open_reader(cls, store_dir: Path) -> Store:
+        path = db_path(store_dir)
+        if not path.exists():
+            raise StoreError(f"no store at {path}: run 'gpu-usage collect' first")
+        conn = _connect(path, readonly=True)
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not a usable store: {exc}") from exc
+        if version is None or version[0] != SCHEMA_VERSION:
+            raise StoreError(f"{path}: store schema {version and version[0]}, expected "
+                             f"{SCHEMA_VERSION}")
+        return cls(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All or nothing: readers see either the state before or after."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- meta ------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- jobs ------------------------------------------------------------------------
+    def stored_jobs(self, cluster: str, ids: Iterable[int]) -> dict[tuple, tuple]:
+        """Rows (without collection_id) of every record of these job ids, by key."""
+        found: dict[tuple, tuple] = {}
+        ids = sorted(set(ids))
+        cols = ", ".join(JOB_COLUMNS)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                    f"SELECT {cols} FROM jobs WHERE cluster=? AND job_id_raw IN ({marks})",
+                    (cluster, *chunk)):
+                found[(row[0], row[1], row[2])] = row
+        return found
+
+    def put_jobs(self, rows: list[tuple]) -> None:
+        marks = ",".join("?" * (len(JOB_COLUMNS) + 1))
+        self.conn.executemany(f"INSERT OR REPLACE INTO jobs VALUES ({marks})", rows)
+
+    def open_jobs(self, cluster: str) -> list[JobRecord]:
+        """Jobs without an end: pending or running at the last collection."""
+        cols = ", ".join(JOB_COLUMNS)
+        return [row_job(r) for r in self.conn.execute(
+            f"SELECT {cols} FROM jobs WHERE cluster=? AND end_s IS NULL", (cluster,))]
+
+    def open_jobs_not_seen(self, cluster: str, collection_id: int) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT job_id_raw FROM jobs WHERE cluster=? AND end_s IS NULL "
+            "AND collection_id != ?", (cluster, collection_id))]
+
+    def add_usage(self, deltas: Mapping[tuple, int]) -> None:
+        marks = ",".join("?" * (len(USAGE_DIMS) + 1))
+        self.conn.executemany(
+            f"INSERT INTO usage_hour VALUES ({marks}) ON CONFLICT DO UPDATE "
+            "SET gpu_s = gpu_s + excluded.gpu_s",
+            ((*k, v) for k, v in deltas.items() if v))
+
+    def add_usage_days(self, deltas: Mapping[tuple, int]) -> None:
+        self.conn.executemany(
+            "INSERT INTO usage_day VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE "
+            "SET gpu_s = gpu_s + excluded.gpu_s", ((*k, v) for k, v in deltas.items() if v))
+
+    def add_starts(self, deltas: Mapping[tuple, tuple[int, int]]) -> None:
+        marks = ",".join("?" * (len(START_DIMS) + 2))
+        self.conn.executemany(
+            f"INSERT INTO starts_hour VALUES ({marks}) ON CONFLICT DO UPDATE "
+            "SET jobs = jobs + excluded.jobs, wait_s = wait_s + excluded.wait_s",
+            ((*k, n, w) for k, (n, w) in deltas.items() if n or w))
+
+    def clear_rollups(self) -> None:
+        self.conn.execute("DELETE FROM usage_hour")
+        self.conn.execute("DELETE FROM usage_day")
+        self.conn.execute("DELETE FROM starts_hour")
+
+    def all_jobs(self, batch: int = 20000) -> Iterator[list[JobRecord]]:
+        """Every stored job, in batches (to rebuild the rollups)."""
+        cols = ", ".join(JOB_COLUMNS)
+        cur = self.conn.execute(f"SELECT {cols} FROM jobs")
+        while rows := cur.fetchmany(batch):
+            yield [row_job(r) for r in rows]
+
+    # --- account tree and capacity history ---------------------------------------------
+    def replace(self, table: str, cluster: str, rows: list[tuple]) -> None:
+        if table not in ("accounts", "events", "reservations"):
+            raise ValueError(table)
+        self.conn.execute(f"DELETE FROM {table} WHERE cluster=?", (cluster,))
+        if rows:
+            marks = ",".join("?" * len(rows[0]))
+            self.conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+
+    # --- collections -------------------------------------------------------------------
+    def next_collection_id(self) -> int:
+        row = self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM collections").fetchone()
+        return int(row[0])
+
+    def record_collection(self, c: Collection) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO collections VALUES "
+                          "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", tuple(c.__dict__.values()))
+
+    def record_rejected(self, collection_id: int, source: str,
+                        lines: Iterable[tuple[int, str, str]]) -> None:
+        self.conn.executemany("INSERT INTO rejected_lines VALUES (?,?,?,?,?)",
+                              ((collection_id, source, n, r, t[:2000]) for n, r, t in lines))
+
+    def last_collection(self, cluster: str, status: str | None = "ok") -> Collection | None:
+        sql = "SELECT * FROM collections WHERE cluster=?"
+        args: tuple = (cluster,)
+        if status:
+            sql, args = sql + " AND status=?", (cluster, status)
+        row = self.conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
+        return Collection(*row) if row else None
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    uri = f"file:{path}?mode={'ro' if readonly else 'rwc'}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30,
+                           check_same_thread=False)
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a power cut may lose the last collection, never corrupt.
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+    return conn
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    elif row[0] != SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"schema {row[0]}, expected {SCHEMA_VERSION}")
