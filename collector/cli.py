@@ -14,8 +14,22 @@ _CONFIG_OPTION = click.option(
     help="Policy file [default: $GPU_USAGE_CONFIG, else ./facility.toml].")
 
 
+class _Commands(click.Group):
+    """Loads the test-cluster commands only when asked for: they pull in tooling that
+    every other command (a report on a timer, say) would otherwise pay to import."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "cluster"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "cluster":
+            from testcluster.cli import cluster
+
+            return cluster
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gpu-usage")
 def main() -> None:
     """GPU usage by user category against allocation quotas, from Slurm accounting.
@@ -165,14 +179,3 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
     tmp.write_text(text_out)
     tmp.replace(out)
     click.echo(f"wrote {fmt} report for {period.label} to {out}", err=True)
-
-
-def _register_cluster() -> None:
-    # The test cluster is tooling for demos and tests; it is optional at import time
-    # so that a collector-only install keeps a working CLI.
-    from testcluster.cli import cluster
-
-    main.add_command(cluster)
-
-
-_register_cluster()

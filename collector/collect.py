@@ -28,9 +28,9 @@ from .config import Settings
 from .periods import default_history_start, local_midnight
 from .records import JobRecord
 from .rollup import LocalDays, bucket_origin, start_cell, usage_cells
-from .sacct_parser import FieldError, parse_sacct
+from .sacct_parser import FieldError, ParseResult, parse_sacct
 from .sacctmgr_parser import parse_accounts, parse_events, parse_reservations
-from .store import REJECTED_SAMPLE, Collection, Store, job_row, row_job
+from .store import Collection, Store, job_row, row_job
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -44,7 +44,6 @@ class _Tally:
     pending_arrays: int = 0
     windows: int = 0
     usage: dict = field(default_factory=lambda: defaultdict(int))
-    days: dict = field(default_factory=lambda: defaultdict(int))
     starts: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     seen_open: set = field(default_factory=set)
 
@@ -86,11 +85,10 @@ def first_start(settings: Settings, now: float) -> int:
     return default_history_start(tz, now)
 
 
-def _contribute(tally: _Tally, job: JobRecord, origin: int, day_of: LocalDays,
-                sign: int) -> None:
+def _contribute(tally: _Tally, job: JobRecord, origin: int, sign: int) -> None:
+    usage = tally.usage
     for key, gpu_s in usage_cells(job, origin):
-        tally.usage[key] += sign * gpu_s
-        tally.days[(key[0], day_of(key[1]), key[2], key[3])] += sign * gpu_s
+        usage[key] += sign * gpu_s
     cell = start_cell(job, origin)
     if cell is not None:
         acc = tally.starts[cell[0]]
@@ -99,7 +97,7 @@ def _contribute(tally: _Tally, job: JobRecord, origin: int, day_of: LocalDays,
 
 
 def apply_records(store: Store, cluster: str, records: list[JobRecord], collection_id: int,
-                  origin: int, day_of: LocalDays, tally: _Tally) -> None:
+                  origin: int, tally: _Tally) -> None:
     """Store the records that are new or changed and move their rolled-up usage."""
     stored = store.stored_jobs(cluster, (r.job_id_raw for r in records))
     rows = []
@@ -115,18 +113,25 @@ def apply_records(store: Store, cluster: str, records: list[JobRecord], collecti
             tally.new += 1
         else:
             tally.updated += 1
-            _contribute(tally, row_job(old), origin, day_of, -1)
-        _contribute(tally, job, origin, day_of, +1)
+            _contribute(tally, row_job(old), origin, -1)
+        _contribute(tally, job, origin, +1)
         stored[job.key] = row[:-1]
         rows.append(row)
     store.put_jobs(rows)
 
 
-def _flush(store: Store, tally: _Tally) -> None:
-    store.add_usage(tally.usage)
-    store.add_usage_days(tally.days)
-    tally.days.clear()
-    store.add_starts({k: tuple(v) for k, v in tally.starts.items()})
+def _flush(store: Store, tally: _Tally, day_of: LocalDays) -> None:
+    """Hour cells to local days, added to the stored rollups."""
+    days: dict[tuple, int] = defaultdict(int)
+    for (cluster, hour, *dims), gpu_s in tally.usage.items():
+        days[(cluster, day_of(hour), *dims)] += gpu_s
+    starts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for (cluster, hour, *dims), (jobs, wait_s) in tally.starts.items():
+        cell = starts[(cluster, day_of(hour), *dims)]
+        cell[0] += jobs
+        cell[1] += wait_s
+    store.add_usage(days)
+    store.add_starts({k: (n, w) for k, (n, w) in starts.items()})
     tally.usage.clear()
     tally.starts.clear()
 
@@ -139,8 +144,8 @@ def _rebuild_rollups(store: Store, origin: int, day_of: LocalDays,
     done = 0
     for batch in store.all_jobs():
         for job in batch:
-            _contribute(tally, job, origin, day_of, +1)
-        _flush(store, tally)
+            _contribute(tally, job, origin, +1)
+        _flush(store, tally, day_of)
         done += len(batch)
         if progress:
             progress("re-rolling stored jobs", done, 0)
@@ -185,29 +190,32 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
     day_of = LocalDays(settings.facility.timezone)
     cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600))
     started = time.time()
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with ThreadPoolExecutor(max_workers=5) as pool:
         accounts = pool.submit(door.run_sacctmgr_accounts, cluster, timeout, env)
         events = pool.submit(door.run_sacctmgr_events, cluster, history_from, timeout, env)
         resv = pool.submit(door.run_sacctmgr_reservations, cluster, history_from, timeout, env)
 
-        def fetch() -> tuple[int, Future[str]] | None:
+        def fetch() -> tuple[int, Future[ParseResult]] | None:
             window = cuts.take()
             if window is None:
                 return None
-            return window[0], pool.submit(door.run_sacct, *window, cluster, timeout, env)
+            return window[0], pool.submit(read_window, *window, cluster, timeout, env)
 
         with store.transaction():
             open_before = {j.key: j.job_id_raw for j in store.open_jobs(cluster)}
             if store.meta("timezone") != settings.facility.timezone:
                 _rebuild_rollups(store, origin, day_of, progress)
                 store.set_meta("timezone", settings.facility.timezone)
-                store.set_meta("bucket_origin_s", str(origin))
-            pending = fetch()
-            while pending is not None:
-                w_start, future = pending
-                text = future.result()
-                pending = fetch()  # the source works on the next window meanwhile
-                records = _ingest(store, cluster, text, cid, origin, day_of, tally,
+            # Two windows in flight: sacct works on the next ones while this thread
+            # stores the current one. (A parser process was tried: on 2 cores, pickling
+            # the records back cost more than it saved.)
+            queue = [w for w in (fetch(), fetch()) if w is not None]
+            while queue:
+                w_start, future = queue.pop(0)
+                result = future.result()
+                if (nxt := fetch()) is not None:
+                    queue.append(nxt)
+                records = _ingest(store, cluster, result, cid, origin, day_of, tally,
                                   f"sacct window from {door.sacct_time(w_start)}")
                 cuts.observe(records)
                 tally.windows += 1
@@ -218,8 +226,9 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
                               if key not in tally.seen_open})
             for i in range(0, len(missing), 1000):
                 text = door.run_sacct_jobs(missing[i:i + 1000], cluster, timeout, env)
-                _ingest(store, cluster, text, cid, origin, day_of, tally, "sacct --jobs")
-            _flush(store, tally)
+                _ingest(store, cluster, parse_sacct(text, cluster), cid, origin, day_of, tally,
+                        "sacct --jobs")
+            _flush(store, tally, day_of)
             store.replace("accounts", cluster, [
                 (cluster, a.account, a.parent, a.organisation, a.description,
                  a.grp_gpu_minutes, ",".join(a.users)) for a in parse_accounts(*accounts.result())])
@@ -235,18 +244,21 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
                 ""))
 
 
-def _ingest(store: Store, cluster: str, text: str, cid: int, origin: int, day_of: LocalDays,
-            tally: _Tally, source: str) -> int:
-    result = parse_sacct(text, cluster)
+def read_window(start_s: int, end_s: int, cluster: str, timeout_s: float,
+                env: dict[str, str] | None) -> ParseResult:
+    """sacct for one window, parsed."""
+    return parse_sacct(door.run_sacct(start_s, end_s, cluster, timeout_s, env), cluster)
+
+
+def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: int,
+            day_of: LocalDays, tally: _Tally, source: str) -> int:
     if result.rejected:
-        room = max(0, REJECTED_SAMPLE - tally.rejected)
-        store.record_rejected(cid, source, ((r.line_no, r.reason, r.line)
-                                            for r in result.rejected[:room]))
-        tally.rejected += len(result.rejected)
+        tally.rejected += store.record_rejected(
+            cid, source, ((r.line_no, r.reason, r.line) for r in result.rejected))
     tally.pending_arrays += len(result.pending_arrays)
-    apply_records(store, cluster, result.records, cid, origin, day_of, tally)
+    apply_records(store, cluster, result.records, cid, origin, tally)
     if len(tally.usage) > 200_000:
-        _flush(store, tally)
+        _flush(store, tally, day_of)
     return len(result.records)
 
 

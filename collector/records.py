@@ -7,7 +7,7 @@ each run of a requeued job are separate records; job steps never are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Base job states of Slurm 22.05 to 26.05 as sacct prints them.
 KNOWN_STATES = frozenset({
@@ -17,10 +17,13 @@ KNOWN_STATES = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class JobRecord:
+class JobRecord(NamedTuple):
+    """A NamedTuple, not a dataclass: a million are made per collection, and the
+    field order is the store's column order, so a record is almost its own row."""
+
     cluster: str
     job_id_raw: int              # unique per allocation (JobIDRaw)
+    submit_s: int
     job_id: str                  # as Slurm shows it: 123, 123_7, 123+1
     array_job_id: int | None
     array_task_id: int | None
@@ -33,7 +36,6 @@ class JobRecord:
     wckey: str                   # without the leading "*" of a default WCKey
     wckey_is_default: bool
     state: str                   # base state, e.g. CANCELLED (from "CANCELLED by 1007")
-    submit_s: int
     eligible_s: int | None
     start_s: int | None          # None: never started
     end_s: int | None            # None: still running (or pending)

@@ -343,16 +343,12 @@ def _unmapped(rows: list, amap: AccountMap, tree: usage.Tree) -> list[dict]:
 def _data_quality(store: Store, settings: Settings, period: Period, starts: list,
                   amap: AccountMap, cap: Capacity, last: Collection | None) -> dict:
     cluster = settings.slurm.cluster
-    rejected = store.conn.execute(
-        "SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
+    rejected = store.conn.execute("SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
     sample = [{"source": s, "line_no": n, "reason": r, "line": t} for s, n, r, t in
               store.conn.execute("SELECT source, line_no, reason, line FROM rejected_lines "
                                  "ORDER BY collection_id DESC LIMIT 5")]
-    total_rejected = store.conn.execute(
-        "SELECT COALESCE(SUM(rejected), 0) FROM collections WHERE status='ok'").fetchone()[0]
     return {
-        "rejected_lines": int(total_rejected), "rejected_lines_kept": rejected,
-        "rejected_sample": sample,
+        "rejected_lines": rejected, "rejected_sample": sample,
         "unusual_states": usage.unusual_states(store, cluster, period.start_s, period.end_s),
         "jobs_without_gpu_accounting": sum(s.jobs for s in starts if s.size_class == NO_GPU),
         "ambiguous_accounts": {a: list(c) for a, c in sorted(amap.ambiguous.items())},

@@ -1,13 +1,13 @@
 """How one finished job becomes rolled-up usage (pure; no I/O).
 
-The store keeps, beside every job, hourly aggregates like slurmdbd's own usage
-tables: GPU-seconds per hour bucket and dimensions, and started jobs with their
+The store keeps, beside every job, daily aggregates like slurmdbd's own usage
+tables: GPU-seconds per local day and dimensions, and started jobs with their
 queue wait. Reports read those instead of a million job rows. Only jobs with a
 known end are rolled up; running jobs are added live at report time.
 
-Hour buckets start at `origin_s` past each UTC hour: 0 for zones whose offset is
-whole hours (Europe/Amsterdam), 1800 for India. So every local hour, day and
-month boundary is a bucket boundary, and a whole-hour period sums exact buckets.
+A job is first cut into hour buckets that start at `origin_s` past each UTC hour
+(0 for zones whose offset is whole hours, 1800 for India), so no bucket straddles
+a local midnight; the collector then adds the hours up per local day.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ collector at a time holds `collect.lock` (flock); a second one fails at once
 with `StoreBusy` instead of queueing behind it.
 
 Tables: `jobs` (one row per allocation, keyed like `JobRecord.key`), the rollups
-`usage_hour`, `usage_day` and `starts_hour` (see rollup.py), `accounts`,
+`usage_day` and `starts_day` (see rollup.py), `accounts`,
 `events`, `reservations` (replaced whole by each collection), `collections` (one
-row per run, failed ones too) and `rejected_lines` (a sample of what could not be
-read).
+row per run, failed ones too) and `rejected_lines` (every distinct line that could
+not be read, once, however many windows showed it).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ JOB_COLUMNS = (
     "wckey_is_default", "state", "eligible_s", "start_s", "end_s", "gpus", "gpu_types",
     "nodes", "cpus", "nodelist", "name",
 )
-USAGE_DIMS = ("cluster", "hour_s", "account", "user", "partition", "gpu_type", "wckey",
+USAGE_DIMS = ("cluster", "day_s", "account", "user", "partition", "gpu_type", "wckey",
               "size_class")
-START_DIMS = ("cluster", "hour_s", "account", "user", "size_class", "wait_bin")
+START_DIMS = ("cluster", "day_s", "account", "user", "size_class", "wait_bin")
 
 # The common states; anything else (e.g. a state of a newer Slurm) is shown in data
 # quality, read through a partial index so the query stays fast at any size.
@@ -60,13 +60,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (cluster, job_id_raw, submit_s)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (cluster, job_id_raw) WHERE end_s IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_unusual ON jobs (state) WHERE {UNUSUAL_STATE_SQL};
-CREATE TABLE IF NOT EXISTS usage_hour (
+CREATE TABLE IF NOT EXISTS usage_day (
     {", ".join(d + " NOT NULL" for d in USAGE_DIMS)}, gpu_s INTEGER NOT NULL,
     PRIMARY KEY ({", ".join(USAGE_DIMS)})) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS usage_day (
-    cluster TEXT NOT NULL, day_s INTEGER NOT NULL, account TEXT NOT NULL, user TEXT NOT NULL,
-    gpu_s INTEGER NOT NULL, PRIMARY KEY (cluster, day_s, account, user)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS starts_hour (
+CREATE TABLE IF NOT EXISTS starts_day (
     {", ".join(d + " NOT NULL" for d in START_DIMS)}, jobs INTEGER NOT NULL,
     wait_s INTEGER NOT NULL,
     PRIMARY KEY ({", ".join(START_DIMS)})) WITHOUT ROWID;
@@ -91,9 +88,8 @@ CREATE TABLE IF NOT EXISTS collections (
     pending_arrays INTEGER NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS rejected_lines (
     collection_id INTEGER NOT NULL, source TEXT NOT NULL, line_no INTEGER NOT NULL,
-    reason TEXT NOT NULL, line TEXT NOT NULL);
+    reason TEXT NOT NULL, line TEXT NOT NULL UNIQUE);
 """
-REJECTED_SAMPLE = 200  # rejected lines kept per collection (all are counted)
 
 
 class StoreError(RuntimeError):
@@ -104,13 +100,17 @@ class StoreBusy(StoreError):
     """Another collection holds the store's lock."""
 
 
+_TYPES = JOB_COLUMNS.index("gpu_types")
+_TYPES_TEXT: dict[tuple, str] = {}
+
+
 def job_row(job: JobRecord, collection_id: int) -> tuple:
-    types = ",".join(f"{name}:{count}" for name, count in job.gpu_types)
-    return (job.cluster, job.job_id_raw, job.submit_s, job.job_id, job.array_job_id,
-            job.array_task_id, job.het_job_id, job.het_job_offset, job.user, job.account,
-            job.partition, job.qos, job.wckey, int(job.wckey_is_default), job.state,
-            job.eligible_s, job.start_s, job.end_s, job.gpus, types, job.nodes, job.cpus,
-            job.nodelist, job.name, collection_id)
+    """The record as a row: its own fields (same order), GPU types as text."""
+    types = _TYPES_TEXT.get(job.gpu_types)
+    if types is None:
+        types = _TYPES_TEXT[job.gpu_types] = ",".join(f"{n}:{c}" for n, c in job.gpu_types)
+    return (*job[:13], int(job.wckey_is_default), *job[14:_TYPES], types, *job[_TYPES + 1:],
+            collection_id)
 
 
 def row_job(row: Iterable) -> JobRecord:
@@ -167,11 +167,10 @@ class Store:
                             "this one exits without changing anything") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        conn = _connect(db_path(store_dir), readonly=False)
         try:
+            conn = _connect(db_path(store_dir), readonly=False)
             _ensure_schema(conn)
         except sqlite3.DatabaseError as exc:
-            conn.close()
             os.close(fd)
             raise StoreError(f"{db_path(store_dir)}: not a usable store: {exc}") from exc
         return cls(conn, fd)
@@ -181,8 +180,8 @@ class Store:
         path = db_path(store_dir)
         if not path.exists():
             raise StoreError(f"no store at {path}: run 'gpu-usage collect' first")
-        conn = _connect(path, readonly=True)
         try:
+            conn = _connect(path, readonly=True)
             version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a usable store: {exc}") from exc
@@ -255,26 +254,20 @@ class Store:
     def add_usage(self, deltas: Mapping[tuple, int]) -> None:
         marks = ",".join("?" * (len(USAGE_DIMS) + 1))
         self.conn.executemany(
-            f"INSERT INTO usage_hour VALUES ({marks}) ON CONFLICT DO UPDATE "
+            f"INSERT INTO usage_day VALUES ({marks}) ON CONFLICT DO UPDATE "
             "SET gpu_s = gpu_s + excluded.gpu_s",
             ((*k, v) for k, v in deltas.items() if v))
-
-    def add_usage_days(self, deltas: Mapping[tuple, int]) -> None:
-        self.conn.executemany(
-            "INSERT INTO usage_day VALUES (?,?,?,?,?) ON CONFLICT DO UPDATE "
-            "SET gpu_s = gpu_s + excluded.gpu_s", ((*k, v) for k, v in deltas.items() if v))
 
     def add_starts(self, deltas: Mapping[tuple, tuple[int, int]]) -> None:
         marks = ",".join("?" * (len(START_DIMS) + 2))
         self.conn.executemany(
-            f"INSERT INTO starts_hour VALUES ({marks}) ON CONFLICT DO UPDATE "
+            f"INSERT INTO starts_day VALUES ({marks}) ON CONFLICT DO UPDATE "
             "SET jobs = jobs + excluded.jobs, wait_s = wait_s + excluded.wait_s",
             ((*k, n, w) for k, (n, w) in deltas.items() if n or w))
 
     def clear_rollups(self) -> None:
-        self.conn.execute("DELETE FROM usage_hour")
         self.conn.execute("DELETE FROM usage_day")
-        self.conn.execute("DELETE FROM starts_hour")
+        self.conn.execute("DELETE FROM starts_day")
 
     def all_jobs(self, batch: int = 20000) -> Iterator[list[JobRecord]]:
         """Every stored job, in batches (to rebuild the rollups)."""
@@ -302,9 +295,12 @@ class Store:
                           "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", tuple(c.__dict__.values()))
 
     def record_rejected(self, collection_id: int, source: str,
-                        lines: Iterable[tuple[int, str, str]]) -> None:
-        self.conn.executemany("INSERT INTO rejected_lines VALUES (?,?,?,?,?)",
-                              ((collection_id, source, n, r, t[:2000]) for n, r, t in lines))
+                        lines: Iterable[tuple[int, str, str]]) -> int:
+        """Keep lines not seen before; return how many were new."""
+        before = self.conn.total_changes
+        self.conn.executemany("INSERT OR IGNORE INTO rejected_lines VALUES (?,?,?,?,?)",
+                              ((collection_id, source, n, r, t) for n, r, t in lines))
+        return self.conn.total_changes - before
 
     def last_collection(self, cluster: str, status: str | None = "ok") -> Collection | None:
         sql = "SELECT * FROM collections WHERE cluster=?"

@@ -1,9 +1,9 @@
 """Usage in a period, read from the store: rolled-up finished jobs plus open jobs
 clipped live, so running jobs count up to now.
 
-Periods must start and end on a bucket boundary (local whole hours; every day,
-month, quarter and year is). The SQL here only sums the rollups; everything else
-(categories, quotas, allocations) is pure Python over the rows it returns.
+Periods are whole local days (every month, quarter and year is): the rollups
+are per local day. The SQL here only sums them; everything else (categories,
+quotas, allocations) is pure Python over the rows it returns.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .capacity import Capacity, capacity
 from .records import JobRecord
-from .rollup import HOUR, LocalDays, size_class, split_hours
+from .rollup import LocalDays, bucket_origin, size_class, split_hours
 from .sacctmgr_parser import Event, Reservation
 from .store import UNUSUAL_STATE_SQL, Store
 
@@ -47,15 +47,15 @@ class Tree:
 
 
 class PeriodAlignmentError(ValueError):
-    """A period that does not start and end on a rollup bucket boundary."""
+    """A period that does not start and end at local midnight."""
 
 
-def _check_aligned(store: Store, start_s: int, end_s: int) -> int:
-    origin = int(store.meta("bucket_origin_s") or 0)
+def _check_aligned(store: Store, start_s: int, end_s: int) -> None:
+    zone = store.meta("timezone") or "UTC"
+    days = LocalDays(zone)
     for t in (start_s, end_s):
-        if (t - origin) % HOUR:
-            raise PeriodAlignmentError(f"period boundary {t} is not on a whole local hour")
-    return origin
+        if days(t) != t:
+            raise PeriodAlignmentError(f"period boundary {t} is not a midnight in {zone}")
 
 
 def open_usage(jobs: list[JobRecord], start_s: int, end_s: int, origin: int = 0
@@ -79,7 +79,7 @@ def period_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: in
     _check_aligned(store, start_s, end_s)
     rows = [UsageRow(*r) for r in store.conn.execute(
         "SELECT account, user, partition, gpu_type, wckey, size_class, SUM(gpu_s) "
-        "FROM usage_hour WHERE cluster=? AND hour_s >= ? AND hour_s < ? "
+        "FROM usage_day WHERE cluster=? AND day_s >= ? AND day_s < ? "
         "GROUP BY account, user, partition, gpu_type, wckey, size_class HAVING SUM(gpu_s) != 0",
         (cluster, start_s, end_s))]
     return rows + open_usage(store.open_jobs(cluster), start_s, min(end_s, now_s))
@@ -95,7 +95,7 @@ def daily_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int
             (cluster, start_s, end_s)):
         out[(day, account, user)] += gpu_s
     day_of = LocalDays(timezone)
-    origin = int(store.meta("bucket_origin_s") or 0)
+    origin = bucket_origin(timezone)
     stop = min(end_s, now_s)
     for job in store.open_jobs(cluster):
         if job.start_s is None or not job.started or job.gpus <= 0:
@@ -111,8 +111,8 @@ def period_starts(store: Store, cluster: str, start_s: int, end_s: int) -> list[
     _check_aligned(store, start_s, end_s)
     rows = defaultdict(lambda: [0, 0])
     for account, user, size, wbin, jobs, wait_s in store.conn.execute(
-            "SELECT account, user, size_class, wait_bin, SUM(jobs), SUM(wait_s) FROM starts_hour "
-            "WHERE cluster=? AND hour_s >= ? AND hour_s < ? "
+            "SELECT account, user, size_class, wait_bin, SUM(jobs), SUM(wait_s) FROM starts_day "
+            "WHERE cluster=? AND day_s >= ? AND day_s < ? "
             "GROUP BY account, user, size_class, wait_bin", (cluster, start_s, end_s)):
         rows[(account, user, size, wbin)][0] += jobs
         rows[(account, user, size, wbin)][1] += wait_s

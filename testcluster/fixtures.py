@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 
 from collector.sacct_parser import SACCT_FIELDS
-from collector.sacct_source import run_sacct, sacct_argv
+from collector.sacct_source import (
+    run_sacct,
+    run_sacctmgr_accounts,
+    run_sacctmgr_events,
+    run_sacctmgr_reservations,
+    sacct_argv,
+)
 
 from . import workload
 from .backfill import recorded_spec
@@ -53,4 +59,17 @@ def record(lay: Layout, out_dir: Path) -> Path:
         "history": spec.__dict__,
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    record_sacctmgr(lay, target)
     return target
+
+
+def record_sacctmgr(lay: Layout, target: Path) -> None:
+    """The account tree, events and reservations as the collector's door reads them."""
+    since = recorded_spec(lay).start
+    assoc, accounts = run_sacctmgr_accounts(lay.cluster, env=lay.env())
+    (target / "sacctmgr-assoc.txt").write_text(assoc)
+    (target / "sacctmgr-account.txt").write_text(accounts)
+    (target / "sacctmgr-events.txt").write_text(
+        run_sacctmgr_events(lay.cluster, since, env=lay.env()))
+    (target / "sacctmgr-reservations.txt").write_text(
+        run_sacctmgr_reservations(lay.cluster, since, env=lay.env()))

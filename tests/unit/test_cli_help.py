@@ -7,7 +7,9 @@ from collector.cli import main
 
 
 def _commands(group: click.Group, prefix=()):
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
         yield (*prefix, name), cmd
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, (*prefix, name))
@@ -16,7 +18,7 @@ def _commands(group: click.Group, prefix=()):
 def test_every_command_has_help_with_an_example():
     runner = CliRunner()
     paths = [()] + [p for p, _ in _commands(main)]
-    assert ("cluster", "backfill") in paths
+    assert ("cluster", "backfill") in paths and ("report",) in paths and ("collect",) in paths
     for path in paths:
         result = runner.invoke(main, [*path, "--help"])
         assert result.exit_code == 0, path

@@ -1,0 +1,140 @@
+"""Benchmark: the collector and the report against Slurm's own tools, side by side.
+
+For each size (jobs in one month) it backfills a test cluster, then measures in
+the same run:
+  - `sacct` dump of the collection window (the source: the floor) vs
+    `gpu-usage collect` from an empty store, and the collector's peak memory;
+  - `gpu-usage collect` again with nothing new (incremental);
+  - `sreport ... AccountUtilizationByUser` vs `gpu-usage report --format json` for
+    the month (median of 3, process start included).
+Prints a table and writes the figures as JSON (--out).
+
+  .venv/bin/python scripts/benchmark.py --jobs 100000 --jobs 1000000 \
+      --out docs/benchmark.json
+
+Needs the test cluster's packages (scripts/setup-debian.sh testcluster). It starts
+its own cluster in --run-dir on --base-port and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GPU_USAGE = [sys.executable, "-m", "collector"]
+PEAK = [sys.executable, str(ROOT / "scripts" / "peak_rss.py")]
+
+
+def run(argv: list[str], env: dict[str, str], out: Path | None = None) -> float:
+    """Wall time of one command; its stdout goes to `out` (or nowhere)."""
+    t0 = time.perf_counter()
+    with open(out or os.devnull, "w") as sink:
+        proc = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.PIPE, text=True,
+                              check=False)
+    took = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:6])}... failed: {proc.stderr[-2000:]}")
+    return took
+
+
+def median_of(n: int, argv: list[str], env: dict[str, str]) -> float:
+    return statistics.median(run(argv, env) for _ in range(n))
+
+
+def month_bounds(run_dir: Path) -> tuple[str, str]:
+    spec = json.loads((run_dir / "etc" / "history.json").read_text())
+    start = time.gmtime(spec["start"])
+    y, m = (start.tm_year, start.tm_mon + 1) if start.tm_mon < 12 else (start.tm_year + 1, 1)
+    return time.strftime("%Y-%m-%d", start), f"{y:04d}-{m:02d}-01"
+
+
+def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
+               work: Path) -> dict:
+    print(f"\n== {jobs:,} jobs in one month: backfill", flush=True)
+    subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",
+                    str(jobs), "--seed", "1"], env=env, check=True)
+    first, after = month_bounds(run_dir)
+    store = work / f"store-{jobs}"
+    shutil.rmtree(store, ignore_errors=True)
+    config = work / f"facility-{jobs}.toml"
+    text = (ROOT / "testcluster" / "facility.toml").read_text()
+    text = text.replace('path = "var/store"', f'path = "{store}"')
+    text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = {first}')
+    config.write_text(text)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    sacct = ["sacct", "--allusers", "--allocations", "--duplicates", "--parsable2",
+             "--noheader", f"--starttime={first}T00:00:00", f"--endtime={now}",
+             "--format=JobIDRaw,JobID,Cluster,User,Account,Partition,QOS,WCKey,State,Submit,"
+             "Eligible,Start,End,AllocTRES,NNodes,AllocCPUS,NodeList,JobName"]
+    print("   sacct dump ...", flush=True)
+    sacct_s = run(sacct, env)
+    print("   collect from empty ...", flush=True)
+    peak_file = work / "peak.json"
+    collect_s = run([*PEAK, str(peak_file), "collect", "--quiet", "--config", str(config)], env)
+    peak = json.loads(peak_file.read_text())
+    print("   collect again (nothing new) ...", flush=True)
+    again_s = median_of(3, [*GPU_USAGE, "collect", "--quiet", "--config", str(config)], env)
+    month = first[:7]
+    sreport = ["sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
+               "AccountUtilizationByUser", f"start={first}", f"end={after}"]
+    print("   sreport vs report ...", flush=True)
+    sreport_s = median_of(3, sreport, env)
+    report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--month", month,
+                             "--format", "json"], env)
+    size_mb = sum(f.stat().st_size for f in store.iterdir()) / 2**20
+    return {"jobs": jobs, "month": month, "sacct_s": round(sacct_s, 2),
+            "collect_s": round(collect_s, 2), "collect_over_sacct": round(collect_s / sacct_s, 2),
+            "collect_peak_rss_mb": round(peak["self_mb"]), "sacct_peak_rss_mb":
+            round(peak["children_mb"]), "incremental_collect_s": round(again_s, 2),
+            "sreport_s": round(sreport_s, 3), "report_s": round(report_s, 3),
+            "report_over_sreport": round(report_s / sreport_s, 2),
+            "store_mb": round(size_mb)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, action="append", help="jobs in the month (repeat)")
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--base-port", type=int, default=36800)
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    args = parser.parse_args()
+    sizes = args.jobs or [100_000, 1_000_000]
+    work = Path(tempfile.mkdtemp(prefix="gpu-usage-bench-"))
+    os.chmod(work, 0o755)
+    run_dir = args.run_dir or work / "cluster"
+    cli = ["--run-dir", str(run_dir), "--base-port", str(args.base_port)]
+    env = dict(os.environ, SLURM_CONF=str(run_dir / "etc" / "slurm.conf"), TZ="UTC",
+               PYTHONPATH=str(ROOT))
+    subprocess.run([*GPU_USAGE, "cluster", "up", *cli], env=env, check=True)
+    results = []
+    try:
+        for jobs in sizes:
+            results.append(bench_size(jobs, cli, env, run_dir, work))
+    finally:
+        if not args.keep:
+            subprocess.run([*GPU_USAGE, "cluster", "down", *cli], env=env, check=False)
+    cols = list(results[0])
+    print("\n| " + " | ".join(cols) + " |")
+    print("|" + "|".join("---:" for _ in cols) + "|")
+    for r in results:
+        print("| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c])
+                                for c in cols) + " |")
+    if args.out:
+        args.out.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%d"),
+                                        "machine": f"{os.cpu_count()} cores",
+                                        "results": results}, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""`gpu-usage collect` and `gpu-usage report` on the real test cluster, against
+Slurm's own numbers: sacct for the stored records, sreport for every account's
+GPU-minutes and for the cluster's allocated, down and planned-down time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from collector.sacct_parser import parse_sacct
+from collector.sacct_source import run_sacct
+from collector.store import Store, row_job
+from testcluster import backfill, history
+
+from .conftest import run_cli, slurm
+
+pytestmark = pytest.mark.integration
+MONTHS, JOBS, SEED = 2, 4000, 23
+POLICY = Path(__file__).parents[2] / "testcluster" / "facility.toml"
+
+
+def gpu_usage(lay, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "collector", *args], env=lay.env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    if check and proc.returncode != 0:
+        pytest.fail(f"gpu-usage {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def write_policy(tmp: Path, start: int, timezone: str = "UTC") -> Path:
+    text = POLICY.read_text().replace('path = "var/store"', f'path = "{tmp / "store"}"')
+    text = text.replace('timezone = "UTC"', f'timezone = "{timezone}"')
+    text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = '
+                        f'{datetime.fromtimestamp(start, UTC).date()}')
+    path = tmp / "facility.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def hist(lay, cli_args):
+    run_cli("cluster", "backfill", *cli_args, "--months", str(MONTHS), "--jobs", str(JOBS),
+            "--seed", str(SEED))
+    return history.generate(backfill.recorded_spec(lay), lay.nodes)
+
+
+@pytest.fixture(scope="module")
+def policy(lay, hist, tmp_path_factory):
+    path = write_policy(tmp_path_factory.mktemp("utc"), hist.start)
+    out = gpu_usage(lay, "collect", "--config", str(path)).stdout
+    assert f"collected testai: {len(hist.jobs):,} new" in out or " new," in out
+    return path
+
+
+def report(lay, policy: Path, month: str) -> dict:
+    return json.loads(gpu_usage(lay, "report", "--config", str(policy), "--month", month,
+                                "--format", "json").stdout)
+
+
+def sreport_accounts(lay, start: str, end: str) -> dict[str, float]:
+    out = slurm(lay, "sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
+                "AccountUtilizationByUser", f"start={start}", f"end={end}")
+    minutes = {}
+    for line in out.splitlines():
+        _, account, login, _, _, used = line.split("|")
+        if not login:
+            minutes[account] = int(used)
+    return minutes
+
+
+def sreport_utilization(lay, start: str, end: str) -> dict[str, int]:
+    out = slurm(lay, "sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
+                "utilization", f"start={start}", f"end={end}")
+    _, _, allocated, down, planned, idle, _, reported = out.strip().split("|")
+    return {"allocated": int(allocated), "down": int(down), "planned": int(planned),
+            "reported": int(reported)}
+
+
+def months(hist) -> list[tuple[str, str, str]]:
+    """(YYYY-MM, sreport start, sreport end) of each backfilled month."""
+    out = []
+    for i in range(MONTHS):
+        start, end = history.add_months(hist.start, i), history.add_months(hist.start, i + 1)
+        out.append((time.strftime("%Y-%m", time.gmtime(start)), history.day(start),
+                    history.day(end)))
+    return out
+
+
+def assert_accounts_equal_sreport(got: dict, reported: dict[str, int]) -> None:
+    ours = {a["account"]: a["gpu_hours"] * 60 for a in got["accounts"]}
+    categories = {c["category"]: c["gpu_hours"] * 60 for c in got["categories"]}
+    checked = 0
+    for account, minutes in reported.items():
+        if account in ours:  # a project account (jobs run there, it has no children)
+            assert abs(ours[account] - minutes) <= 1, account
+            checked += 1
+        elif account in categories:  # a category account: sreport includes its children
+            assert abs(categories[account] - minutes) <= 1, account
+            checked += 1
+    assert checked >= 25
+    assert abs(got["capacity"]["allocated_gpu_hours"] * 60 - reported["root"]) <= 1
+    assert all(a["gpu_hours"] * 60 < 1 or a["account"] in reported for a in got["accounts"])
+
+
+@pytest.mark.parametrize("index", range(MONTHS))
+def test_every_account_equals_sreport_to_the_gpu_minute(lay, hist, policy, index):
+    month, start, end = months(hist)[index]
+    got = report(lay, policy, month)
+    assert got["capacity"]["allocated_gpu_hours"] > 1000  # a real month, not an empty one
+    assert_accounts_equal_sreport(got, sreport_accounts(lay, start, end))
+    assert got["unmapped_accounts"] == [] and got["data_quality"]["ambiguous_accounts"] == {}
+
+
+@pytest.mark.parametrize("index", range(MONTHS))
+def test_capacity_equals_sreport_utilization(lay, hist, policy, index):
+    month, start, end = months(hist)[index]
+    got = report(lay, policy, month)
+    cap, sreport = got["capacity"], sreport_utilization(lay, start, end)
+    assert cap["nominal_gpu_hours"] * 60 == sreport["reported"]
+    assert abs(cap["allocated_gpu_hours"] * 60 - sreport["allocated"]) <= 1
+    assert abs(cap["down_gpu_hours"] * 60 - sreport["down"]) <= 1
+    view = got["data_quality"]["sreport_view"]
+    assert abs(view["planned_down_gpu_hours"] * 60 - sreport["planned"]) <= 1
+    # Ours: every GPU in a maintenance window is planned down (16 GPUs x its hours).
+    m_start, m_end = history.add_months(hist.start, index), history.add_months(hist.start,
+                                                                              index + 1)
+    maint_s = sum(max(0, min(m.end, m_end) - max(m.start, m_start)) for m in hist.maintenance)
+    assert cap["planned_down_gpu_hours"] == pytest.approx(16 * maint_s / 3600, abs=1 / 60)
+    assert cap["available_gpu_hours"] == pytest.approx(
+        cap["nominal_gpu_hours"] - cap["down_gpu_hours"] - cap["planned_down_gpu_hours"])
+
+
+def test_amsterdam_months_equal_sreport_over_the_same_utc_hours(lay, hist, tmp_path):
+    """Months in the facility's zone: October in Amsterdam starts at 22:00 UTC."""
+    path = write_policy(tmp_path, hist.start, "Europe/Amsterdam")
+    gpu_usage(lay, "collect", "--config", str(path))
+    month, _, _ = months(hist)[1]
+    got = report(lay, path, month)
+    start = datetime.fromisoformat(got["period"]["start"]).astimezone(UTC)
+    end = datetime.fromisoformat(got["period"]["end"]).astimezone(UTC)
+    assert start.hour in (22, 23) and start.day >= 28
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    assert_accounts_equal_sreport(got, sreport_accounts(lay, start.strftime(fmt),
+                                                        end.strftime(fmt)))
+
+
+def test_the_store_holds_exactly_what_sacct_shows(lay, hist, policy):
+    from collector.config import load
+
+    settings = load(policy)
+    with Store.open_reader(settings.store.path) as store:
+        until = store.last_collection("testai").window_end_s
+        stored = {(r[0], r[1], r[2]): row_job(r[:-1])
+                  for r in store.conn.execute("SELECT * FROM jobs")}
+    source = parse_sacct(run_sacct(hist.start, until, env=lay.env()), "testai")
+    assert source.rejected == []
+    finished = {r.key: r for r in source.records if r.end_s is not None and r.end_s < until}
+    assert len(finished) >= len(hist.jobs) - 5
+    for key, record in finished.items():
+        assert stored.get(key) == record, key
+    assert len([k for k in stored if k[1] < 5_000_000]) == len(hist.jobs)
+
+
+def test_collecting_again_finds_nothing_new_and_changes_no_figure(lay, hist, policy):
+    month = months(hist)[0][0]
+    before = report(lay, policy, month)
+    out = gpu_usage(lay, "collect", "--config", str(policy)).stdout
+    assert " 0 new, 0 updated" in out
+    after = report(lay, policy, month)
+    for key in ("capacity", "categories", "accounts", "users", "allocations"):
+        assert after[key] == before[key], key
+
+
+def test_every_format_renders_the_same_month(lay, hist, policy, tmp_path):
+    month = months(hist)[0][0]
+    got = report(lay, policy, month)
+    science = next(c for c in got["categories"] if c["category"] == "science")
+    table = gpu_usage(lay, "report", "--config", str(policy), "--month", month).stdout
+    assert f"{science['gpu_hours']:,.1f}" in table and "Categories against their quota" in table
+    md = gpu_usage(lay, "report", "--config", str(policy), "--month", month, "--format",
+                   "md").stdout
+    assert md.startswith("# ") and "| science | national |" in md
+    out = tmp_path / "r" / "report.csv"
+    gpu_usage(lay, "report", "--config", str(policy), "--month", month, "--format", "csv",
+              "--out", str(out))
+    lines = out.read_text().splitlines()
+    header = lines.index("# categories") + 1
+    row = next(line for line in lines[header:] if line.startswith("science,"))
+    assert row.split(",")[2] == str(science["gpu_hours"])
+
+
+def test_an_unreachable_slurm_is_a_clear_failure_and_changes_nothing(lay, hist, policy):
+    month = months(hist)[0][0]
+    before = report(lay, policy, month)
+    env = dict(lay.env(), SLURM_CONF="/nonexistent/slurm.conf")
+    proc = subprocess.run([sys.executable, "-m", "collector", "collect", "--config",
+                           str(policy)], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 1
+    assert "collection failed, the store is unchanged" in proc.stderr
+    assert "sacct" in proc.stderr or "sacctmgr" in proc.stderr
+    assert report(lay, policy, month)["categories"] == before["categories"]

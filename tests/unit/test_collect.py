@@ -1,0 +1,148 @@
+"""Collection into a real SQLite store from stand-in sacct/sacctmgr processes:
+incremental, idempotent, all-or-nothing, one collector at a time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from collector.collect import Windows, collect
+from collector.sacct_source import SlurmError
+from collector.store import Store, StoreBusy, StoreError
+
+from . import fakeslurm
+
+NOW = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp())
+
+
+def totals(settings) -> tuple[int, int, int]:
+    with Store.open_reader(settings.store.path) as store:
+        jobs = store.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        day = store.conn.execute("SELECT SUM(gpu_s) FROM usage_day").fetchone()[0]
+        starts = store.conn.execute("SELECT SUM(jobs) FROM starts_day").fetchone()[0]
+    return jobs, day, starts
+
+
+def test_first_collection_stores_every_record_once_and_rolls_up_finished_jobs(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    done = collect(settings, now=NOW, env=env)
+    assert (done.status, done.jobs_new, done.jobs_updated, done.rejected) == ("ok", 8, 0, 0)
+    jobs, gpu_s, starts = totals(settings)
+    assert jobs == 8  # the requeued job is two records
+    # C is running: not rolled up; started jobs: all but D (never ran), C included.
+    assert gpu_s == (8 * 4 + 4 * 10 + 1 * 3 + 1 * 1 + 1 * 2) * 3600
+    assert starts == 7
+    with Store.open_reader(settings.store.path) as store:
+        assert [j.job_id_raw for j in store.open_jobs("testai")] == [103]
+        accounts = dict(store.conn.execute("SELECT account, parent FROM accounts"))
+        assert accounts["ehpc_a"] == "eu_science" and len(accounts) == 10
+
+
+def test_collecting_again_changes_nothing(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    before = totals(settings)
+    again = collect(settings, now=NOW + 600, env=env)
+    assert (again.jobs_new, again.jobs_updated) == (0, 0)
+    assert totals(settings) == before
+    # The second run starts at the first run's end minus the look-back.
+    assert again.window_start_s == NOW - 6 * 3600
+
+
+def test_a_job_that_ends_moves_into_the_rollup_once(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    ended = [j.replace("RUNNING", "COMPLETED").replace("|Unknown|", "|2026-11-01T02:00:00|")
+             if j.startswith("103|") else j for j in fakeslurm.JOBS]
+    fakeslurm.write_jobs(tmp_path / "slurm", ended)
+    done = collect(settings, now=NOW + 600, env=env)
+    assert (done.jobs_new, done.jobs_updated) == (0, 1)
+    _, hour_s, _ = totals(settings)
+    assert hour_s == (8 * 4 + 4 * 10 + 3 + 1 + 2 + 2 * 6) * 3600
+    collect(settings, now=NOW + 1200, env=env)
+    assert totals(settings)[1] == hour_s
+
+
+def test_an_open_job_missing_from_the_windows_is_read_again_by_id(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    # The job ends long before the next window (a record that reached slurmdbd late).
+    late = [j.replace("RUNNING", "COMPLETED").replace("|Unknown|", "|2026-10-31T21:00:00|")
+            if j.startswith("103|") else j for j in fakeslurm.JOBS]
+    fakeslurm.write_jobs(tmp_path / "slurm", late)
+    done = collect(settings, now=NOW + 30 * 86400, env=env)
+    assert done.jobs_updated == 1
+    calls = (tmp_path / "slurm" / "calls.log").read_text()
+    assert "--jobs=103" in calls
+    with Store.open_reader(settings.store.path) as store:
+        assert store.open_jobs("testai") == []
+
+
+def test_a_failing_source_leaves_the_store_as_it_was_and_records_the_failure(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    before = totals(settings)
+    fakeslurm.write_jobs(tmp_path / "slurm", [*fakeslurm.JOBS, fakeslurm.line(
+        200, "anna", "ehpc_a", "COMPLETED", "2026-11-01T09:00:00", "2026-11-01T09:00:00",
+        "2026-11-01T10:00:00", fakeslurm.gpu(8))])
+    with pytest.raises(SlurmError, match="exited 1.*Connection refused"):
+        collect(settings, now=NOW + 600, env={**env, "FAKE_SLURM_FAIL": "1"})
+    assert totals(settings) == before
+    with Store.open_reader(settings.store.path) as store:
+        failed = store.last_collection("testai", status="failed")
+        ok = store.last_collection("testai")
+    assert "Connection refused" in failed.message and ok.id == 1
+    done = collect(settings, now=NOW + 1200, env=env)  # recovery catches up
+    assert done.jobs_new == 1
+
+
+def test_a_malformed_line_is_kept_and_counted_not_dropped(tmp_path):
+    settings, env = fakeslurm.make(tmp_path, [*fakeslurm.JOBS, "108|108|testai|x|broken"])
+    done = collect(settings, now=NOW, env=env)
+    assert done.rejected == 1 and done.jobs_new == 8
+    with Store.open_reader(settings.store.path) as store:
+        (source, reason, line), = store.conn.execute(
+            "SELECT source, reason, line FROM rejected_lines").fetchall()
+    assert "fields" in reason and line == "108|108|testai|x|broken" and "sacct" in source
+
+
+def test_a_second_collector_is_refused_while_one_writes(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    with Store.open_writer(settings.store.path), pytest.raises(StoreBusy, match="pid"):
+        collect(settings, now=NOW, env=env)
+
+
+def test_readers_see_the_last_committed_collection_while_a_write_is_open(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    writer = Store.open_writer(settings.store.path)
+    with Store.open_reader(settings.store.path) as reader, writer.transaction():
+        writer.conn.execute("DELETE FROM jobs")
+        assert reader.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 8
+        writer.conn.execute("ROLLBACK")
+        writer.conn.execute("BEGIN")  # the context manager commits this empty one
+    writer.close()
+    assert totals(settings)[0] == 8
+
+
+def test_a_file_that_is_not_a_store_is_named(tmp_path):
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "gpu-usage.sqlite").write_text("not sqlite")
+    settings, _ = fakeslurm.make(tmp_path)
+    for open_ in (Store.open_reader, Store.open_writer):
+        with pytest.raises(StoreError, match="gpu-usage.sqlite: not a usable store"):
+            open_(settings.store.path)
+
+
+def test_windows_grow_when_quiet_and_shrink_when_busy():
+    w = Windows(0, 100 * 86400, max_s=31 * 86400)
+    assert w.take() == (0, 86400)
+    w.observe(10)
+    assert w.take() == (86400, 3 * 86400)
+    w.observe(10**6)
+    assert w.take() == (3 * 86400, 4 * 86400)
+    for _ in range(10):
+        w.observe(0)
+    start, end = w.take()
+    assert end - start == 31 * 86400
