@@ -255,7 +255,9 @@ def _allocations(store: Store, settings: Settings, period: Period, now_s: int,
     allocs = allocations(settings, tree.budgets, tree.organisations)
     if not allocs:
         return out
-    first = min((local_midnight(a.start, tz) for a in allocs if a.start), default=0)
+    # Budgets from Slurm have no start: all stored use counts for them.
+    first = 0 if any(a.start is None for a in allocs) else min(
+        local_midnight(a.start, tz) for a in allocs if a.start)
     days = usage.daily_usage(store, cluster, first, as_of + 86400, as_of, tz)
     by_account_period = _sum_by(rows, lambda r: r.account)
     for a in allocs:
@@ -319,9 +321,12 @@ def _service(store: Store, settings: Settings, period: Period, rows: list, start
     return {
         "queue_wait": waits,
         "active_users": len(users),
-        "new_users": sum(1 for u in users if first_user.get(u, 0) >= period.start_s),
+        # No stored day yet: the user's only use is a job still running, so new.
+        "new_users": sum(1 for u in users if first_user.get(u, period.start_s)
+                         >= period.start_s),
         "active_projects": len(accounts),
-        "new_projects": sum(1 for a in accounts if first_account.get(a, 0) >= period.start_s),
+        "new_projects": sum(1 for a in accounts if first_account.get(a, period.start_s)
+                            >= period.start_s),
         "projects_served_by_category": dict(sorted(served.items())),
     }
 

@@ -146,3 +146,13 @@ def test_windows_grow_when_quiet_and_shrink_when_busy():
         w.observe(0)
     start, end = w.take()
     assert end - start == 31 * 86400
+
+
+def test_a_record_is_its_own_row_in_the_store():
+    from collector.records import JobRecord
+    from collector.sacct_parser import parse_line
+    from collector.store import JOB_COLUMNS, job_row, row_job
+
+    assert JobRecord._fields == JOB_COLUMNS
+    record = parse_line(fakeslurm.JOBS[0])
+    assert row_job(job_row(record, 7)[:-1]) == record

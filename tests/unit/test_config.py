@@ -45,6 +45,10 @@ BASE = TESTCLUSTER.read_text()
       'quota_share = 0.35\naccounts_under = ["sme"]'),
      "category quota shares add up to more than 1"),
     (('h100 = 1.0', 'h100 = 0'), "gpu_weights: weights must be above 0: h100"),
+    (('source = "sacct"', 'source = "sacct"\nwindow_hours = 0'), "slurm.window_hours"),
+    (('source = "sacct"', 'source = "sacct"\nlookback_hours = -1'), "slurm.lookback_hours"),
+    (('source = "sacct"', 'source = "sacct"\nhistory_start = "last year"'),
+     "slurm.history_start"),
 ])
 def test_each_mistake_names_the_file_and_the_key(tmp_path, change, expected):
     old, new = change
@@ -69,6 +73,29 @@ def test_path_comes_from_the_environment_when_not_given(tmp_path, monkeypatch):
     monkeypatch.setenv(config.ENV_VAR, str(path))
     assert config.resolve_path(None) == path
     assert config.load(None).facility.name == "Test AI Factory"
+
+
+def test_collect_and_report_exit_2_on_a_bad_policy(tmp_path):
+    bad = _write(tmp_path, BASE.replace("quota_share = 0.25", "quota_share = 2"))
+    for command in (["collect"], ["report", "--month", "2026-10"]):
+        result = CliRunner(mix_stderr=False).invoke(main, [*command, "--config", str(bad)])
+        assert result.exit_code == 2 and "categories[0].quota_share" in result.stderr
+
+
+def test_a_bad_period_is_a_usage_error_naming_the_form(tmp_path):
+    result = CliRunner(mix_stderr=False).invoke(
+        main, ["report", "--config", str(TESTCLUSTER), "--month", "2026-13"])
+    assert result.exit_code == 2 and "expected YYYY-MM" in result.stderr
+    both = CliRunner(mix_stderr=False).invoke(
+        main, ["report", "--config", str(TESTCLUSTER), "--month", "last", "--year", "2026"])
+    assert both.exit_code == 2 and "one of --month, --quarter, --year" in both.stderr
+
+
+def test_a_report_without_a_store_says_to_collect_first(tmp_path):
+    policy = _write(tmp_path, BASE.replace('path = "var/store"', f'path = "{tmp_path}/none"'))
+    result = CliRunner(mix_stderr=False).invoke(
+        main, ["report", "--config", str(policy), "--month", "2026-10"])
+    assert result.exit_code == 1 and "run 'gpu-usage collect' first" in result.stderr
 
 
 def test_config_check_prints_settings_or_exits_2(tmp_path):

@@ -1,0 +1,138 @@
+"""The report of the synthetic October in fakeslurm.py, checked by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from collector import periods
+from collector.collect import collect
+from collector.policy import Allocation
+from collector.report import AllocationUse, allocation_entry, build_report, median_wait_s
+from collector.store import Store
+
+from . import fakeslurm
+
+NOW = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp())
+OCT_H = 31 * 24
+
+
+@pytest.fixture(scope="module")
+def october(tmp_path_factory) -> dict:
+    settings, env = fakeslurm.make(tmp_path_factory.mktemp("report"))
+    collect(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        return build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=NOW)
+
+
+def by(rows: list[dict], key: str) -> dict[str, dict]:
+    return {r[key]: r for r in rows}
+
+
+def test_capacity_and_utilisation(october):
+    cap = october["capacity"]
+    assert cap["nominal_gpu_hours"] == 16 * OCT_H == cap["available_gpu_hours"]
+    assert cap["allocated_gpu_hours"] == fakeslurm.TOTAL_OCT_GPU_H == 70
+    assert cap["utilisation"] == round(70 / (16 * OCT_H), 4)
+
+
+def test_jobs_are_clipped_at_the_period_and_running_jobs_count_to_its_end(october):
+    accounts = by(october["accounts"], "account")
+    assert accounts["ehpc_a"]["gpu_hours"] == 16       # 8 GPUs x 2 of its 4 hours
+    assert accounts["com_acme"]["gpu_hours"] == 8      # running: 2 GPUs x 4 h to 11-01
+    assert accounts["nl_x"]["gpu_hours"] == 40 + 1 + 2  # both runs of the requeued job
+    assert sum(a["gpu_hours"] for a in october["accounts"]) == 70
+
+
+def test_categories_pools_and_quotas(october):
+    cats = by(october["categories"], "category")
+    assert (cats["eu_science"]["gpu_hours"], cats["commercial"]["gpu_hours"],
+            cats["science"]["gpu_hours"]) == (16, 8, 43)
+    assert cats["science"]["quota_gpu_hours"] == 0.5 * 16 * OCT_H
+    assert cats["science"]["difference_gpu_hours"] == round(43 - 0.5 * 16 * OCT_H, 3)
+    assert cats["eu_science"]["used_of_quota"] == round(16 / (0.3 * 16 * OCT_H), 4)
+    pools = by(october["pools"], "pool")
+    assert pools["eurohpc"]["gpu_hours"] == 24 and pools["national"]["gpu_hours"] == 43
+    assert cats["eu_science"]["ytd_gpu_hours"] == 32  # September's part counts this year
+
+
+def test_commercial_share_of_the_eurohpc_pool(october):
+    com = october["commercial"]
+    assert com["pool_quota_gpu_hours"] == 0.5 * 16 * OCT_H
+    assert com["share_of_pool"] == round(8 / (0.5 * 16 * OCT_H), 4) and com["within_limit"]
+
+
+def test_the_unmapped_account_is_shown_not_dropped(october):
+    assert october["unmapped_accounts"] == [
+        {"account": "stray", "gpu_hours": 3.0, "in_slurm_tree": True}]
+    assert by(october["accounts"], "account")["stray"]["category"] == "(unmapped)"
+
+
+def test_allocations_from_the_policy_and_from_grptresmins(october):
+    allocs = by(october["allocations"], "account")
+    nl = allocs["nl_x"]
+    assert (nl["used_gpu_hours_period"], nl["used_gpu_hours_total"]) == (43, 43)
+    assert nl["planned_gpu_hours_to_date"] == round(100 * 31 / 61, 3)
+    assert nl["projected_exhaustion"] is None
+    assert nl["projected_unused_gpu_hours"] == round(100 - 43 - 43 / 31 * 30, 3)
+    slurm = allocs["ehpc_a"]
+    assert (slurm["source"], slurm["granted_gpu_hours"]) == ("GrpTRESMins", 100)
+    assert slurm["used_gpu_hours_total"] == 32 and slurm["planned_gpu_hours_to_date"] is None
+
+
+def test_job_mix_service_and_data_quality(october):
+    size = {(r["category"], r["size_class"]): r for r in october["job_mix"]["size"]}
+    assert size[("eu_science", "2-16 nodes")]["gpu_hours"] == 16
+    assert size[("science", "1 GPU")]["jobs_started"] == 2
+    assert size[("science", "1 node")]["gpu_hours"] == 40
+    phases = {(r["category"], r["phase"]): r["gpu_hours"] for r in october["job_mix"]["phase"]}
+    assert phases[("science", "pre-training")] == 43
+    service = october["service"]
+    assert (service["active_users"], service["new_users"]) == (4, 3)
+    wait = by(service["queue_wait"], "category")["science"]
+    assert wait["jobs_started"] == 3 and wait["mean_wait_hours"] == 1.0
+    assert 0.5 <= wait["median_wait_hours"] <= 1.0  # estimated inside the 30-60 min bin
+    quality = october["data_quality"]
+    assert quality["jobs_without_gpu_accounting"] == 1
+    assert quality["rejected_lines"] == 0 and quality["unusual_states"] == {}
+
+
+def test_a_report_of_the_running_month_counts_up_to_now(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        nov = build_report(store, settings, periods.parse_month("2026-11", "UTC"), now=NOW)
+    assert nov["capacity"]["allocated_gpu_hours"] == 2 * 12  # job C, 00:00 to 12:00
+    assert nov["capacity"]["nominal_gpu_hours"] == 16 * 12
+
+
+def test_median_wait_interpolates_inside_its_bin():
+    assert median_wait_s({}) is None
+    assert median_wait_s({0: 10}) == 30  # half way into 0..60 s
+    assert median_wait_s({0: 1, 4: 1, 5: 2}) == pytest.approx(3600)
+
+
+def _alloc(granted: float = 1000) -> Allocation:
+    from datetime import date
+
+    return Allocation("p", granted, date(2026, 1, 1), date(2026, 1, 10), "policy")
+
+
+def test_an_allocation_burning_fast_runs_out_early_and_warns():
+    day = 86400
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    entry = allocation_entry(_alloc(), AllocationUse(0, 800 * 3600, start + 5 * day), None,
+                             "UTC")
+    assert entry["planned_gpu_hours_to_date"] == 500
+    assert entry["projected_exhaustion"] == "2026-01-07"  # 200 left at 160 a day
+    assert any(w.startswith("over plan") for w in entry["warnings"])
+
+
+def test_an_allocation_burning_slowly_is_projected_to_leave_budget_unused():
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    entry = allocation_entry(_alloc(), AllocationUse(0, 100 * 3600, start + 5 * 86400),
+                             "science", "UTC")
+    assert entry["projected_unused_gpu_hours"] == 800
+    assert any(w.startswith("under plan") for w in entry["warnings"])
+    assert any("unused" in w for w in entry["warnings"])
