@@ -86,7 +86,10 @@ def _settings(config_path: Path | None):
 @main.command()
 @_CONFIG_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar, only the summary line.")
-def collect(config_path: Path | None, quiet: bool) -> None:
+@click.option("--from-scratch", is_flag=True,
+              help="Forget the stored jobs and read the whole history again (one transaction: "
+                   "readers keep the old figures until it is done).")
+def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
     """Read new Slurm accounting into the store (incremental, idempotent).
 
     Reads sacct in bounded windows from where the last run ended (minus the
@@ -98,6 +101,7 @@ def collect(config_path: Path | None, quiet: bool) -> None:
     \b
     Example:
       gpu-usage collect --config /etc/gpu-usage/facility.toml
+      gpu-usage collect --from-scratch    # after restoring slurmdbd from an archive
     """
     from .collect import collect as run
     from .progress import progress_bar
@@ -108,7 +112,7 @@ def collect(config_path: Path | None, quiet: bool) -> None:
     settings = _settings(config_path)
     try:
         with progress_bar(enabled=not quiet) as progress:
-            done = run(settings, progress=progress)
+            done = run(settings, progress=progress, from_scratch=from_scratch)
     except StoreBusy as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(75) from exc

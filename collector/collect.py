@@ -152,9 +152,13 @@ def _rebuild_rollups(store: Store, origin: int, day_of: LocalDays,
 
 
 def collect(settings: Settings, now: float | None = None, env: dict[str, str] | None = None,
-            progress: Progress | None = None, store_dir: Path | None = None) -> Collection:
+            progress: Progress | None = None, store_dir: Path | None = None,
+            from_scratch: bool = False) -> Collection:
     """One incremental collection; returns its summary. Raises SlurmError, FieldError,
-    StoreError (StoreBusy if another collection runs); the store is then unchanged."""
+    StoreError (StoreBusy if another collection runs); the store is then unchanged.
+
+    `from_scratch` forgets every stored job and reads the whole history again, in the
+    same single transaction (readers keep the old figures until it commits)."""
     now_s = int(time.time() if now is None else now)
     slurm = settings.slurm
     cluster = slurm.cluster
@@ -162,14 +166,15 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
     with Store.open_writer(store_dir or settings.store.path) as store:
         cid = store.next_collection_id()
         last = store.last_collection(cluster)
-        if last is not None and last.window_end_s is not None:
+        if last is not None and last.window_end_s is not None and not from_scratch:
             start_s = int(last.window_end_s - slurm.lookback_hours * 3600)
         else:
             start_s = first_start(settings, now_s)
         history_from = first_start(settings, now_s)
         tally = _Tally()
         try:
-            _collect(store, settings, cid, start_s, now_s, history_from, env, progress, tally)
+            _collect(store, settings, cid, start_s, now_s, history_from, env, progress, tally,
+                     from_scratch)
         except BaseException as exc:
             # The transaction is rolled back; record the failure in its own one.
             with store.transaction():
@@ -183,7 +188,7 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
 
 def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: int,
              history_from: int, env: dict[str, str] | None, progress: Progress | None,
-             tally: _Tally) -> None:
+             tally: _Tally, from_scratch: bool = False) -> None:
     slurm = settings.slurm
     cluster, timeout = slurm.cluster, slurm.timeout_s
     origin = bucket_origin(settings.facility.timezone)
@@ -202,6 +207,8 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
             return window[0], pool.submit(read_window, *window, cluster, timeout, env)
 
         with store.transaction():
+            if from_scratch:
+                store.forget_jobs()
             open_before = {j.key: j.job_id_raw for j in store.open_jobs(cluster)}
             if store.meta("timezone") != settings.facility.timezone:
                 _rebuild_rollups(store, origin, day_of, progress)

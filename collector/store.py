@@ -265,6 +265,11 @@ class Store:
             "SET jobs = jobs + excluded.jobs, wait_s = wait_s + excluded.wait_s",
             ((*k, n, w) for k, (n, w) in deltas.items() if n or w))
 
+    def forget_jobs(self) -> None:
+        """Every job, rollup and rejected line (inside the caller's transaction)."""
+        for table in ("jobs", "usage_day", "starts_day", "rejected_lines"):
+            self.conn.execute(f"DELETE FROM {table}")
+
     def clear_rollups(self) -> None:
         self.conn.execute("DELETE FROM usage_day")
         self.conn.execute("DELETE FROM starts_day")

@@ -156,3 +156,15 @@ def test_a_record_is_its_own_row_in_the_store():
     assert JobRecord._fields == JOB_COLUMNS
     record = parse_line(fakeslurm.JOBS[0])
     assert row_job(job_row(record, 7)[:-1]) == record
+
+
+def test_from_scratch_forgets_records_that_slurm_no_longer_has(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    fakeslurm.write_jobs(tmp_path / "slurm", fakeslurm.JOBS[1:])
+    assert totals(settings)[0] == 8
+    collect(settings, now=NOW + 60, env=env)  # incremental: history is not re-read
+    assert totals(settings)[0] == 8
+    done = collect(settings, now=NOW + 120, env=env, from_scratch=True)
+    assert done.jobs_new == 7 and totals(settings)[0] == 7
+    assert totals(settings)[1] == (4 * 10 + 1 * 3 + 1 * 1 + 1 * 2) * 3600
