@@ -34,7 +34,7 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("GPU types", "gpu_types", ("gpu_type", "gpu_hours", "weight", "normalised_gpu_hours")),
     ("Access modes", "access_modes", ("access_mode", "gpu_hours")),
     ("Countries", "countries", ("country", "gpu_hours")),
-    ("Allocations", "allocations", ("account", "category", "access_mode", "granted_gpu_hours",
+    ("Allocations", "allocations", ("account", "category", "state", "granted_gpu_hours",
      "used_gpu_hours_period", "used_gpu_hours_total", "consumed", "planned_gpu_hours_to_date",
      "projected_exhaustion", "projected_unused_gpu_hours", "warnings")),
     ("Job size", "job_mix.size", ("category", "size_class", "gpu_hours", "jobs_started")),

@@ -71,13 +71,28 @@ class AllocationUse:
     as_of_s: int
 
 
+def allocation_state(a: Allocation, period: Period) -> str:
+    """new (starts in the period), ended (ends in it), active, upcoming or finished."""
+    if a.start is None or a.end is None:
+        return "active"
+    first, last = period.start_date(), period.end_date()
+    if a.start > last:
+        return "upcoming"
+    if a.end < first:
+        return "finished"
+    if a.start >= first:
+        return "new"
+    return "ended" if a.end <= last else "active"
+
+
 def allocation_entry(a: Allocation, use: AllocationUse, category: str | None,
-                     timezone: str) -> dict:
+                     timezone: str, state: str = "active") -> dict:
     """Granted vs used, the linear plan to date, and where the burn rate leads."""
     granted = a.granted_gpu_hours
     used = use.used_total_s / 3600
     entry = {
         "account": a.account, "project": a.project, "category": category or UNMAPPED,
+        "state": state,
         "source": a.source, "access_mode": a.access_mode, "country": a.country,
         "organisation": a.organisation, "start": a.start and a.start.isoformat(),
         "end": a.end and a.end.isoformat(), "granted_gpu_hours": granted,
@@ -270,7 +285,8 @@ def _allocations(store: Store, settings: Settings, period: Period, now_s: int,
             total = sum(s for (_, acc, _), s in days.items() if acc in members)
         in_period = sum(by_account_period.get(m, 0) for m in members)
         use = AllocationUse(in_period, total, as_of)
-        out.append(allocation_entry(a, use, amap.category_of(a.account), tz))
+        out.append(allocation_entry(a, use, amap.category_of(a.account), tz,
+                                    allocation_state(a, period)))
     return out
 
 

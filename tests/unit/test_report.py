@@ -74,7 +74,7 @@ def test_allocations_from_the_policy_and_from_grptresmins(october):
     nl = allocs["nl_x"]
     assert (nl["used_gpu_hours_period"], nl["used_gpu_hours_total"]) == (43, 43)
     assert nl["planned_gpu_hours_to_date"] == round(100 * 31 / 61, 3)
-    assert nl["projected_exhaustion"] is None
+    assert nl["projected_exhaustion"] is None and nl["state"] == "new"
     assert nl["projected_unused_gpu_hours"] == round(100 - 43 - 43 / 31 * 30, 3)
     slurm = allocs["ehpc_a"]
     assert (slurm["source"], slurm["granted_gpu_hours"]) == ("GrpTRESMins", 100)
@@ -136,3 +136,33 @@ def test_an_allocation_burning_slowly_is_projected_to_leave_budget_unused():
     assert entry["projected_unused_gpu_hours"] == 800
     assert any(w.startswith("under plan") for w in entry["warnings"])
     assert any("unused" in w for w in entry["warnings"])
+
+
+def test_allocation_states_against_the_period():
+    from datetime import date
+
+    from collector.report import allocation_state
+
+    oct_ = periods.parse_month("2026-10", "UTC")
+
+    def state(start: str, end: str) -> str:
+        a = Allocation("p", 1, date.fromisoformat(start), date.fromisoformat(end), "policy")
+        return allocation_state(a, oct_)
+
+    assert state("2026-10-01", "2026-12-31") == "new"
+    assert state("2026-01-01", "2026-10-31") == "ended"
+    assert state("2026-01-01", "2026-12-31") == "active"
+    assert state("2026-11-01", "2026-12-31") == "upcoming"
+    assert state("2026-01-01", "2026-09-30") == "finished"
+
+
+def test_an_unknown_state_is_counted_and_shown(tmp_path):
+    odd = fakeslurm.line(120, "maria", "nl_x", "FUTURE_STATE", "2026-10-03T00:00:00",
+                         "2026-10-03T00:00:00", "2026-10-03T00:00:00", "", 1, "None assigned")
+    settings, env = fakeslurm.make(tmp_path, [*fakeslurm.JOBS, odd])
+    done = collect(settings, now=NOW, env=env)
+    assert done.rejected == 0 and done.jobs_new == 9
+    with Store.open_reader(settings.store.path) as store:
+        got = build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=NOW)
+    assert got["data_quality"]["unusual_states"] == {"FUTURE_STATE": 1}
+    assert got["capacity"]["allocated_gpu_hours"] == 70
