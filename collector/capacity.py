@@ -19,8 +19,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
 from .sacctmgr_parser import Event, Reservation
 
 Interval = tuple[int, int]
@@ -68,6 +66,8 @@ def intersect(a: list[Interval], b: list[Interval]) -> list[Interval]:
 
 
 def expand_nodes(nodelist: str) -> list[str]:
+    from ClusterShell.NodeSet import NodeSet, NodeSetParseError  # only when there is one
+
     try:
         return list(NodeSet(nodelist)) if nodelist else []
     except NodeSetParseError:

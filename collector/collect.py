@@ -49,16 +49,16 @@ class _Tally:
 
 
 class Windows:
-    """Bounded sacct windows over [start, end): they start at one day, double while a
-    window holds fewer than TARGET records and halve while it holds more than twice
-    that, between one hour and `max_s`. A quiet year takes a few calls, a busy day
-    is never one huge query."""
+    """Bounded sacct windows over [start, end), sized from the job density seen so far
+    to hold about TARGET records each: between one hour and `max_s`, at most twice
+    the previous size. A quiet year takes a few calls; a busy day is cut into
+    several, which bounds both slurmdbd's work per query and the collector's memory."""
 
-    TARGET = 40_000
+    TARGET = 25_000
 
     def __init__(self, start_s: int, end_s: int, max_s: int, first_s: int = 86400):
         self.next_s, self.end_s, self.max_s = start_s, end_s, max_s
-        self.size_s = min(first_s, max_s)
+        self.size_s = max(3600, min(first_s, max_s))
 
     def take(self) -> tuple[int, int] | None:
         if self.next_s >= self.end_s:
@@ -67,12 +67,11 @@ class Windows:
         self.next_s = window[1]
         return window
 
-    def observe(self, records: int) -> None:
-        """Adapt the size to the records the previous window held."""
-        if records < self.TARGET // 2:
-            self.size_s = min(self.max_s, self.size_s * 2)
-        elif records > 2 * self.TARGET:
-            self.size_s = max(3600, self.size_s // 2)
+    def observe(self, records: int, length_s: int) -> None:
+        """Aim the next windows at TARGET records, given what a finished one held."""
+        ideal = self.TARGET * length_s / records if records else float("inf")
+        size = min(ideal, 2 * self.size_s)
+        self.size_s = int(max(3600, min(self.max_s, size)))
 
     def fraction_done(self, start_s: int) -> float:
         return (self.next_s - start_s) / max(1, self.end_s - start_s)
@@ -200,11 +199,11 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
         events = pool.submit(door.run_sacctmgr_events, cluster, history_from, timeout, env)
         resv = pool.submit(door.run_sacctmgr_reservations, cluster, history_from, timeout, env)
 
-        def fetch() -> tuple[int, Future[ParseResult]] | None:
+        def fetch() -> tuple[tuple[int, int], Future[ParseResult]] | None:
             window = cuts.take()
             if window is None:
                 return None
-            return window[0], pool.submit(read_window, *window, cluster, timeout, env)
+            return window, pool.submit(read_window, *window, cluster, timeout, env)
 
         with store.transaction():
             if from_scratch:
@@ -218,13 +217,13 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
             # the records back cost more than it saved.)
             queue = [w for w in (fetch(), fetch()) if w is not None]
             while queue:
-                w_start, future = queue.pop(0)
+                (w_start, w_end), future = queue.pop(0)
                 result = future.result()
+                cuts.observe(len(result.records), w_end - w_start)
                 if (nxt := fetch()) is not None:
                     queue.append(nxt)
-                records = _ingest(store, cluster, result, cid, origin, day_of, tally,
-                                  f"sacct window from {door.sacct_time(w_start)}")
-                cuts.observe(records)
+                _ingest(store, cluster, result, cid, origin, day_of, tally,
+                        f"sacct window from {door.sacct_time(w_start)}")
                 tally.windows += 1
                 if progress:
                     progress("reading sacct (% of the time span)",
@@ -258,7 +257,7 @@ def read_window(start_s: int, end_s: int, cluster: str, timeout_s: float,
 
 
 def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: int,
-            day_of: LocalDays, tally: _Tally, source: str) -> int:
+            day_of: LocalDays, tally: _Tally, source: str) -> None:
     if result.rejected:
         tally.rejected += store.record_rejected(
             cid, source, ((r.line_no, r.reason, r.line) for r in result.rejected))
@@ -266,7 +265,6 @@ def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: i
     apply_records(store, cluster, result.records, cid, origin, tally)
     if len(tally.usage) > 200_000:
         _flush(store, tally, day_of)
-    return len(result.records)
 
 
 __all__ = ["FieldError", "Windows", "collect"]

@@ -12,10 +12,6 @@ import io
 import json
 from collections.abc import Iterator
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 FORMATS = ("table", "csv", "md", "json")
 
 # (section title, key in the report, columns); nested keys use "a.b".
@@ -142,6 +138,11 @@ def _markdown(report: dict) -> str:
 
 
 def _table(report: dict, width: int = 160) -> str:
+    # rich only here: a timer writing JSON or CSV need not pay for importing it.
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
     console.print(_title(report), style="bold", markup=False, highlight=False)
     for title, key, columns in SECTIONS:

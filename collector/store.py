@@ -244,12 +244,8 @@ class Store:
         """Jobs without an end: pending or running at the last collection."""
         cols = ", ".join(JOB_COLUMNS)
         return [row_job(r) for r in self.conn.execute(
-            f"SELECT {cols} FROM jobs WHERE cluster=? AND end_s IS NULL", (cluster,))]
-
-    def open_jobs_not_seen(self, cluster: str, collection_id: int) -> list[int]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT job_id_raw FROM jobs WHERE cluster=? AND end_s IS NULL "
-            "AND collection_id != ?", (cluster, collection_id))]
+            f"SELECT {cols} FROM jobs INDEXED BY jobs_open WHERE cluster=? AND end_s IS NULL",
+            (cluster,))]
 
     def add_usage(self, deltas: Mapping[tuple, int]) -> None:
         marks = ",".join("?" * (len(USAGE_DIMS) + 1))

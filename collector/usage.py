@@ -143,7 +143,8 @@ def unusual_states(store: Store, cluster: str, start_s: int, end_s: int) -> dict
     """States other than the common ones, e.g. a state a newer Slurm introduced
     (read through the store's partial index on exactly that condition)."""
     return dict(store.conn.execute(
-        f"SELECT state, COUNT(*) FROM jobs WHERE {UNUSUAL_STATE_SQL} AND cluster=? "
+        f"SELECT state, COUNT(*) FROM jobs INDEXED BY jobs_unusual WHERE {UNUSUAL_STATE_SQL} "
+        "AND cluster=? "
         "AND submit_s < ? AND (end_s IS NULL OR end_s > ?) GROUP BY state",
         (cluster, end_s, start_s)).fetchall())
 

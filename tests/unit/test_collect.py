@@ -135,17 +135,21 @@ def test_a_file_that_is_not_a_store_is_named(tmp_path):
             open_(settings.store.path)
 
 
-def test_windows_grow_when_quiet_and_shrink_when_busy():
-    w = Windows(0, 100 * 86400, max_s=31 * 86400)
-    assert w.take() == (0, 86400)
-    w.observe(10)
-    assert w.take() == (86400, 3 * 86400)
-    w.observe(10**6)
-    assert w.take() == (3 * 86400, 4 * 86400)
-    for _ in range(10):
-        w.observe(0)
+def test_windows_follow_the_job_density():
+    day = 86400
+    w = Windows(0, 400 * day, max_s=31 * day)
+    assert w.take() == (0, day)
+    w.observe(0, day)  # quiet: at most twice the size
+    assert w.take() == (day, 3 * day)
+    w.observe(Windows.TARGET * 4, 2 * day)  # busy: aimed at TARGET records
+    assert w.take() == (3 * day, 3 * day + day // 2)
+    w.observe(10**9, day)  # never below an hour
+    assert w.take()[1] - 3 * day - day // 2 == 3600
+    for _ in range(12):
+        w.observe(0, day)
+        w.take()
     start, end = w.take()
-    assert end - start == 31 * 86400
+    assert end - start == 31 * day  # never above max_s
 
 
 def test_a_record_is_its_own_row_in_the_store():
