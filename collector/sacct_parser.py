@@ -80,7 +80,7 @@ def parse_time(text: str, name: str) -> int | None:
             raise FieldError(f"{name} {text!r} is not a time like 2026-10-01T00:00:00") from exc
         _DAYS[match[1]] = midnight
     epoch = midnight + int(match[2]) * 3600 + int(match[3]) * 60 + int(match[4])
-    if len(_SEEN) > 500_000:
+    if len(_SEEN) > 200_000:
         _SEEN.clear()
     _SEEN[text] = epoch
     return epoch
