@@ -150,14 +150,15 @@ def build_report(store: Store, settings: Settings, period: Period,
     now_s = int(time.time() if now is None else now)
     cluster, tz = settings.slurm.cluster, settings.facility.timezone
     until = max(period.start_s, min(period.end_s, now_s))
-    rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s)
+    running = store.open_jobs(cluster)  # read once; every sum below clips them
+    rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s, running)
     starts = usage.period_starts(store, cluster, period.start_s, period.end_s)
     tree = usage.tree(store, cluster)
     amap = map_accounts(settings, tree.parents, {r.account for r in rows})
     cap = usage.period_capacity(store, cluster, period.start_s, until)
     allocated = sum(r.gpu_s for r in rows)
     ytd = year_to_date(period)
-    ytd_days = usage.daily_usage(store, cluster, ytd.start_s, ytd.end_s, now_s, tz)
+    ytd_days = usage.daily_usage(store, cluster, ytd.start_s, ytd.end_s, now_s, tz, running)
     ytd_cap = usage.period_capacity(store, cluster, ytd.start_s, max(ytd.start_s,
                                                                     min(ytd.end_s, now_s)))
     last = store.last_collection(cluster)
@@ -170,8 +171,10 @@ def build_report(store: Store, settings: Settings, period: Period,
                    "data_until": _iso(until, tz), "hours": period.hours},
         "capacity": capacity_entry(cap, allocated),
     }
-    report.update(_usage_sections(settings, period, rows, amap, cap, ytd_days, ytd_cap, tree))
-    report["allocations"] = _allocations(store, settings, period, now_s, amap, tree, rows)
+    report.update(_usage_sections(settings, period, ytd, rows, amap, cap, ytd_days, ytd_cap,
+                                  tree))
+    report["allocations"] = _allocations(store, settings, period, now_s, amap, tree, rows,
+                                         running)
     report["job_mix"] = _job_mix(settings, rows, starts, amap)
     report["service"] = _service(store, settings, period, rows, starts, amap)
     report["unmapped_accounts"] = _unmapped(rows, amap, tree)
@@ -179,12 +182,12 @@ def build_report(store: Store, settings: Settings, period: Period,
     return report
 
 
-def _usage_sections(settings: Settings, period: Period, rows: list, amap: AccountMap,
-                    cap: Capacity, ytd_days: dict, ytd_cap: Capacity, tree: usage.Tree) -> dict:
+def _usage_sections(settings: Settings, period: Period, ytd: Period, rows: list,
+                    amap: AccountMap, cap: Capacity, ytd_days: dict, ytd_cap: Capacity,
+                    tree: usage.Tree) -> dict:
     available = cap.available_gpu_s
     quotas = quota_gpu_s(settings, period, available)
-    ytd_period = year_to_date(period)
-    ytd_quotas = quota_gpu_s(settings, ytd_period, ytd_cap.available_gpu_s)
+    ytd_quotas = quota_gpu_s(settings, ytd, ytd_cap.available_gpu_s)
     by_cat = _sum_by(rows, lambda r: amap.category_of(r.account) or UNMAPPED)
     ytd_by_cat: dict[str, int] = defaultdict(int)
     for (_, account, _), gpu_s in ytd_days.items():
@@ -263,7 +266,7 @@ def _by_allocation_attributes(settings: Settings, by_account: dict) -> dict:
 
 
 def _allocations(store: Store, settings: Settings, period: Period, now_s: int,
-                 amap: AccountMap, tree: usage.Tree, rows: list) -> list[dict]:
+                 amap: AccountMap, tree: usage.Tree, rows: list, running: list) -> list[dict]:
     tz, cluster = settings.facility.timezone, settings.slurm.cluster
     as_of = max(period.start_s, min(period.end_s, now_s))
     out = []
@@ -273,7 +276,7 @@ def _allocations(store: Store, settings: Settings, period: Period, now_s: int,
     # Budgets from Slurm have no start: all stored use counts for them.
     first = 0 if any(a.start is None for a in allocs) else min(
         local_midnight(a.start, tz) for a in allocs if a.start)
-    days = usage.daily_usage(store, cluster, first, as_of + 86400, as_of, tz)
+    days = usage.daily_usage(store, cluster, first, as_of + 86400, as_of, tz, running)
     by_account_period = _sum_by(rows, lambda r: r.account)
     for a in allocs:
         members = descendants(a.account, tree.parents)

@@ -72,8 +72,8 @@ def open_usage(jobs: list[JobRecord], start_s: int, end_s: int, origin: int = 0
     return out
 
 
-def period_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int
-                 ) -> list[UsageRow]:
+def period_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int,
+                 open_jobs: list[JobRecord] | None = None) -> list[UsageRow]:
     """GPU-seconds in [start, min(end, now)) by account, user, partition, GPU type,
     WCKey and size class."""
     _check_aligned(store, start_s, end_s)
@@ -82,11 +82,14 @@ def period_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: in
         "FROM usage_day WHERE cluster=? AND day_s >= ? AND day_s < ? "
         "GROUP BY account, user, partition, gpu_type, wckey, size_class HAVING SUM(gpu_s) != 0",
         (cluster, start_s, end_s))]
-    return rows + open_usage(store.open_jobs(cluster), start_s, min(end_s, now_s))
+    if open_jobs is None:
+        open_jobs = store.open_jobs(cluster)
+    return rows + open_usage(open_jobs, start_s, min(end_s, now_s))
 
 
 def daily_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int,
-                timezone: str) -> dict[tuple[int, str, str], int]:
+                timezone: str, open_jobs: list[JobRecord] | None = None
+                ) -> dict[tuple[int, str, str], int]:
     """GPU-seconds per (local day, account, user) in [start, min(end, now))."""
     out: dict[tuple[int, str, str], int] = defaultdict(int)
     for day, account, user, gpu_s in store.conn.execute(
@@ -97,7 +100,7 @@ def daily_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int
     day_of = LocalDays(timezone)
     origin = bucket_origin(timezone)
     stop = min(end_s, now_s)
-    for job in store.open_jobs(cluster):
+    for job in store.open_jobs(cluster) if open_jobs is None else open_jobs:
         if job.start_s is None or not job.started or job.gpus <= 0:
             continue
         for hour, seconds in split_hours(max(job.start_s, start_s), stop, origin):
