@@ -122,10 +122,12 @@ def wait_until(
 ) -> None:
     """Poll `ready` until it is true; fail with the log's tail when time runs out."""
     deadline = time.monotonic() + timeout_s
+    outcome = f"did not become ready within {timeout_s:.0f} s"
     while time.monotonic() < deadline:
         if ready():
             return
         if alive is not None and not alive():
+            outcome = "exited before it was ready (is its port taken?)"
             break
         time.sleep(0.2)
     tail = ""
@@ -133,7 +135,7 @@ def wait_until(
         lines = log.read_text(errors="replace").splitlines()[-15:]
         tail = "\n  " + "\n  ".join(lines)
     where = f" (log: {log})" if log else ""
-    raise ClusterError(f"{what} did not become ready within {timeout_s:.0f} s{where}{tail}")
+    raise ClusterError(f"{what} {outcome}{where}{tail}")
 
 
 def _alive(pids: Iterable[int]) -> set[int]:
