@@ -136,7 +136,8 @@ def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "md", "json"]),
               default="table", show_default=True, help="Output format.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file (atomically) instead of standard output.")
+              help="Write to this file (atomically) instead of standard output; "
+                   "'{period}' in it becomes the period's label (e.g. 2026-10).")
 def report(config_path: Path | None, month: str | None, quarter: str | None,
            year: str | None, fmt: str, out: Path | None) -> None:
     """GPU usage of a month, quarter or year: capacity, pools and categories against
@@ -150,6 +151,7 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
       gpu-usage report --config facility.toml --month 2026-10
       gpu-usage report --month last --format json --out reports/last.json
       gpu-usage report --quarter 2026Q3 --format md
+      gpu-usage report --month last --format csv --out 'reports/{period}.csv'
     """
     from . import periods
     from .render import render
@@ -178,8 +180,51 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
     if out is None:
         click.echo(text_out, nl=False)
         return
+    out = Path(str(out).replace("{period}", period.label))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text_out)
     tmp.replace(out)
     click.echo(f"wrote {fmt} report for {period.label} to {out}", err=True)
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--address", default=None, help="Listen address [default: [exporter] address, "
+              "0.0.0.0].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Listen port [default: [exporter] port, 9877]; 0 picks a free one.")
+def exporter(config_path: Path | None, address: str | None, port: int | None) -> None:
+    """Serve Prometheus metrics: usage against quota, allocations, GPUs now, health.
+
+    Reads the store when a collection has finished and squeue/sinfo at most every
+    [exporter] live_refresh_s seconds; a scrape only reads what was prepared, so
+    it stays fast and never fails because Slurm or the store does (see
+    gpu_usage_exporter_source_up). Runs until SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+      gpu-usage exporter --config /etc/gpu-usage/facility.toml --port 9877
+      curl -s localhost:9877/metrics | grep gpu_usage_category_quota_used_ratio
+    """
+    import logging
+    import signal
+    import threading
+
+    from .exporter import serve
+
+    settings = _settings(config_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    cfg = settings.exporter
+    try:
+        serve(settings, cfg.address if address is None else address,
+              cfg.port if port is None else port, stop,
+              on_ready=lambda url: click.echo(f"serving {url} (cluster "
+                                              f"{settings.slurm.cluster})", err=True))
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {address or cfg.address}:{port or cfg.port}: "
+                   f"{exc.strerror}", err=True)
+        raise SystemExit(1) from exc

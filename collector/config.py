@@ -55,6 +55,17 @@ class Store(_Model):
     path: Path = Path("var/store")
 
 
+class Exporter(_Model):
+    """`gpu-usage exporter`: where it listens and how fresh its prepared data is."""
+
+    address: str = "0.0.0.0"
+    port: int = Field(default=9877, ge=1, le=65535)
+    live_refresh_s: float = Field(default=30, ge=1)      # squeue/sinfo at most this often
+    store_poll_s: float = Field(default=15, ge=1)        # look for a finished collection
+    store_refresh_s: float = Field(default=300, ge=10)   # rebuild anyway (running jobs, "now")
+    slurm_timeout_s: float = Field(default=20, gt=0)
+
+
 class Pool(_Model):
     name: str = Field(min_length=1)
     share: float = Field(gt=0, le=1)
@@ -113,6 +124,7 @@ class Settings(_Model):
     facility: Facility
     slurm: Slurm
     store: Store = Store()
+    exporter: Exporter = Exporter()
     pools: tuple[Pool, ...] = Field(min_length=1)
     categories: tuple[Category, ...] = Field(min_length=1)
     allocations: tuple[Allocation, ...] = ()

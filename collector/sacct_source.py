@@ -1,5 +1,5 @@
-"""The one door to Slurm's command-line tools (sacct, sacctmgr): the only place
-that runs them.
+"""The one door to Slurm's command-line tools (sacct, sacctmgr; squeue and sinfo
+for the exporter's live view): the only place that runs them.
 
 Argument lists, no shell; TZ=UTC so that the parsers read every time the same
 way; the field lists are the parsers' own tuples. SLURM_CONF comes from the
@@ -14,6 +14,7 @@ import os
 import subprocess
 import time
 
+from .live_parser import SINFO_FIELDS, SQUEUE_FIELDS, SQUEUE_STATES
 from .sacct_parser import SACCT_FIELDS
 from .sacctmgr_parser import ACCOUNT_FORMAT, ASSOC_FORMAT, EVENT_FORMAT, RESERVATION_FORMAT
 
@@ -100,3 +101,25 @@ def run_sacctmgr_reservations(cluster: str, start_s: int, timeout_s: float = 120
     """Reservations (maintenance among them) since start."""
     return _sacctmgr(["reservation", f"cluster={cluster}", f"start={sacct_time(start_s)}",
                       "end=now"], RESERVATION_FORMAT, "show reservation", timeout_s, env)
+
+
+def _unpadded(fields: tuple[str, ...]) -> str:
+    # `Field:|` prints each field without padding, ended by "|" (Slurm 20.11 and later).
+    return ",".join(f"{f}:|" for f in fields)
+
+
+def run_squeue(cluster: str | None = None, timeout_s: float = 30,
+               env: dict[str, str] | None = None) -> str:
+    """Jobs holding or waiting for resources now, array tasks one per line."""
+    return _run(["squeue", "--noheader", "--all", "--array",
+                 f"--states={','.join(SQUEUE_STATES)}", f"--Format={_unpadded(SQUEUE_FIELDS)}",
+                 *([f"--clusters={cluster}"] if cluster else [])],
+                "jobs now", timeout_s, env)
+
+
+def run_sinfo(cluster: str | None = None, timeout_s: float = 30,
+              env: dict[str, str] | None = None) -> str:
+    """Every node with its state and GPUs."""
+    return _run(["sinfo", "--noheader", "--Node", f"--Format={_unpadded(SINFO_FIELDS)}",
+                 *([f"--clusters={cluster}"] if cluster else [])],
+                "nodes now", timeout_s, env)

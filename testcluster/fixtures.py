@@ -18,6 +18,8 @@ from collector.sacct_source import (
     run_sacctmgr_accounts,
     run_sacctmgr_events,
     run_sacctmgr_reservations,
+    run_sinfo,
+    run_squeue,
     sacct_argv,
 )
 
@@ -60,6 +62,7 @@ def record(lay: Layout, out_dir: Path) -> Path:
     }
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     record_sacctmgr(lay, target)
+    record_live(lay, target)
     return target
 
 
@@ -73,3 +76,47 @@ def record_sacctmgr(lay: Layout, target: Path) -> None:
         run_sacctmgr_events(lay.cluster, since, env=lay.env()))
     (target / "sacctmgr-reservations.txt").write_text(
         run_sacctmgr_reservations(lay.cluster, since, env=lay.env()))
+
+
+# Jobs that hold GPUs (or wait for them) while squeue is recorded: every GPU
+# spelling, an array, a job pending for resources and one held, on a drained node.
+LIVE_JOBS: tuple[workload.Submission, ...] = (
+    workload.Submission("live-gpus", "anna", "ehpc_llm01", ("--gpus=2",), "sleep 300"),
+    workload.Submission("live-multi-node", "bram", "nl_ind_chip",
+                        ("-N", "2", "--gpus-per-node=2"), "sleep 300"),
+    workload.Submission("live-gres", "jasper", "com_acme", ("--gres=gpu:h100:1",), "sleep 300"),
+    workload.Submission("live-array", "quinn", "nl_tud_vision", ("--array=0-2", "--gpus=1"),
+                        "sleep 300"),
+    workload.Submission("live-pending", "maria", "nl_uva_nlp", ("-N", "2", "--gpus=8"),
+                        "sleep 300"),
+    workload.Submission("live-held", "omar", "nl_rug_astro", ("-H", "--gpus-per-task=1", "-n",
+                                                              "2"), "sleep 300"),
+    workload.Submission("live-cpu", "opsbot", "staff_ops", ("-c", "2"), "sleep 300"),
+)
+
+
+def record_live(lay: Layout, target: Path) -> None:
+    """squeue and sinfo as the exporter's door reads them, with jobs running and
+    pending and one node drained; everything is cancelled and resumed afterwards."""
+    drained = lay.nodes[-1]
+    run_slurm(lay, ["scontrol", "update", f"NodeName={drained}", "State=DRAIN",
+                    "Reason=fixture"])
+    ids = []
+    try:
+        ids = [workload.submit(lay, sub) for sub in LIVE_JOBS]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            squeue = run_squeue(lay.cluster, env=lay.env())
+            if squeue.count("RUNNING") >= 6:  # 3 jobs and 3 array tasks
+                break
+            time.sleep(1)
+        (target / "squeue-live.txt").write_text(squeue)
+        (target / "sinfo-live.txt").write_text(run_sinfo(lay.cluster, env=lay.env()))
+        live = {sub.label: job_id for sub, job_id in zip(LIVE_JOBS, ids, strict=True)}
+        (target / "live.json").write_text(json.dumps({"jobs": live, "drained": drained},
+                                                     indent=2) + "\n")
+    finally:
+        if ids:
+            run_slurm(lay, ["scancel", *ids])
+        run_slurm(lay, ["scontrol", "update", f"NodeName={drained}", "State=RESUME"])
+        workload.wait_idle(lay)

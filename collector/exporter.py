@@ -1,0 +1,158 @@
+"""`gpu-usage exporter`: serves /metrics from views prepared in advance.
+
+One loop refreshes the views: the store view when a collection has finished (or
+every `store_refresh_s`, so that running jobs and the month move on), the live
+view from squeue and sinfo at most every `live_refresh_s`. A scrape only turns
+the current views into text: it never runs Slurm or reads the store, so its time
+does not depend on the number of jobs, and a broken source shows as
+`gpu_usage_exporter_source_up{source=...} 0` beside the last good figures, never
+as an error page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from .config import Settings
+from .metrics import ExporterStatus, families
+from .policy import AccountMap
+from .sacct_source import SlurmError
+from .snapshot import (
+    LiveView,
+    StoreView,
+    latest_collection_id,
+    live_accounts,
+    read_jobs_now,
+    read_nodes_now,
+    read_store_view,
+)
+from .store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class Exporter(Collector):
+    """The prepared views and the custom collector over them.
+
+    Refreshes run in one thread (`refresh`), scrapes in the HTTP server's threads
+    (`collect`); a refresh replaces whole immutable views, so no lock is needed."""
+
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.env = env
+        self.clock = clock
+        self.status = ExporterStatus()
+        self.view: StoreView | None = None
+        self.live: LiveView | None = None
+        self.amap: AccountMap | None = None
+        self._seen_collection = -1
+        self._next_store_check = 0.0
+        self._next_live = 0.0
+
+    # --- prometheus_client.registry.Collector ----------------------------------------
+    def describe(self) -> list[Metric]:
+        return []  # registering must not read anything
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from families(self.settings, self.view, self.live, self.amap, self.status)
+        except Exception:  # a scrape must never fail; the figures are gone, health stays
+            log.exception("building the metrics failed")
+            yield from families(self.settings, None, None, None, self.status)
+
+    # --- refreshing -------------------------------------------------------------------
+    def _timed(self, source: str, read: Callable[[], object]) -> object | None:
+        status = self.status.sources[source]
+        t0 = time.perf_counter()
+        try:
+            value = read()
+        except (SlurmError, StoreError, OSError, ValueError) as exc:
+            status.up, status.last_error = False, str(exc)
+            status.errors += 1
+            log.warning("refreshing %s failed: %s", source, exc)
+            return None
+        status.up, status.last_error = True, ""
+        status.last_success_s = self.clock()
+        status.last_duration_s = time.perf_counter() - t0
+        return value
+
+    def refresh_store(self, force: bool = False) -> bool:
+        """Rebuild the store view if a collection finished since the last one (or if
+        forced, or too old); True if it was rebuilt."""
+        settings = self.settings
+        now = self.clock()
+        stale = self.view is None or now - self.view.taken_s >= settings.exporter.store_refresh_s
+
+        def latest() -> int:
+            with Store.open_reader(settings.store.path) as store:
+                return latest_collection_id(store, settings.slurm.cluster)
+
+        newest = self._timed("store", latest)
+        if newest is None:
+            return False
+        if not (force or stale or newest != self._seen_collection):
+            return False
+        view = self._timed("store", lambda: read_store_view(settings, now))
+        if view is None:
+            return False
+        self.view = view
+        self._seen_collection = newest
+        if self.live is not None:
+            self.amap = live_accounts(settings, self.view, self.live)
+        return True
+
+    def refresh_live(self) -> bool:
+        """Read squeue and sinfo; a source that fails keeps its last good data."""
+        jobs = self._timed("squeue", lambda: read_jobs_now(self.settings, self.env))
+        nodes = self._timed("sinfo", lambda: read_nodes_now(self.settings, self.env))
+        if jobs is None and nodes is None:
+            return False
+        prev = self.live or LiveView(0, (), (), 0)
+        self.live = LiveView(self.clock(), jobs[0] if jobs else prev.jobs,
+                             nodes[0] if nodes else prev.nodes,
+                             (jobs[1] if jobs else 0) + (nodes[1] if nodes else 0))
+        self.amap = live_accounts(self.settings, self.view, self.live)
+        return True
+
+    def refresh(self) -> None:
+        """One round of the loop: whatever is due."""
+        now = self.clock()
+        if now >= self._next_store_check:
+            self.refresh_store()
+            self._next_store_check = now + self.settings.exporter.store_poll_s
+        if now >= self._next_live:
+            self.refresh_live()
+            self._next_live = now + self.settings.exporter.live_refresh_s
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.refresh()
+            due = min(self._next_store_check, self._next_live) - self.clock()
+            stop.wait(max(0.2, due))
+
+
+def serve(settings: Settings, address: str, port: int, stop: threading.Event,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Prepare the views once, then serve /metrics and refresh until `stop` is set."""
+    exporter = Exporter(settings)
+    exporter.refresh()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(exporter)
+    server, thread = start_http_server(port, address, registry)
+    try:
+        if on_ready:
+            host = address if address not in ("", "0.0.0.0", "::") else "localhost"
+            on_ready(f"http://{host}:{server.server_port}/metrics")
+        exporter.run(stop)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

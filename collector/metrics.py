@@ -1,0 +1,296 @@
+"""Prometheus metric families from the prepared views (pure; no I/O).
+
+Conventions: base units (GPU-seconds, seconds, Unix timestamps), ratios 0..1,
+`_total` only on counters. Labels are bounded: pool, category, partition, GPU
+type, the exporter's sources, and allocations (a finite, configured set; only
+those running this month: finished and upcoming ones drop out). Never users or
+job ids. Usage figures are the report's own (`gpu-usage report --month this` at
+the same moment), so Prometheus, the report and the dashboard agree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from . import __version__
+from .config import Settings
+from .policy import AccountMap
+from .report import UNMAPPED
+from .snapshot import LiveView, StoreView
+
+PREFIX = "gpu_usage"
+SOURCES = ("store", "squeue", "sinfo")
+# Allocations in these states are exported; finished and upcoming ones are not.
+EXPORTED_ALLOCATION_STATES = ("active", "new", "ended")
+
+
+@dataclass
+class SourceStatus:
+    """The exporter's own refreshes of one source."""
+
+    up: bool = False
+    errors: int = 0
+    last_success_s: float | None = None
+    last_duration_s: float | None = None
+    last_error: str = ""
+
+
+@dataclass
+class ExporterStatus:
+    sources: dict[str, SourceStatus] = field(
+        default_factory=lambda: {s: SourceStatus() for s in SOURCES})
+
+
+def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+
+
+def _h_to_s(gpu_hours: float | None) -> float:
+    return round((gpu_hours or 0) * 3600, 3)
+
+
+def _ts(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+def info_families(settings: Settings) -> list[Metric]:
+    info = _gauge("info", "The facility, cluster and exporter version (always 1).",
+                  ("facility", "cluster", "timezone", "version"))
+    info.add_metric([settings.facility.name, settings.slurm.cluster,
+                     settings.facility.timezone, __version__], 1)
+    return [info]
+
+
+def month_families(view: StoreView) -> list[Metric]:
+    """The current month: capacity, utilisation, pools and categories against quota."""
+    r = view.report
+    cap, period = r["capacity"], r["period"]
+    out: list[Metric] = []
+    start = _gauge("month_start_timestamp_seconds", "Start of the current month (facility "
+                   "time zone).")
+    start.add_metric([], _ts(period["start"]))
+    until = _gauge("month_data_until_timestamp_seconds", "The month's figures count up to "
+                   "this time (running jobs are clipped to it).")
+    until.add_metric([], _ts(period["data_until"]))
+    out += [start, until]
+    for key, doc in (("nominal", "GPUs registered x time"), ("down", "down or drained GPUs x "
+                     "time, outside maintenance"), ("planned_down", "GPUs in maintenance x "
+                     "time"), ("available", "nominal - down - planned down"),
+                     ("allocated", "GPU time allocated to jobs")):
+        g = _gauge(f"month_{key}_gpu_seconds", f"Current month so far: {doc}.")
+        g.add_metric([], _h_to_s(cap[f"{key}_gpu_hours"]))
+        out.append(g)
+    util = _gauge("month_utilisation_ratio", "Current month so far: allocated / available "
+                  "GPU time (0..1).")
+    if cap["utilisation"] is not None:
+        util.add_metric([], cap["utilisation"])
+    out.append(util)
+    out += _category_families(r)
+    out += _pool_families(r)
+    unmapped = _gauge("month_unmapped_gpu_seconds", "Current month: GPU time of accounts that "
+                      "map to no category.")
+    unmapped.add_metric([], _h_to_s(sum(a["gpu_hours"] for a in r["unmapped_accounts"])))
+    out.append(unmapped)
+    return out
+
+
+def _category_families(r: dict) -> list[Metric]:
+    labels = ("pool", "category")
+    used = _gauge("category_used_gpu_seconds", "Current month: GPU time used by the category.",
+                  labels)
+    quota = _gauge("category_quota_gpu_seconds", "Current month so far: the category's quota "
+                   "(quota share x available GPU time, or its absolute quota).", labels)
+    ratio = _gauge("category_quota_used_ratio", "Current month: used / quota (above 1: over "
+                   "quota).", labels)
+    share = _gauge("category_quota_share_ratio", "The category's configured share of the "
+                   "available GPU time.", labels)
+    ytd = _gauge("category_year_used_gpu_seconds", "Year to date: GPU time used by the "
+                 "category.", labels)
+    ytd_quota = _gauge("category_year_quota_gpu_seconds", "Year to date: the category's "
+                       "quota.", labels)
+    for c in r["categories"]:
+        key = [c["pool"], c["category"]]
+        used.add_metric(key, _h_to_s(c["gpu_hours"]))
+        quota.add_metric(key, _h_to_s(c["quota_gpu_hours"]))
+        if c["used_of_quota"] is not None:
+            ratio.add_metric(key, c["used_of_quota"])
+        share.add_metric(key, c["quota_share"])
+        ytd.add_metric(key, _h_to_s(c["ytd_gpu_hours"]))
+        ytd_quota.add_metric(key, _h_to_s(c["ytd_quota_gpu_hours"]))
+    com = r["commercial"]
+    com_share = _gauge("commercial_share_of_pool_ratio", "Current month: commercial GPU time "
+                       "/ the pool's quota (EU rule: at most 0.2 of the Union's access time).")
+    if com["share_of_pool"] is not None:
+        com_share.add_metric([], com["share_of_pool"])
+    com_max = _gauge("commercial_max_share_of_pool_ratio", "The configured limit of "
+                     "commercial use, as a share of its pool's quota.")
+    com_max.add_metric([], com["max_share_of_pool"])
+    return [used, quota, ratio, share, ytd, ytd_quota, com_share, com_max]
+
+
+def _pool_families(r: dict) -> list[Metric]:
+    used = _gauge("pool_used_gpu_seconds", "Current month: GPU time used by the pool's "
+                  "categories.", ("pool",))
+    quota = _gauge("pool_quota_gpu_seconds", "Current month so far: the pool's share of the "
+                   "available GPU time.", ("pool",))
+    for p in r["pools"]:
+        used.add_metric([p["pool"]], _h_to_s(p["gpu_hours"]))
+        quota.add_metric([p["pool"]], _h_to_s(p["quota_gpu_hours"]))
+    return [used, quota]
+
+
+def allocation_families(view: StoreView) -> list[Metric]:
+    """Per allocation of this month: granted, used, plan, projection."""
+    labels = ("project", "account", "category")
+    fams = {
+        "granted": _gauge("allocation_granted_gpu_seconds", "GPU time granted.", labels),
+        "used": _gauge("allocation_used_gpu_seconds", "GPU time used since the allocation "
+                       "started.", labels),
+        "month": _gauge("allocation_month_used_gpu_seconds", "GPU time used this month.",
+                        labels),
+        "planned": _gauge("allocation_planned_gpu_seconds", "The linear plan to date "
+                          "(granted spread evenly over the allocation's days).", labels),
+        "consumed": _gauge("allocation_consumed_ratio", "used / granted.", labels),
+        "unused": _gauge("allocation_projected_unused_gpu_seconds", "GPU time left unused "
+                         "at the end at the burn rate so far.", labels),
+        "end": _gauge("allocation_end_timestamp_seconds", "When the allocation ends.", labels),
+    }
+    tz = view.report["period"]["timezone"]
+    for a in view.report["allocations"]:
+        if a["state"] not in EXPORTED_ALLOCATION_STATES:
+            continue
+        key = [a["project"], a["account"], a["category"]]
+        fams["granted"].add_metric(key, _h_to_s(a["granted_gpu_hours"]))
+        fams["used"].add_metric(key, _h_to_s(a["used_gpu_hours_total"]))
+        fams["month"].add_metric(key, _h_to_s(a["used_gpu_hours_period"]))
+        fams["consumed"].add_metric(key, a["consumed"])
+        if a["planned_gpu_hours_to_date"] is not None:
+            fams["planned"].add_metric(key, _h_to_s(a["planned_gpu_hours_to_date"]))
+        if a["projected_unused_gpu_hours"] is not None:
+            fams["unused"].add_metric(key, _h_to_s(a["projected_unused_gpu_hours"]))
+        if a["end"]:
+            end = datetime.fromisoformat(a["end"]).replace(tzinfo=ZoneInfo(tz))
+            fams["end"].add_metric(key, end.timestamp() + 86400)  # the end day is included
+    return list(fams.values())
+
+
+def health_families(view: StoreView | None) -> list[Metric]:
+    """The collector's runs, as the store records them."""
+    h = view.health if view else None
+    last_ok = _gauge("collection_last_success_timestamp_seconds", "When the last successful "
+                     "collection finished.")
+    last_try = _gauge("collection_last_attempt_timestamp_seconds", "When the last collection "
+                      "finished, successful or not.")
+    took = _gauge("collection_duration_seconds", "How long the last successful collection "
+                  "took.")
+    runs = CounterMetricFamily(f"{PREFIX}_collections", "Collections recorded in the store.")
+    errors = CounterMetricFamily(f"{PREFIX}_collection_errors", "Collections that failed "
+                                 "(the store kept its previous state).")
+    ingested = CounterMetricFamily(f"{PREFIX}_jobs_ingested", "New job records stored by "
+                                   "all collections.")
+    rejected = _gauge("rejected_lines", "Distinct Slurm output lines the collector could not "
+                      "read (kept in the store; see the report's data quality).")
+    if h:
+        for fam, value in ((last_ok, h.last_success_s), (last_try, h.last_attempt_s),
+                           (took, h.last_success_duration_s)):
+            if value is not None:
+                fam.add_metric([], value)
+        runs.add_metric([], h.collections)
+        errors.add_metric([], h.failed)
+        ingested.add_metric([], h.jobs_ingested)
+        rejected.add_metric([], h.rejected_lines)
+    return [last_ok, last_try, took, runs, errors, ingested, rejected]
+
+
+def live_families(settings: Settings, live: LiveView, amap: AccountMap) -> list[Metric]:
+    """GPUs in the cluster, available, allocated and pending now."""
+    total = _gauge("cluster_gpus", "GPUs on the cluster's nodes now.", ("gpu_type",))
+    avail = _gauge("cluster_gpus_available", "GPUs on nodes that can run jobs now (not down, "
+                   "drained, failed or in maintenance).", ("gpu_type",))
+    by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    pairs = {(part, n.gpu_type) for n in live.nodes if n.gpus for part in n.partitions}
+    for n in live.nodes:
+        by_type[n.gpu_type][0] += n.gpus
+        by_type[n.gpu_type][1] += n.gpus if n.available else 0
+    for t, (gpus, available) in sorted(by_type.items()):
+        total.add_metric([t], gpus)
+        avail.add_metric([t], available)
+    holding: dict[tuple, int] = defaultdict(int)
+    pending: dict[tuple, int] = defaultdict(int)
+    categories = [(c.pool, c.name) for c in settings.categories]
+    for j in live.jobs:
+        cat = amap.category_of(j.account)
+        key = (amap.pool_of(j.account) or UNMAPPED, cat or UNMAPPED)
+        if j.holding:
+            holding[(*key, j.partition, j.gpu_type)] += j.gpus
+            pairs.add((j.partition, j.gpu_type))
+        elif j.state == "PENDING":
+            pending[(*key, j.partition)] += j.gpus
+    # Every category shows a value, zero included, for the partitions and GPU types in use.
+    for pool, cat in categories:
+        for part, gpu_type in pairs or {("", "")}:
+            holding.setdefault((pool, cat, part, gpu_type), 0)
+    allocated = _gauge("gpus_allocated", "GPUs held by running jobs now.",
+                       ("pool", "category", "partition", "gpu_type"))
+    for key, gpus in sorted(holding.items()):
+        allocated.add_metric(list(key), gpus)
+    waiting = _gauge("gpus_pending", "GPUs asked for by pending jobs now.",
+                     ("pool", "category", "partition"))
+    for pool, cat in categories:
+        if not any(k[:2] == (pool, cat) for k in pending):
+            pending[(pool, cat, "")] = 0
+    for key, gpus in sorted(pending.items()):
+        waiting.add_metric(list(key), gpus)
+    jobs = _gauge("jobs_running", "Running jobs (array tasks counted each) now.",
+                  ("pool", "category"))
+    running: dict[tuple, int] = defaultdict(int)
+    for j in live.jobs:
+        if j.holding:
+            running[(amap.pool_of(j.account) or UNMAPPED,
+                     amap.category_of(j.account) or UNMAPPED)] += 1
+    for pool, cat in categories:
+        running.setdefault((pool, cat), 0)
+    for key, n in sorted(running.items()):
+        jobs.add_metric(list(key), n)
+    unreadable = _gauge("live_unreadable_lines", "squeue and sinfo lines of the last refresh "
+                        "that could not be read.")
+    unreadable.add_metric([], live.rejected)
+    return [total, avail, allocated, waiting, jobs, unreadable]
+
+
+def exporter_families(status: ExporterStatus) -> list[Metric]:
+    up = _gauge("exporter_source_up", "1 if the last refresh from the source worked; the "
+                "exporter keeps serving the last good data when it did not.", ("source",))
+    errors = CounterMetricFamily(f"{PREFIX}_exporter_refresh_errors", "Failed refreshes "
+                                 "since the exporter started.", labels=["source"])
+    last = _gauge("exporter_last_refresh_timestamp_seconds", "When the source was last read "
+                  "successfully.", ("source",))
+    took = _gauge("exporter_refresh_duration_seconds", "How long the last successful read "
+                  "took.", ("source",))
+    for name, s in status.sources.items():
+        up.add_metric([name], 1 if s.up else 0)
+        errors.add_metric([name], s.errors)
+        if s.last_success_s is not None:
+            last.add_metric([name], s.last_success_s)
+        if s.last_duration_s is not None:
+            took.add_metric([name], s.last_duration_s)
+    return [up, errors, last, took]
+
+
+def families(settings: Settings, view: StoreView | None, live: LiveView | None,
+             amap: AccountMap | None, status: ExporterStatus) -> list[Metric]:
+    """Every family of one scrape. Missing views leave their families out; the
+    exporter's own families always say why."""
+    out = info_families(settings)
+    if view is not None:
+        out += month_families(view) + allocation_families(view)
+    out += health_families(view)
+    if live is not None and amap is not None:
+        out += live_families(settings, live, amap)
+    return out + exporter_families(status)
