@@ -6,7 +6,10 @@ the same run:
     `gpu-usage collect` from an empty store, and the collector's peak memory;
   - `gpu-usage collect` again with nothing new (incremental);
   - `sreport ... AccountUtilizationByUser` vs `gpu-usage report --format json` for
-    the month (median of 3, process start included).
+    the month (median of 3, process start included);
+  - `gpu-usage exporter` on that store: time to prepare its views, and the time
+    of one scrape of /metrics over HTTP (median and p95 of 200) with the number of
+    series it returns.
 Prints a table and writes the figures as JSON (--out).
 
   .venv/bin/python scripts/benchmark.py --jobs 100000 --jobs 1000000 \
@@ -22,11 +25,14 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,13 +97,60 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
     report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--month", month,
                              "--format", "json"], env)
     size_mb = sum(f.stat().st_size for f in store.iterdir()) / 2**20
+    print("   exporter scrapes ...", flush=True)
+    scrape = bench_scrapes(config, env)
     return {"jobs": jobs, "month": month, "sacct_s": round(sacct_s, 2),
             "collect_s": round(collect_s, 2), "collect_over_sacct": round(collect_s / sacct_s, 2),
             "collect_peak_rss_mb": round(peak["self_mb"]), "sacct_peak_rss_mb":
             round(peak["children_mb"]), "incremental_collect_s": round(again_s, 2),
             "sreport_s": round(sreport_s, 3), "report_s": round(report_s, 3),
             "report_over_sreport": round(report_s / sreport_s, 2),
-            "store_mb": round(size_mb)}
+            "store_mb": round(size_mb), **scrape}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_scrapes(config: Path, env: dict[str, str], scrapes: int = 200) -> dict:
+    """Start the exporter, wait for its first views, then time scrapes over HTTP."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*GPU_USAGE, "exporter", "--config", str(config), "--address",
+                             "127.0.0.1", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                if proc.poll() is not None or time.perf_counter() - t0 > 300:
+                    raise SystemExit("the exporter did not start") from None
+                time.sleep(0.1)
+        ready_s = time.perf_counter() - t0
+        times = []
+        for _ in range(scrapes):
+            t1 = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=5) as r:
+                body = r.read().decode()
+            times.append(time.perf_counter() - t1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    times.sort()
+    series = [line for line in body.splitlines() if line and not line.startswith("#")]
+    prepare = next((float(line.split()[-1]) for line in series if line.startswith(
+        'gpu_usage_exporter_refresh_duration_seconds{source="store"}')), None)
+    return {"exporter_ready_s": round(ready_s, 2),
+            "store_view_s": prepare and round(prepare, 3),
+            "scrape_median_ms": round(statistics.median(times) * 1000, 2),
+            "scrape_p95_ms": round(times[int(0.95 * len(times))] * 1000, 2),
+            "series_per_scrape": len(series), "scrape_bytes": len(body.encode())}
 
 
 def main() -> None:

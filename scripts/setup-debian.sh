@@ -15,7 +15,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 apt_packages=(slurmctld slurmd slurmdbd slurm-client munge mariadb-server mariadb-client
-              python3 python3-venv python3-pip util-linux passwd procps)
+              python3 python3-venv python3-pip util-linux passwd procps
+              prometheus systemd)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
