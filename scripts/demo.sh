@@ -2,8 +2,10 @@
 # The main job, from nothing: install, start a local Slurm cluster with GPU
 # accounting, load a realistic history (3 months, ~30,000 jobs), run a live
 # workload of real jobs, print what the cluster holds in Slurm's own numbers,
-# then collect it into the store and print last month's usage report.
-# The cluster keeps running; stop it with: .venv/bin/gpu-usage cluster down
+# then collect it into the store, print last month's usage report, and start the
+# Prometheus exporter on it.
+# The cluster and the exporter keep running; stop them with:
+#   kill "$(cat var/exporter.pid)"; .venv/bin/gpu-usage cluster down
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh testcluster
@@ -28,3 +30,35 @@ mkdir -p var/reports
 for fmt in json csv md; do
   $gpu report --config "$policy" --month last --format "$fmt" --out "var/reports/last-month.$fmt"
 done
+
+echo
+# The exporter serves /metrics from the same store (address and port: [exporter] in
+# the policy file); an earlier demo's exporter is stopped first.
+if [ -f var/exporter.pid ] && kill -0 "$(cat var/exporter.pid)" 2>/dev/null; then
+  kill "$(cat var/exporter.pid)"; sleep 1
+fi
+setsid nohup $gpu exporter --config "$policy" > var/exporter.log 2>&1 < /dev/null &
+echo $! > var/exporter.pid
+url=$(.venv/bin/python - "$policy" <<'PY'
+import sys, time, urllib.request
+from pathlib import Path
+from collector.config import load
+cfg = load(Path(sys.argv[1])).exporter
+host = "localhost" if cfg.address in ("", "0.0.0.0", "::") else cfg.address
+url = f"http://{host}:{cfg.port}/metrics"
+for _ in range(120):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read().decode()
+        break
+    except OSError:
+        time.sleep(0.5)
+else:
+    sys.exit(f"the exporter did not answer at {url}; see var/exporter.log")
+series = sum(1 for line in body.splitlines() if line.startswith("gpu_usage_"))
+print(f"{url} ({series} series)")
+PY
+)
+echo "exporter: $url  (pid $(cat var/exporter.pid), log var/exporter.log)"
+echo "reports:  var/reports/last-month.{json,csv,md}"
+echo "stop:     kill \$(cat var/exporter.pid); $gpu cluster down"

@@ -66,7 +66,9 @@ def policy(lay, cli_args, tmp_path_factory):
         spec = backfill.recorded_spec(lay)
     tmp = tmp_path_factory.mktemp("prometheus")
     path = write_policy(tmp, spec.start)
-    path.write_text(path.read_text() + "\n[exporter]\nlive_refresh_s = 1\n")
+    text = path.read_text()
+    assert "live_refresh_s = 30" in text
+    path.write_text(text.replace("live_refresh_s = 30", "live_refresh_s = 1"))
     return path
 
 
