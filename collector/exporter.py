@@ -69,7 +69,10 @@ class Exporter(Collector):
             yield from families(self.settings, None, None, None, self.status)
 
     # --- refreshing -------------------------------------------------------------------
-    def _timed(self, source: str, read: Callable[[], object]) -> object | None:
+    def _timed(self, source: str, read: Callable[[], object], poll: bool = False
+               ) -> object | None:
+        """Run one read of a source and keep its status; None if it failed. A poll
+        (a cheap look whether there is anything new) keeps the last read's duration."""
         status = self.status.sources[source]
         t0 = time.perf_counter()
         try:
@@ -81,7 +84,8 @@ class Exporter(Collector):
             return None
         status.up, status.last_error = True, ""
         status.last_success_s = self.clock()
-        status.last_duration_s = time.perf_counter() - t0
+        if not poll:
+            status.last_duration_s = time.perf_counter() - t0
         return value
 
     def refresh_store(self, force: bool = False) -> bool:
@@ -95,7 +99,7 @@ class Exporter(Collector):
             with Store.open_reader(settings.store.path) as store:
                 return latest_collection_id(store, settings.slurm.cluster)
 
-        newest = self._timed("store", latest)
+        newest = self._timed("store", latest, poll=True)
         if newest is None:
             return False
         if not (force or stale or newest != self._seen_collection):

@@ -272,7 +272,8 @@ def exporter_families(status: ExporterStatus) -> list[Metric]:
     last = _gauge("exporter_last_refresh_timestamp_seconds", "When the source was last read "
                   "successfully.", ("source",))
     took = _gauge("exporter_refresh_duration_seconds", "How long the last successful read "
-                  "took.", ("source",))
+                  "took (for the store: the last rebuild of the month's figures).",
+                  ("source",))
     for name, s in status.sources.items():
         up.add_metric([name], 1 if s.up else 0)
         errors.add_metric([name], s.errors)
