@@ -104,7 +104,8 @@ def run_sacctmgr_reservations(cluster: str, start_s: int, timeout_s: float = 120
 
 
 def _unpadded(fields: tuple[str, ...]) -> str:
-    # `Field:|` prints each field without padding, ended by "|" (Slurm 20.11 and later).
+    # `Field:|` prints each field without padding, ended by "|" (checked on Slurm 22.05;
+    # the other releases are issue 6).
     return ",".join(f"{f}:|" for f in fields)
 
 
