@@ -32,9 +32,10 @@ HOLDING_STATES = ("RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED")
 SQUEUE_STATES = (*HOLDING_STATES, "PENDING")
 
 # A node in one of these (base) states offers no GPUs now. A draining node still runs
-# its jobs and counts as available until it is drained.
+# its jobs and counts as available until it is drained; a `planned` node (22.05: kept
+# free by the backfill scheduler for a pending job) is up and counts as available.
 UNAVAILABLE_STATES = ("down", "drained", "fail", "failing", "maint", "inval", "future",
-                      "unknown", "planned", "reboot_issued", "powered_down", "power_down")
+                      "unknown", "reboot_issued", "powered_down", "power_down")
 _STATE_FLAGS = "*~#!%$@^-"
 _GRES_GPU = re.compile(r"^gpu(?::(?P<type>[^:(]+))?:(?P<count>\d+)")
 
