@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import __version__
 from .config import Settings
+from .periods import local_midnight
 from .policy import AccountMap
 from .report import UNMAPPED
 from .snapshot import LiveView, StoreView
@@ -174,9 +174,9 @@ def allocation_families(view: StoreView) -> list[Metric]:
             fams["planned"].add_metric(key, _h_to_s(a["planned_gpu_hours_to_date"]))
         if a["projected_unused_gpu_hours"] is not None:
             fams["unused"].add_metric(key, _h_to_s(a["projected_unused_gpu_hours"]))
-        if a["end"]:
-            end = datetime.fromisoformat(a["end"]).replace(tzinfo=ZoneInfo(tz))
-            fams["end"].add_metric(key, end.timestamp() + 86400)  # the end day is included
+        if a["end"]:  # the end day is included: the allocation ends at the next midnight
+            fams["end"].add_metric(key, local_midnight(
+                date.fromisoformat(a["end"]) + timedelta(days=1), tz))
     return list(fams.values())
 
 
@@ -223,12 +223,13 @@ def live_families(settings: Settings, live: LiveView, amap: AccountMap) -> list[
         avail.add_metric([t], available)
     holding: dict[tuple, int] = defaultdict(int)
     pending: dict[tuple, int] = defaultdict(int)
+    running: dict[tuple, int] = defaultdict(int)
     categories = [(c.pool, c.name) for c in settings.categories]
     for j in live.jobs:
-        cat = amap.category_of(j.account)
-        key = (amap.pool_of(j.account) or UNMAPPED, cat or UNMAPPED)
+        key = (amap.pool_of(j.account) or UNMAPPED, amap.category_of(j.account) or UNMAPPED)
         if j.holding:
             holding[(*key, j.partition, j.gpu_type)] += j.gpus
+            running[key] += 1
             pairs.add((j.partition, j.gpu_type))
         elif j.state == "PENDING":
             pending[(*key, j.partition)] += j.gpus
@@ -249,11 +250,6 @@ def live_families(settings: Settings, live: LiveView, amap: AccountMap) -> list[
         waiting.add_metric(list(key), gpus)
     jobs = _gauge("jobs_running", "Running jobs (array tasks counted each) now.",
                   ("pool", "category"))
-    running: dict[tuple, int] = defaultdict(int)
-    for j in live.jobs:
-        if j.holding:
-            running[(amap.pool_of(j.account) or UNMAPPED,
-                     amap.category_of(j.account) or UNMAPPED)] += 1
     for pool, cat in categories:
         running.setdefault((pool, cat), 0)
     for key, n in sorted(running.items()):
