@@ -133,8 +133,9 @@ def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
 @click.option("--month", help="YYYY-MM, 'last' or 'this' (months in the facility's time zone).")
 @click.option("--quarter", help="YYYYQN (e.g. 2026Q3), 'last' or 'this'.")
 @click.option("--year", help="YYYY, 'last' or 'this'.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "md", "json"]),
-              default="table", show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "md", "json", "pdf", "xlsx"]),
+              default="table", show_default=True,
+              help="Output format; pdf (for funders) and xlsx need --out.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file (atomically) instead of standard output; "
                    "'{period}' in it becomes the period's label (e.g. 2026-10).")
@@ -152,6 +153,7 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
       gpu-usage report --month last --format json --out reports/last.json
       gpu-usage report --quarter 2026Q3 --format md
       gpu-usage report --month last --format csv --out 'reports/{period}.csv'
+      gpu-usage report --month 2026-10 --format pdf --out reports/2026-10.pdf
     """
     from . import periods
     from .render import render
@@ -171,21 +173,133 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
         period = parse(text, tz)
     except periods.PeriodError as exc:
         raise click.BadParameter(str(exc), param_hint=f"--{kind}") from exc
+    if fmt in ("pdf", "xlsx") and out is None:
+        raise click.UsageError(f"--format {fmt} writes a file: give --out PATH")
     try:
         with Store.open_reader(settings.store.path) as store:
-            text_out = render(build_report(store, settings, period), fmt)
+            built = build_report(store, settings, period)
     except (StoreError, PeriodAlignmentError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
+    if fmt in ("pdf", "xlsx"):
+        from .documents import render_document
+        data = render_document(built, fmt)
+    else:
+        data = render(built, fmt).encode()
     if out is None:
-        click.echo(text_out, nl=False)
+        click.echo(data.decode(), nl=False)
         return
     out = Path(str(out).replace("{period}", period.label))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text_out)
+    tmp.write_bytes(data)
     tmp.replace(out)
     click.echo(f"wrote {fmt} report for {period.label} to {out}", err=True)
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--address", default=None, help="Listen address [default: [dashboard] address, "
+              "127.0.0.1].")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Listen port [default: [dashboard] port, 8501].")
+def dashboard(config_path: Path | None, address: str | None, port: int | None) -> None:
+    """Serve the Streamlit dashboard: overview, categories, allocations, job mix,
+    live GPUs, data quality, and the monthly report documents.
+
+    Reads the store (and squeue/sinfo for the live page); needs the 'dashboard'
+    extra (pip install 'gpu-usage[dashboard]'). Listens on localhost unless told
+    otherwise: put the facility's reverse proxy in front of it. Runs until
+    SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+      gpu-usage dashboard --config /etc/gpu-usage/facility.toml --port 8501
+    """
+    import importlib.util
+    import os
+    import sys
+
+    settings = _settings(config_path)
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pandas") is None:
+        click.echo("error: the dashboard needs Streamlit and pandas: "
+                   "pip install 'gpu-usage[dashboard]'", err=True)
+        raise SystemExit(1)
+    from .config import resolve_path
+
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    cfg = settings.dashboard
+    env = dict(os.environ, GPU_USAGE_CONFIG=str(resolve_path(config_path).resolve()))
+    argv = [sys.executable, "-m", "streamlit", "run", str(app),
+            f"--server.address={cfg.address if address is None else address}",
+            f"--server.port={cfg.port if port is None else port}",
+            "--server.headless=true", "--browser.gatherUsageStats=false",
+            "--server.fileWatcherType=none", "--global.developmentMode=false",
+            "--client.toolbarMode=viewer", "--theme.base=light"]
+    os.execve(sys.executable, argv, env)
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--month", "months", multiple=True,
+              help="YYYY-MM or 'last' (repeatable) [default: last]. Only closed months.")
+@click.option("--details", is_flag=True, help="Print every account, not only differences.")
+def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> None:
+    """Check the store's GPU-minutes of every account against sreport.
+
+    Runs 'sreport -t minutes -T gres/gpu cluster AccountUtilizationByUser' for each
+    closed month, compares it with the store (an account includes the accounts
+    below it, as in sreport), records the result for the dashboard's data-quality
+    page, and exits 1 if any account differs by more than a minute (75 if a
+    collection holds the store).
+
+    \b
+    Example:
+      gpu-usage verify --config /etc/gpu-usage/facility.toml
+      gpu-usage verify --month 2026-09 --month 2026-10 --details
+    """
+    import time
+
+    from . import periods
+    from .sacct_source import SlurmError
+    from .store import Store, StoreBusy, StoreError
+    from .verify import TOLERANCE_MINUTES, SreportFormatError, save_check, verify_period
+
+    settings = _settings(config_path)
+    tz = settings.facility.timezone
+    chosen = []
+    for text in months or ("last",):
+        try:
+            period = periods.parse_month(text, tz)
+        except periods.PeriodError as exc:
+            raise click.BadParameter(str(exc), param_hint="--month") from exc
+        if period.end_s > time.time():
+            raise click.BadParameter(f"{period.label} is not over yet; sreport and the store "
+                                     "agree only on closed months", param_hint="--month")
+        chosen.append(period)
+    bad = 0
+    try:
+        with Store.open_writer(settings.store.path) as store:
+            for period in chosen:
+                check = verify_period(store, settings, period)
+                save_check(store, settings.slurm.cluster, check)
+                ours, theirs = check.total()
+                click.echo(f"{period.label}: {len(check.accounts)} accounts, "
+                           f"{len(check.differing)} differ by more than "
+                           f"{TOLERANCE_MINUTES:g} GPU-minute; total {ours:,.0f} GPU-minutes "
+                           f"here, {theirs:,} in sreport")
+                for a in check.accounts if details else check.differing:
+                    click.echo(f"  {a.account:<24} here {a.ours_minutes:>14,.1f}  sreport "
+                               f"{a.sreport_minutes:>12,}  difference {a.difference:+,.1f}")
+                bad += len(check.differing)
+    except StoreBusy as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(75) from exc
+    except (SlurmError, StoreError, SreportFormatError) as exc:
+        click.echo(f"error: verification failed: {exc}", err=True)
+        raise SystemExit(1) from exc
+    if bad:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -66,6 +66,14 @@ class Exporter(_Model):
     slurm_timeout_s: float = Field(default=20, gt=0)
 
 
+class Dashboard(_Model):
+    """`gpu-usage dashboard`: where the Streamlit app listens (localhost by default:
+    put the facility's reverse proxy with single sign-on in front of it)."""
+
+    address: str = "127.0.0.1"
+    port: int = Field(default=8501, ge=1, le=65535)
+
+
 class Pool(_Model):
     name: str = Field(min_length=1)
     share: float = Field(gt=0, le=1)
@@ -125,6 +133,7 @@ class Settings(_Model):
     slurm: Slurm
     store: Store = Store()
     exporter: Exporter = Exporter()
+    dashboard: Dashboard = Dashboard()
     pools: tuple[Pool, ...] = Field(min_length=1)
     categories: tuple[Category, ...] = Field(min_length=1)
     allocations: tuple[Allocation, ...] = ()

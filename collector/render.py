@@ -46,14 +46,14 @@ SHARE_COLUMNS = {"utilisation", "availability", "quota_share", "share_of_availab
                  "consumed"}
 
 
-def _get(report: dict, key: str) -> list[dict]:
+def get_rows(report: dict, key: str) -> list[dict]:
     value: object = report
     for part in key.split("."):
         value = value[part]  # type: ignore[index]
     return [value] if isinstance(value, dict) else list(value)  # type: ignore[arg-type]
 
 
-def _cell(column: str, value: object) -> str:
+def cell(column: str, value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -69,13 +69,13 @@ def _cell(column: str, value: object) -> str:
     return str(value)
 
 
-def _title(report: dict) -> str:
+def title_of(report: dict) -> str:
     p = report["period"]
     return (f"{report['facility']} ({report['cluster']}): GPU usage {p['label']} "
             f"({p['start']} to {p['end']}, {p['timezone']})")
 
 
-def _service_lines(report: dict) -> Iterator[str]:
+def service_lines(report: dict) -> Iterator[str]:
     s, q = report["service"], report["data_quality"]
     yield (f"Users active {s['active_users']}, new {s['new_users']}; projects active "
            f"{s['active_projects']}, new {s['new_projects']}; served by category: "
@@ -108,7 +108,7 @@ def _csv(report: dict) -> str:
     for _, key, columns in SECTIONS:
         out.write(f"# {key}\n")
         writer.writerow(columns)
-        for row in _get(report, key):
+        for row in get_rows(report, key):
             writer.writerow(["; ".join(map(str, row[c])) if isinstance(row[c], list)
                              else ("" if row[c] is None else row[c]) for c in columns])
         out.write("\n")
@@ -120,9 +120,9 @@ def _md_escape(text: str) -> str:
 
 
 def _markdown(report: dict) -> str:
-    lines = [f"# {_md_escape(_title(report))}", ""]
+    lines = [f"# {_md_escape(title_of(report))}", ""]
     for title, key, columns in SECTIONS:
-        rows = _get(report, key)
+        rows = get_rows(report, key)
         lines += [f"## {title}", ""]
         if not rows:
             lines += ["(none)", ""]
@@ -131,9 +131,9 @@ def _markdown(report: dict) -> str:
         lines.append("|" + "|".join("---:" if c.endswith(("hours", "share")) else "---"
                                     for c in columns) + "|")
         for row in rows:
-            lines.append("| " + " | ".join(_md_escape(_cell(c, row[c])) for c in columns) + " |")
+            lines.append("| " + " | ".join(_md_escape(cell(c, row[c])) for c in columns) + " |")
         lines.append("")
-    lines += [f"- {_md_escape(line)}" for line in _service_lines(report)]
+    lines += [f"- {_md_escape(line)}" for line in service_lines(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -144,9 +144,9 @@ def _table(report: dict, width: int = 160) -> str:
     from rich.text import Text
 
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
-    console.print(_title(report), style="bold", markup=False, highlight=False)
+    console.print(title_of(report), style="bold", markup=False, highlight=False)
     for title, key, columns in SECTIONS:
-        rows = _get(report, key)
+        rows = get_rows(report, key)
         if key in ("users",) and len(rows) > 30:
             rows = sorted(rows, key=lambda r: -r["gpu_hours"])[:30]
             title += " (top 30)"
@@ -157,10 +157,10 @@ def _table(report: dict, width: int = 160) -> str:
             table.add_column(c.replace("_", " "), justify="right" if numeric else "left",
                              overflow="fold")
         for row in rows:
-            table.add_row(*(Text(_cell(c, row[c])) for c in columns))
+            table.add_row(*(Text(cell(c, row[c])) for c in columns))
         if not rows:
             table.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
         console.print(table, markup=False, highlight=False)
-    for line in _service_lines(report):
+    for line in service_lines(report):
         console.print(line, markup=False, highlight=False)
     return console.file.getvalue()  # type: ignore[attr-defined]

@@ -124,3 +124,13 @@ def run_sinfo(cluster: str | None = None, timeout_s: float = 30,
     return _run(["sinfo", "--noheader", "--Node", f"--Format={_unpadded(SINFO_FIELDS)}",
                  *([f"--clusters={cluster}"] if cluster else [])],
                 "nodes now", timeout_s, env)
+
+
+def run_sreport_accounts(start_s: int, end_s: int, cluster: str | None = None,
+                         timeout_s: float = 300, env: dict[str, str] | None = None) -> str:
+    """sreport's GPU-minutes of every account (parents include their children) and
+    user in [start, end): the independent figure the report is checked against."""
+    return _run(["sreport", "--noheader", "--parsable2", "-t", "minutes", "-T", "gres/gpu",
+                 "cluster", "AccountUtilizationByUser", f"start={sacct_time(start_s)}",
+                 f"end={sacct_time(end_s)}", *([f"cluster={cluster}"] if cluster else [])],
+                f"sreport {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)

@@ -89,6 +89,11 @@ CREATE TABLE IF NOT EXISTS collections (
 CREATE TABLE IF NOT EXISTS rejected_lines (
     collection_id INTEGER NOT NULL, source TEXT NOT NULL, line_no INTEGER NOT NULL,
     reason TEXT NOT NULL, line TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sreport_checks (
+    cluster TEXT NOT NULL, period TEXT NOT NULL, checked_s REAL NOT NULL,
+    accounts INTEGER NOT NULL, differing INTEGER NOT NULL, max_diff_minutes REAL NOT NULL,
+    ours_minutes REAL NOT NULL, sreport_minutes REAL NOT NULL,
+    PRIMARY KEY (cluster, period));
 """
 
 

@@ -1,0 +1,337 @@
+"""The report dict as documents: a PDF for funders (reportlab) and an Excel workbook
+(openpyxl). Layout only, as render.py: every number comes from report.py, so a
+document shows what `--format json` prints for the same period.
+
+Neither needs a browser or an office suite. Text from Slurm (account names,
+organisations) is escaped before it reaches reportlab's markup, and written to
+Excel as plain strings, so it is shown as text and never read as markup or a
+formula.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from .render import SECTIONS, SHARE_COLUMNS, cell, get_rows, service_lines, title_of
+
+DOCUMENT_FORMATS = ("pdf", "xlsx")
+
+# Sheet names (Excel allows 31 characters and no []:*?/\).
+SHEETS = {"capacity": "Capacity", "pools": "Pools", "categories": "Categories",
+          "commercial": "Commercial", "partitions": "Partitions", "gpu_types": "GPU types",
+          "access_modes": "Access modes", "countries": "Countries",
+          "allocations": "Allocations", "job_mix.size": "Job size",
+          "job_mix.phase": "Use phase", "service.queue_wait": "Queue wait",
+          "accounts": "Accounts", "users": "Users", "unmapped_accounts": "Unmapped accounts"}
+
+
+def header(column: str) -> str:
+    """A column name with its unit: 'gpu_hours' -> 'gpu hours [GPU-h]'."""
+    name = column.replace("_", " ")
+    if column.endswith("gpu_hours"):
+        return f"{name.replace(' gpu hours', '').replace('gpu hours', 'used')} [GPU-h]"
+    if column.endswith("_hours"):
+        return f"{name.replace(' hours', '')} [h]"
+    if column in SHARE_COLUMNS:
+        return f"{name} [%]"
+    if column == "gpus":
+        return "GPUs [count]"
+    if column.startswith("jobs") or column.endswith("jobs"):
+        return f"{name} [count]"
+    return name
+
+
+def render_document(report: dict, fmt: str) -> bytes:
+    if fmt == "pdf":
+        return pdf(report)
+    if fmt == "xlsx":
+        return xlsx(report)
+    raise ValueError(f"unknown document format {fmt!r}; one of {', '.join(DOCUMENT_FORMATS)}")
+
+
+# --- Excel -----------------------------------------------------------------------------
+def _excel_value(value: object) -> object:
+    if isinstance(value, list):
+        return "; ".join(map(str, value))
+    return value
+
+
+def xlsx(report: dict) -> bytes:
+    """One sheet per table, numbers as numbers (shares as fractions shown as %), units
+    in the header row; a first sheet with the title and the notes."""
+    from openpyxl import Workbook
+    from openpyxl.cell.cell import TYPE_STRING
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    about = wb.active
+    about.title = "Report"
+    p = report["period"]
+    for row in (("Facility", report["facility"]), ("Cluster", report["cluster"]),
+                ("Period", p["label"]), ("From", p["start"]), ("To", p["end"]),
+                ("Time zone", p["timezone"]), ("Data until", p["data_until"]),
+                ("Generated", report["generated_at"]),
+                ("Last collection", report["last_collection"])):
+        about.append(row)
+    about.append(())
+    for line in service_lines(report):
+        about.append((line,))
+    for c in about["A"]:
+        c.font = Font(bold=True)
+    about.column_dimensions["A"].width = 18
+    about.column_dimensions["B"].width = 32
+    bold = Font(bold=True)
+    for _, key, columns in SECTIONS:
+        ws = wb.create_sheet(SHEETS[key])
+        ws.append([header(c) for c in columns])
+        for c in ws[1]:
+            c.font = bold
+        for row in get_rows(report, key):
+            ws.append([_excel_value(row[c]) for c in columns])
+            for col, c in zip(columns, ws[ws.max_row], strict=True):
+                if isinstance(c.value, str):
+                    c.data_type = TYPE_STRING  # never a formula, whatever the text
+                elif col in SHARE_COLUMNS and isinstance(c.value, int | float):
+                    c.number_format = "0.0%"
+                elif isinstance(c.value, float):
+                    c.number_format = "#,##0.000"
+                elif isinstance(c.value, int) and not isinstance(c.value, bool):
+                    c.number_format = "#,##0"
+        for i, col in enumerate(columns, 1):
+            ws.column_dimensions[ws.cell(1, i).column_letter].width = max(12, len(header(col))
+                                                                           + 2)
+        ws.freeze_panes = "A2"
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+# --- PDF -------------------------------------------------------------------------------
+_FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
+
+
+def _fonts() -> tuple[str, str]:
+    """DejaVu Sans when installed (any Unicode in account names), else Helvetica."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    for d in _FONT_DIRS:
+        regular, bold = d / "DejaVuSans.ttf", d / "DejaVuSans-Bold.ttf"
+        if regular.is_file() and bold.is_file():
+            if "DejaVuSans" not in pdfmetrics.getRegisteredFontNames():
+                pdfmetrics.registerFont(TTFont("DejaVuSans", str(regular)))
+                pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", str(bold)))
+            return "DejaVuSans", "DejaVuSans-Bold"
+    return "Helvetica", "Helvetica-Bold"
+
+
+# What the PDF shows of each section, in the order of a monthly report to funders
+# (shared/domain.md); user names stay out of a document that leaves the facility.
+_PDF_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("1. Capacity", ("capacity",)),
+    ("2. Utilisation per partition", ("partitions",)),
+    ("3. Usage per pool and category against quota", ("pools", "categories", "commercial")),
+    ("4. Usage per access mode, country and GPU type", ("access_modes", "countries",
+                                                       "gpu_types")),
+    ("5. Allocations", ("allocations",)),
+    ("6. Job mix", ("job_mix.size", "job_mix.phase")),
+    ("7. Service", ("service.queue_wait",)),
+    ("8. Data quality", ("unmapped_accounts",)),
+    ("Annex: usage per project", ("accounts",)),
+)
+_TITLES = {key: title for title, key, _ in SECTIONS}
+_COLUMNS = {key: columns for _, key, columns in SECTIONS}
+
+
+def _category_chart(report: dict, font: str):
+    """Used and quota GPU-hours per category, side by side."""
+    from reportlab.graphics.charts.barcharts import HorizontalBarChart
+    from reportlab.graphics.charts.legends import Legend
+    from reportlab.graphics.shapes import Drawing, String
+    from reportlab.lib import colors
+
+    cats = report["categories"]
+    height = 60 + 26 * len(cats)
+    d = Drawing(480, height)
+    chart = HorizontalBarChart()
+    chart.x, chart.y, chart.width, chart.height = 110, 30, 340, height - 50
+    chart.data = [[c["quota_gpu_hours"] for c in reversed(cats)],
+                  [c["gpu_hours"] for c in reversed(cats)]]
+    chart.categoryAxis.categoryNames = [c["category"] for c in reversed(cats)]
+    chart.categoryAxis.labels.fontName = font
+    chart.categoryAxis.labels.fontSize = 8
+    chart.valueAxis.labels.fontName = font
+    chart.valueAxis.labels.fontSize = 7
+    chart.valueAxis.valueMin = 0
+    chart.valueAxis.labelTextFormat = lambda v: f"{v:,.0f}"
+    chart.bars[0].fillColor = colors.HexColor("#c9c9c9")
+    chart.bars[1].fillColor = colors.HexColor("#4e79a7")
+    chart.barSpacing = 1
+    d.add(chart)
+    legend = Legend()
+    legend.x, legend.y = 110, height - 6
+    legend.fontName, legend.fontSize = font, 8
+    legend.alignment = "right"
+    legend.columnMaximum = 1
+    legend.colorNamePairs = [(colors.HexColor("#4e79a7"), "used"),
+                             (colors.HexColor("#c9c9c9"), "quota")]
+    d.add(legend)
+    d.add(String(110, 4, "GPU-hours", fontName=font, fontSize=8))
+    return d
+
+
+def _size_chart(report: dict, font: str):
+    """GPU-hours per category, stacked by job size class."""
+    from reportlab.graphics.charts.barcharts import HorizontalBarChart
+    from reportlab.graphics.charts.legends import Legend
+    from reportlab.graphics.shapes import Drawing
+    from reportlab.lib import colors
+
+    from .rollup import SIZE_CLASSES
+
+    rows = report["job_mix"]["size"]
+    cats = list(dict.fromkeys(r["category"] for r in rows))
+    classes = [s for s in SIZE_CLASSES if any(r["size_class"] == s for r in rows)]
+    if not cats or not classes:
+        return None
+    value = {(r["category"], r["size_class"]): r["gpu_hours"] for r in rows}
+    height = 50 + 22 * len(cats)
+    d = Drawing(480, height)
+    chart = HorizontalBarChart()
+    chart.x, chart.y, chart.width, chart.height = 110, 20, 340, height - 45
+    chart.categoryAxis.style = "stacked"
+    chart.data = [[value.get((c, s), 0) for c in reversed(cats)] for s in classes]
+    chart.categoryAxis.categoryNames = list(reversed(cats))
+    for axis in (chart.categoryAxis.labels, chart.valueAxis.labels):
+        axis.fontName, axis.fontSize = font, 8
+    chart.valueAxis.valueMin = 0
+    chart.valueAxis.labelTextFormat = lambda v: f"{v:,.0f}"
+    palette = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#9c755f")
+    for i in range(len(classes)):
+        chart.bars[i].fillColor = colors.HexColor(palette[i % len(palette)])
+    d.add(chart)
+    legend = Legend()
+    legend.x, legend.y = 110, height - 4
+    legend.fontName, legend.fontSize = font, 7
+    legend.columnMaximum = 1
+    legend.deltax = 70
+    legend.colorNamePairs = [(colors.HexColor(palette[i % len(palette)]), s)
+                             for i, s in enumerate(classes)]
+    d.add(legend)
+    return d
+
+
+def pdf(report: dict) -> bytes:
+    """A4 document: a title page, then the eight parts of a monthly report."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import cm
+    from reportlab.platypus import (
+        PageBreak,
+        Paragraph,
+        SimpleDocTemplate,
+        Spacer,
+        Table,
+        TableStyle,
+    )
+
+    font, bold = _fonts()
+    base = getSampleStyleSheet()
+    body = ParagraphStyle("body", base["BodyText"], fontName=font, fontSize=9, leading=12)
+    small = ParagraphStyle("small", body, fontSize=7, leading=8.5)
+    small_bold = ParagraphStyle("small_bold", small, fontName=bold)
+    small_right = ParagraphStyle("small_right", small, alignment=2)
+    small_bold_right = ParagraphStyle("small_bold_right", small_bold, alignment=2)
+    h1 = ParagraphStyle("h1", base["Heading1"], fontName=bold)
+    h2 = ParagraphStyle("h2", base["Heading2"], fontName=bold, fontSize=13)
+    h3 = ParagraphStyle("h3", base["Heading3"], fontName=bold, fontSize=10)
+    title = ParagraphStyle("title", base["Title"], fontName=bold, fontSize=26, leading=32)
+
+    def para(text: object, style=body) -> Paragraph:
+        return Paragraph(escape(str(text)), style)
+
+    p = report["period"]
+    story: list = [Spacer(1, 6 * cm), Paragraph(escape(report["facility"]), title),
+                   Spacer(1, 0.6 * cm),
+                   Paragraph(escape(f"GPU usage report {p['label']}"), h1),
+                   para(f"Cluster {report['cluster']}; {p['start'][:10]} to {p['end'][:10]} "
+                        f"({p['timezone']}, {p['hours']:,.0f} hours)."),
+                   para(f"Data until {p['data_until']}; last collection "
+                        f"{report['last_collection']}; generated {report['generated_at']}."),
+                   Spacer(1, 1 * cm)]
+    cap, com = report["capacity"], report["commercial"]
+    summary = [
+        f"Available: {cap['available_gpu_hours']:,.1f} GPU-hours of "
+        f"{cap['nominal_gpu_hours']:,.1f} nominal ({cell('availability', cap['availability'])}).",
+        f"Used: {cap['allocated_gpu_hours']:,.1f} GPU-hours; utilisation "
+        f"{cell('utilisation', cap['utilisation'])}.",
+        f"Commercial use: {cell('share_of_pool', com['share_of_pool'])} of the {com['pool']} "
+        f"pool (limit {com['max_share_of_pool']:.0%}): "
+        f"{'within the limit' if com['within_limit'] else 'OVER THE LIMIT'}.",
+    ]
+    story += [para(s) for s in summary]
+    story.append(PageBreak())
+
+    def table(key: str) -> Table | Paragraph:
+        columns = _COLUMNS[key]
+        rows = get_rows(report, key)
+        if not rows:
+            return para("(none)")
+        numeric = {c for c in columns if any(isinstance(r[c], int | float)
+                                             and not isinstance(r[c], bool) for r in rows)}
+        texts = [[cell(c, r[c]) for c in columns] for r in rows]
+        data = [[Paragraph(escape(header(c)), small_bold_right if c in numeric else small_bold)
+                 for c in columns]]
+        data += [[Paragraph(escape(t), small_right if c in numeric else small)
+                  for c, t in zip(columns, row, strict=True)] for row in texts]
+        # Widths follow the longest word of each column, within limits.
+        need = [min(28, max(8, *(len(w) for w in header(c).split()),
+                            *(len(row[i]) for row in texts)))
+                for i, c in enumerate(columns)]
+        usable = A4[0] - 3 * cm
+        t = Table(data, colWidths=[usable * n / sum(need) for n in need], repeatRows=1)
+        t.setStyle(TableStyle([
+            ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
+            ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f2f2f2")]),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+        ]))
+        return t
+
+    service, quality = list(service_lines(report)), report["data_quality"]
+    for part, keys in _PDF_PARTS:
+        story.append(Paragraph(escape(part), h2))
+        for key in keys:
+            story += [Paragraph(escape(_TITLES[key]), h3), table(key), Spacer(1, 0.3 * cm)]
+            if key == "categories":
+                story.append(_category_chart(report, font))
+            if key == "job_mix.size":
+                chart = _size_chart(report, font)
+                if chart is not None:
+                    story.append(chart)
+        if part.startswith("7."):
+            story.append(para(service[0]))
+        if part.startswith("8."):
+            story += [para(service[1]), para(service[2])]
+            if quality["rejected_sample"]:
+                story.append(para("Sample of unreadable lines: " + "; ".join(
+                    f"{s['source']} line {s['line_no']}: {s['reason']}"
+                    for s in quality["rejected_sample"])))
+
+    def footer(canvas, doc) -> None:
+        canvas.saveState()
+        canvas.setFont(font, 7)
+        canvas.drawString(1.5 * cm, 1 * cm, title_of(report))
+        canvas.drawRightString(A4[0] - 1.5 * cm, 1 * cm, f"page {doc.page}")
+        canvas.restoreState()
+
+    out = io.BytesIO()
+    doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=1.5 * cm, rightMargin=1.5 * cm,
+                            topMargin=1.5 * cm, bottomMargin=1.8 * cm,
+                            title=f"GPU usage {p['label']}", author=report["facility"],
+                            subject=f"GPU usage report {p['label']}")
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return out.getvalue()

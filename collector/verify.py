@@ -1,0 +1,126 @@
+"""The report's account figures checked against Slurm's own: `sreport -t minutes
+-T gres/gpu cluster AccountUtilizationByUser` for a closed period.
+
+sreport counts an account with everything below it, so each of our accounts is
+summed over its descendants before the comparison. Pure apart from
+`verify_period`, which reads the store and runs sreport through the one door.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import Settings
+from .periods import Period
+from .policy import descendants
+from .store import Store
+
+TOLERANCE_MINUTES = 1.0  # sreport rounds each hourly rollup to whole minutes
+
+
+class SreportFormatError(ValueError):
+    """sreport printed a line that is not Cluster|Account|Login|Name|TRES|Used."""
+
+
+def parse_sreport_accounts(text: str) -> dict[str, int]:
+    """GPU-minutes per account from `sreport -n -P ... AccountUtilizationByUser`
+    (account lines have an empty Login; user lines are skipped)."""
+    minutes: dict[str, int] = {}
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("|")
+        if len(parts) != 6 or not parts[5].isdigit():
+            raise SreportFormatError(f"sreport line {no}: expected 6 fields ending in whole "
+                                     f"minutes, got {line[:200]!r}")
+        _, account, login, _, _, used = parts
+        if not login:
+            minutes[account] = int(used)
+    return minutes
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    account: str
+    ours_minutes: float
+    sreport_minutes: int
+
+    @property
+    def difference(self) -> float:
+        return round(self.ours_minutes - self.sreport_minutes, 3)
+
+
+@dataclass(frozen=True)
+class Check:
+    period: str
+    checked_s: float
+    accounts: tuple[AccountCheck, ...]
+
+    @property
+    def differing(self) -> tuple[AccountCheck, ...]:
+        return tuple(a for a in self.accounts if abs(a.difference) > TOLERANCE_MINUTES)
+
+    @property
+    def max_difference(self) -> float:
+        return max((abs(a.difference) for a in self.accounts), default=0.0)
+
+    def total(self, root: str = "root") -> tuple[float, int]:
+        for a in self.accounts:
+            if a.account == root:
+                return a.ours_minutes, a.sreport_minutes
+        return sum(a.ours_minutes for a in self.accounts), sum(a.sreport_minutes
+                                                               for a in self.accounts)
+
+
+def compare(period: str, ours_seconds: Mapping[str, int], parents: Mapping[str, str],
+            reported: Mapping[str, int], checked_s: float) -> Check:
+    """Every account that either side has, ours summed over its descendants."""
+    accounts = set(reported) | {a for a, s in ours_seconds.items() if s}
+    rows = []
+    for account in sorted(accounts):
+        below = descendants(account, parents)
+        ours = sum(ours_seconds.get(a, 0) for a in below) / 60
+        rows.append(AccountCheck(account, round(ours, 3), reported.get(account, 0)))
+    return Check(period, checked_s, tuple(rows))
+
+
+def verify_period(store: Store, settings: Settings, period: Period,
+                  env: dict[str, str] | None = None) -> Check:
+    """Runs sreport for the period and compares; raises SlurmError, SreportFormatError."""
+    from . import usage
+    from .sacct_source import run_sreport_accounts
+
+    cluster = settings.slurm.cluster
+    rows = usage.period_usage(store, cluster, period.start_s, period.end_s, period.end_s)
+    ours: dict[str, int] = {}
+    for r in rows:
+        ours[r.account] = ours.get(r.account, 0) + r.gpu_s
+    text = run_sreport_accounts(period.start_s, period.end_s, cluster,
+                                settings.slurm.timeout_s, env)
+    return compare(period.label, ours, usage.tree(store, cluster).parents,
+                   parse_sreport_accounts(text), time.time())
+
+
+def save_check(store: Store, cluster: str, check: Check) -> None:
+    ours, theirs = check.total()
+    with store.transaction() as conn:
+        conn.execute("INSERT OR REPLACE INTO sreport_checks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (cluster, check.period, check.checked_s, len(check.accounts),
+                      len(check.differing), check.max_difference, ours, theirs))
+
+
+def load_checks(store: Store, cluster: str) -> list[dict]:
+    """Stored checks, newest period first; [] for a store made before checks existed."""
+    import sqlite3
+    try:
+        rows = store.conn.execute(
+            "SELECT period, checked_s, accounts, differing, max_diff_minutes, ours_minutes, "
+            "sreport_minutes FROM sreport_checks WHERE cluster=? ORDER BY period DESC",
+            (cluster,)).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    keys = ("period", "checked_s", "accounts", "differing", "max_difference_minutes",
+            "ours_gpu_minutes", "sreport_gpu_minutes")
+    return [dict(zip(keys, r, strict=True)) for r in rows]

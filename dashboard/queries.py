@@ -1,0 +1,292 @@
+"""Named queries behind the dashboard: each reads the store (or Slurm's live view,
+through the collector's one door) and returns plain dicts or pandas DataFrames.
+
+No Streamlit here: the pages cache these at the edge and only lay them out, and
+tests call them directly. Every figure comes from the usage engine
+(`collector.report.build_report` and `collector.usage`), so the dashboard, the
+report documents and the exporter show the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from collector import periods, usage
+from collector.config import Settings
+from collector.periods import Period
+from collector.policy import descendants, map_accounts
+from collector.report import UNMAPPED, build_report
+from collector.store import Store
+from collector.verify import load_checks
+
+PERIOD_KINDS = ("month", "quarter", "year", "custom")
+
+
+def period_of(settings: Settings, kind: str, value: str | tuple[date, date],
+              now: float | None = None) -> Period:
+    """A period from the picker: month 'YYYY-MM', quarter 'YYYYQN', year 'YYYY' (or
+    'this'/'last'), custom (first day, last day); raises periods.PeriodError."""
+    tz = settings.facility.timezone
+    if kind == "custom":
+        first, last = value  # type: ignore[misc]
+        return periods.custom(first, last, tz)
+    parse = {"month": periods.parse_month, "quarter": periods.parse_quarter,
+             "year": periods.parse_year}[kind]
+    return parse(str(value), tz, now)
+
+
+def recent_months(settings: Settings, count: int = 24, now: float | None = None) -> list[str]:
+    """Labels of this month and the `count - 1` before it, newest first."""
+    d = periods.today(settings.facility.timezone, now)
+    y, m, out = d.year, d.month, []
+    for _ in range(count):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y, m - 1) if m > 1 else (y - 1, 12)
+    return out
+
+
+def report(settings: Settings, period: Period, now: float | None = None) -> dict:
+    """The report of the period (what `gpu-usage report --format json` prints)."""
+    with Store.open_reader(settings.store.path) as store:
+        return build_report(store, settings, period, now)
+
+
+def store_version(settings: Settings) -> tuple[int, float]:
+    """(newest collection id, its end): a cache key that changes after each collection."""
+    with Store.open_reader(settings.store.path) as store:
+        row = store.conn.execute("SELECT coalesce(max(id), 0), coalesce(max(finished_s), 0) "
+                                 "FROM collections WHERE cluster=?",
+                                 (settings.slurm.cluster,)).fetchone()
+    return int(row[0]), float(row[1])
+
+
+def category_order(settings: Settings) -> list[str]:
+    return [c.name for c in settings.categories] + [UNMAPPED]
+
+
+# --- Overview -------------------------------------------------------------------------
+def tiles(rep: dict, gpus_now: int | None) -> dict:
+    cap = rep["capacity"]
+    return {"available_gpu_hours": cap["available_gpu_hours"],
+            "used_gpu_hours": cap["allocated_gpu_hours"], "utilisation": cap["utilisation"],
+            "gpus_allocated_now": gpus_now, "gpus": cap["gpus"]}
+
+
+def categories(rep: dict) -> pd.DataFrame:
+    """Per category: used, quota, difference, share of quota, year to date."""
+    cols = ["category", "pool", "gpu_hours", "quota_gpu_hours", "difference_gpu_hours",
+            "used_of_quota", "quota_share", "share_of_available", "ytd_gpu_hours",
+            "ytd_quota_gpu_hours"]
+    return pd.DataFrame(rep["categories"], columns=cols)
+
+
+def pools(rep: dict) -> pd.DataFrame:
+    cols = ["pool", "gpu_hours", "quota_gpu_hours", "quota_share", "share_of_available",
+            "ytd_gpu_hours", "ytd_quota_gpu_hours"]
+    return pd.DataFrame(rep["pools"], columns=cols)
+
+
+def commercial(rep: dict) -> dict:
+    return dict(rep["commercial"])
+
+
+def daily_by_category(settings: Settings, period: Period, now: float | None = None
+                      ) -> pd.DataFrame:
+    """GPU-hours per local day and category over the period (running jobs up to now)."""
+    now_s = int(time.time() if now is None else now)
+    cluster, tz = settings.slurm.cluster, settings.facility.timezone
+    with Store.open_reader(settings.store.path) as store:
+        days = usage.daily_usage(store, cluster, period.start_s, period.end_s, now_s, tz)
+        parents = usage.tree(store, cluster).parents
+    amap = map_accounts(settings, parents, {a for _, a, _ in days})
+    sums: dict[tuple[int, str], int] = {}
+    for (day, account, _), gpu_s in days.items():
+        key = (day, amap.category_of(account) or UNMAPPED)
+        sums[key] = sums.get(key, 0) + gpu_s
+    zone = ZoneInfo(tz)
+    rows = [{"day": datetime.fromtimestamp(d, zone).date(), "category": c,
+             "gpu_hours": round(s / 3600, 3)} for (d, c), s in sorted(sums.items())]
+    return pd.DataFrame(rows, columns=["day", "category", "gpu_hours"])
+
+
+# --- Categories -----------------------------------------------------------------------
+def usage_rows(settings: Settings, period: Period, now: float | None = None) -> pd.DataFrame:
+    """The period's usage by account, user, partition, GPU type, WCKey and job size,
+    with each account's category and pool: the table every breakdown groups."""
+    now_s = int(time.time() if now is None else now)
+    cluster = settings.slurm.cluster
+    with Store.open_reader(settings.store.path) as store:
+        rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s)
+        parents = usage.tree(store, cluster).parents
+    amap = map_accounts(settings, parents, {r.account for r in rows})
+    phase = settings.wckeys
+    data = [{"category": amap.category_of(r.account) or UNMAPPED,
+             "pool": amap.pool_of(r.account) or UNMAPPED, "account": r.account,
+             "user": r.user, "partition": r.partition, "gpu_type": r.gpu_type or "(untyped)",
+             "phase": phase.get(r.wckey, "other"), "size_class": r.size_class,
+             "gpu_hours": r.gpu_s / 3600} for r in rows]
+    return pd.DataFrame(data, columns=["category", "pool", "account", "user", "partition",
+                                       "gpu_type", "phase", "size_class", "gpu_hours"])
+
+
+def breakdown(rows: pd.DataFrame, by: str, **where: str) -> pd.DataFrame:
+    """GPU-hours grouped by one column, after filtering on others; largest first."""
+    sel = rows
+    for column, value in where.items():
+        sel = sel[sel[column] == value]
+    out = sel.groupby(by, as_index=False)["gpu_hours"].sum()
+    total = out["gpu_hours"].sum()
+    out["share"] = out["gpu_hours"] / total if total else 0.0
+    out["gpu_hours"] = out["gpu_hours"].round(3)
+    return out.sort_values(["gpu_hours", by], ascending=[False, True]).reset_index(drop=True)
+
+
+# --- Allocations ----------------------------------------------------------------------
+ALLOCATION_COLUMNS = ["project", "account", "category", "state", "access_mode", "start", "end",
+                      "granted_gpu_hours", "used_gpu_hours_total", "used_gpu_hours_period",
+                      "consumed", "planned_gpu_hours_to_date", "plan_ratio",
+                      "projected_exhaustion", "projected_unused_gpu_hours", "warnings"]
+
+
+def allocations(rep: dict) -> pd.DataFrame:
+    """Every allocation with granted, used, % consumed, the linear plan and projection;
+    plan_ratio = used / linear plan to date (over 1: ahead of plan)."""
+    rows = []
+    for a in rep["allocations"]:
+        planned = a["planned_gpu_hours_to_date"]
+        rows.append({**a, "project": a["project"] or a["account"],
+                     "plan_ratio": round(a["used_gpu_hours_total"] / planned, 4)
+                     if planned else None, "warnings": "; ".join(a["warnings"])})
+    return pd.DataFrame(rows, columns=ALLOCATION_COLUMNS)
+
+
+def filter_allocations(df: pd.DataFrame, which: str) -> pd.DataFrame:
+    """'all', 'over' (ahead of the linear plan by >10 % or used up) or 'under'
+    (behind it by half, or projected to leave budget unused)."""
+    if which == "over":
+        keep = (df["plan_ratio"].fillna(0) > 1.1) | (df["consumed"] >= 1)
+    elif which == "under":
+        keep = (df["plan_ratio"].fillna(1) < 0.5) | (
+            df["projected_unused_gpu_hours"].fillna(0) > 0.25 * df["granted_gpu_hours"])
+    else:
+        return df
+    return df[keep].reset_index(drop=True)
+
+
+def burn_down(settings: Settings, account: str, now: float | None = None) -> pd.DataFrame:
+    """Per day of an allocation: GPU-hours used so far, the linear plan, and what is left
+    of the grant (the burn-down); days after now have only the plan."""
+    now_s = int(time.time() if now is None else now)
+    tz, cluster = settings.facility.timezone, settings.slurm.cluster
+    alloc = next((a for a in settings.allocations if a.account == account), None)
+    if alloc is None:
+        raise KeyError(f"no allocation for account {account!r} in the policy file")
+    begin = periods.local_midnight(alloc.start, tz)
+    finish = periods.local_midnight(alloc.end + timedelta(days=1), tz)
+    with Store.open_reader(settings.store.path) as store:
+        members = descendants(account, usage.tree(store, cluster).parents)
+        days = usage.daily_usage(store, cluster, begin, finish, now_s, tz)
+    per_day: dict[int, int] = {}
+    for (day, acc, _), gpu_s in days.items():
+        if acc in members:
+            per_day[day] = per_day.get(day, 0) + gpu_s
+    rows, used, total_days = [], 0.0, (alloc.end - alloc.start).days + 1
+    for i in range(total_days):
+        d = alloc.start + timedelta(days=i)
+        day_s = periods.local_midnight(d, tz)
+        past = day_s <= now_s
+        used += per_day.get(day_s, 0) / 3600
+        rows.append({"day": d, "used_gpu_hours": round(used, 3) if past else None,
+                     "remaining_gpu_hours": round(alloc.gpu_hours - used, 3) if past else None,
+                     "plan_gpu_hours": round(alloc.gpu_hours * (i + 1) / total_days, 3)})
+    return pd.DataFrame(rows, columns=["day", "used_gpu_hours", "remaining_gpu_hours",
+                                       "plan_gpu_hours"])
+
+
+# --- Job mix --------------------------------------------------------------------------
+def job_sizes(rep: dict) -> pd.DataFrame:
+    return pd.DataFrame(rep["job_mix"]["size"],
+                        columns=["category", "size_class", "gpu_hours", "jobs_started"])
+
+
+def phases(rep: dict) -> pd.DataFrame:
+    return pd.DataFrame(rep["job_mix"]["phase"], columns=["category", "phase", "gpu_hours"])
+
+
+def queue_wait(rep: dict) -> pd.DataFrame:
+    return pd.DataFrame(rep["service"]["queue_wait"],
+                        columns=["category", "jobs_started", "median_wait_hours",
+                                 "mean_wait_hours"])
+
+
+# --- Live -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Live:
+    taken_s: float
+    by_category: pd.DataFrame           # category, running/pending GPUs and jobs
+    gpus_total: int
+    gpus_available: int
+    rejected: int
+
+
+def live(settings: Settings) -> Live:
+    """GPUs running and pending per category now, from squeue and sinfo (through the
+    collector's door to Slurm); raises SlurmError."""
+    from collector.snapshot import read_jobs_now, read_nodes_now
+
+    jobs, bad_jobs = read_jobs_now(settings)
+    nodes, bad_nodes = read_nodes_now(settings)
+    try:
+        with Store.open_reader(settings.store.path) as store:
+            parents = usage.tree(store, settings.slurm.cluster).parents
+    except Exception:
+        parents = {}
+    amap = map_accounts(settings, parents, {j.account for j in jobs})
+    counts = {c: [0, 0, 0, 0] for c in category_order(settings)}
+    for j in jobs:
+        c = counts.setdefault(amap.category_of(j.account) or UNMAPPED, [0, 0, 0, 0])
+        i = 0 if j.holding else 2
+        c[i] += j.gpus
+        c[i + 1] += 1
+    df = pd.DataFrame([{"category": k, "running_gpus": v[0], "running_jobs": v[1],
+                        "pending_gpus": v[2], "pending_jobs": v[3]} for k, v in counts.items()
+                       if k != UNMAPPED or any(v)])
+    total = sum(n.gpus for n in nodes)
+    available = sum(n.gpus for n in nodes if n.available)
+    return Live(time.time(), df, total, available, bad_jobs + bad_nodes)
+
+
+# --- Data quality ---------------------------------------------------------------------
+def data_quality(rep: dict) -> dict:
+    q = rep["data_quality"]
+    return {
+        "last_collection": rep["last_collection"],
+        "last_collection_status": q["last_collection_status"],
+        "unmapped": pd.DataFrame(rep["unmapped_accounts"],
+                                 columns=["account", "gpu_hours", "in_slurm_tree"]),
+        "unusual_states": pd.DataFrame(sorted(q["unusual_states"].items()),
+                                       columns=["state", "jobs"]),
+        "jobs_without_gpu_accounting": q["jobs_without_gpu_accounting"],
+        "rejected_lines": q["rejected_lines"],
+        "rejected_sample": pd.DataFrame(q["rejected_sample"],
+                                        columns=["source", "line_no", "reason", "line"]),
+        "ambiguous_accounts": q["ambiguous_accounts"],
+    }
+
+
+def sreport_checks(settings: Settings) -> pd.DataFrame:
+    """Results of `gpu-usage verify`: per closed month, how the store compares with
+    sreport (GPU-minutes)."""
+    with Store.open_reader(settings.store.path) as store:
+        rows = load_checks(store, settings.slurm.cluster)
+    df = pd.DataFrame(rows, columns=["period", "checked_s", "accounts", "differing",
+                                     "max_difference_minutes", "ours_gpu_minutes",
+                                     "sreport_gpu_minutes"])
+    df["checked"] = pd.to_datetime(df["checked_s"], unit="s", utc=True).dt.tz_convert(
+        settings.facility.timezone).dt.strftime("%Y-%m-%d %H:%M")
+    return df.drop(columns=["checked_s"])

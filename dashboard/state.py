@@ -1,0 +1,207 @@
+"""The Streamlit edge: settings, the period picker, cached queries and formatting.
+
+Queries are cached with a TTL and keyed by the store's newest collection, so a
+finished collection shows at once and nothing is recomputed in between.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from collector.config import ConfigError, Settings, load
+from collector.periods import Period, PeriodError
+from collector.store import StoreError
+
+from . import queries
+
+CONFIG_ENV = "GPU_USAGE_CONFIG"
+STORE_TTL_S = 300      # a cached store query lives at most this long
+VERSION_TTL_S = 15     # how often the store is asked for its newest collection
+LIVE_TTL_S = 30        # squeue/sinfo at most this often, as the exporter
+
+
+def config_path() -> str:
+    return os.environ.get(CONFIG_ENV, "facility.toml")
+
+
+@st.cache_resource(show_spinner=False)
+def _settings(path: str, mtime: float) -> Settings:
+    return load(Path(path))
+
+
+def settings() -> Settings:
+    path = config_path()
+    try:
+        return _settings(path, Path(path).stat().st_mtime)
+    except FileNotFoundError:
+        st.error(f"Policy file {path} not found; start the dashboard with "
+                 f"`gpu-usage dashboard --config FILE` (or set {CONFIG_ENV}).")
+    except ConfigError as exc:
+        st.error(f"The policy file {path} is not valid:\n\n```\n{exc}\n```")
+    st.stop()
+    raise AssertionError  # pragma: no cover - st.stop() does not return
+
+
+@st.cache_data(ttl=VERSION_TTL_S, show_spinner=False)
+def store_version(path: str) -> tuple[int, float]:
+    return queries.store_version(_settings(path, Path(path).stat().st_mtime))
+
+
+def _cfg(path: str) -> Settings:
+    return _settings(path, Path(path).stat().st_mtime)
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner="Reading the store...", max_entries=64)
+def _report(path: str, period: Period, version: tuple[int, float]) -> dict:
+    return queries.report(_cfg(path), period)
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False, max_entries=32)
+def _daily(path: str, period: Period, version: tuple[int, float]) -> pd.DataFrame:
+    return queries.daily_by_category(_cfg(path), period)
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False, max_entries=32)
+def _rows(path: str, period: Period, version: tuple[int, float]) -> pd.DataFrame:
+    return queries.usage_rows(_cfg(path), period)
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False, max_entries=64)
+def _burn(path: str, account: str, version: tuple[int, float]) -> pd.DataFrame:
+    return queries.burn_down(_cfg(path), account)
+
+
+@st.cache_data(ttl=LIVE_TTL_S, show_spinner=False)
+def _live(path: str) -> queries.Live:
+    return queries.live(_cfg(path))
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner=False)
+def _checks(path: str, version: tuple[int, float]) -> pd.DataFrame:
+    return queries.sreport_checks(_cfg(path))
+
+
+def _guard(fn, *args):
+    """Run a cached query; a missing or unreadable store stops the page with a message."""
+    try:
+        return fn(*args)
+    except StoreError as exc:
+        st.warning(f"No data yet: {exc}. Run `gpu-usage collect --config {config_path()}` "
+                   "first.")
+        st.stop()
+
+
+def _version() -> tuple[int, float]:
+    return _guard(store_version, config_path())
+
+
+def report(period: Period) -> dict:
+    return _guard(_report, config_path(), period, _version())
+
+
+def daily(period: Period) -> pd.DataFrame:
+    return _guard(_daily, config_path(), period, _version())
+
+
+def rows(period: Period) -> pd.DataFrame:
+    return _guard(_rows, config_path(), period, _version())
+
+
+def burn(account: str) -> pd.DataFrame:
+    return _guard(_burn, config_path(), account, _version())
+
+
+def checks() -> pd.DataFrame:
+    return _guard(_checks, config_path(), _version())
+
+
+@st.cache_data(ttl=STORE_TTL_S, show_spinner="Making the document...", max_entries=16)
+def _document(path: str, period: Period, fmt: str, version: tuple[int, float]) -> bytes:
+    from collector.documents import render_document
+    return render_document(_report(path, period, version), fmt)
+
+
+def document(period: Period, fmt: str) -> bytes:
+    """The PDF or Excel report of the period, as `gpu-usage report --format` writes it."""
+    return _guard(_document, config_path(), period, fmt, _version())
+
+
+def live() -> tuple[queries.Live | None, str | None]:
+    """The live view, or (None, why not) when squeue/sinfo cannot be reached."""
+    from collector.sacct_source import SlurmError
+    try:
+        return _live(config_path()), None
+    except SlurmError as exc:
+        return None, str(exc)
+
+
+# --- the period picker (in the sidebar, shared by every page) --------------------------
+def period_picker(cfg: Settings) -> Period:
+    side = st.sidebar
+    kind = side.radio("Period", queries.PERIOD_KINDS, horizontal=True, key="period_kind",
+                      format_func=str.capitalize)
+    today = date.today()
+    try:
+        if kind == "month":
+            value = side.selectbox("Month", queries.recent_months(cfg), key="period_month")
+        elif kind == "quarter":
+            quarters = [f"{y}Q{q}" for y in range(today.year, today.year - 3, -1)
+                        for q in (4, 3, 2, 1) if (y, q) <= (today.year, (today.month + 2) // 3)]
+            value = side.selectbox("Quarter", quarters, key="period_quarter")
+        elif kind == "year":
+            value = side.selectbox("Year", [str(y) for y in range(today.year, today.year - 5,
+                                                                    -1)], key="period_year")
+        else:
+            first = today.replace(day=1)
+            picked = side.date_input("From, to (both included)", (first, today),
+                                     key="period_custom")
+            if not isinstance(picked, tuple) or len(picked) != 2:
+                side.info("Pick the last day too.")
+                st.stop()
+            value = picked
+        return queries.period_of(cfg, kind, value)
+    except PeriodError as exc:
+        side.error(str(exc))
+        st.stop()
+        raise AssertionError from exc  # pragma: no cover
+
+
+def current_period() -> Period:
+    period = st.session_state.get("period")
+    if period is None:  # a page run without the app around it (tests of one page)
+        period = period_picker(settings())
+    return period
+
+
+# --- formatting ------------------------------------------------------------------------
+def gpu_h(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f} GPU-h"
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def table(df: pd.DataFrame, hours: tuple[str, ...] = (), ratios: tuple[str, ...] = (),
+          counts: tuple[str, ...] = (), height: int | None = None) -> None:
+    """A table with thousands separators, one decimal on GPU-hours, % on ratios."""
+    fmt = {c: "{:,.1f}" for c in hours if c in df} | {c: "{:.1%}" for c in ratios if c in df} \
+        | {c: "{:,.0f}" for c in counts if c in df}
+    st.dataframe(df.style.format(fmt, na_rep="-"), hide_index=True, use_container_width=True,
+                 **({"height": height} if height else {}))
+
+
+def empty(message: str) -> None:
+    st.info(message)
+
+
+def age(epoch: float) -> str:
+    s = max(0, time.time() - epoch)
+    return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago" if s < 7200 else \
+        f"{s / 3600:.1f} h ago"

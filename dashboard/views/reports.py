@@ -1,0 +1,25 @@
+"""Reports: pick a month and download its PDF, Excel and CSV report."""
+
+import streamlit as st
+
+from collector.render import render
+from dashboard import queries, state
+
+cfg = state.settings()
+st.title("Monthly reports")
+month = st.selectbox("Month", queries.recent_months(cfg)[1:] + queries.recent_months(cfg)[:1],
+                     key="report_month")
+period = queries.period_of(cfg, "month", month)
+rep = state.report(period)
+st.caption(f"{rep['facility']} · {month} · generated {rep['generated_at']} · the same "
+           "figures as `gpu-usage report --month " + month + " --format json`")
+c1, c2, c3, c4 = st.columns(4)
+c1.download_button("PDF (for funders)", state.document(period, "pdf"),
+                   file_name=f"gpu-usage-{month}.pdf", mime="application/pdf")
+c2.download_button("Excel", state.document(period, "xlsx"), file_name=f"gpu-usage-{month}.xlsx",
+                   mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+c3.download_button("CSV", render(rep, "csv"), file_name=f"gpu-usage-{month}.csv",
+                   mime="text/csv")
+c4.download_button("JSON", render(rep, "json"), file_name=f"gpu-usage-{month}.json",
+                   mime="application/json")
+st.markdown(render(rep, "md"))
