@@ -30,14 +30,17 @@ SHEETS = {"capacity": "Capacity", "pools": "Pools", "categories": "Categories",
 def header(column: str) -> str:
     """A column name with its unit: 'gpu_hours' -> 'gpu hours [GPU-h]'."""
     name = column.replace("_", " ")
-    if column.endswith("gpu_hours"):
-        return f"{name.replace(' gpu hours', '').replace('gpu hours', 'used')} [GPU-h]"
+    if "gpu_hours" in column:
+        rest = column.replace("gpu_hours", "").strip("_").replace("__", "_")
+        return f"{rest.replace('_', ' ') or 'used'} [GPU-h]"
     if column.endswith("_hours"):
         return f"{name.replace(' hours', '')} [h]"
-    if column in SHARE_COLUMNS:
+    if column in SHARE_COLUMNS or column in ("share", "plan_ratio"):
         return f"{name} [%]"
     if column == "gpus":
         return "GPUs [count]"
+    if column.endswith("_gpus"):
+        return f"{name[:-5]} GPUs [count]"
     if column.startswith("jobs") or column.endswith("jobs"):
         return f"{name} [count]"
     return name
@@ -54,7 +57,7 @@ def render_document(report: dict, fmt: str) -> bytes:
 # --- Excel -----------------------------------------------------------------------------
 def _excel_value(value: object) -> object:
     if isinstance(value, list):
-        return "; ".join(map(str, value))
+        return "; ".join(map(str, value)) or None   # no warnings: an empty cell
     return value
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from collector.config import ConfigError, Settings, load
+from collector.documents import header
 from collector.periods import Period, PeriodError
 from collector.store import StoreError
 
@@ -193,7 +194,9 @@ def table(df: pd.DataFrame, hours: tuple[str, ...] = (), ratios: tuple[str, ...]
     """A table with thousands separators, one decimal on GPU-hours, % on ratios."""
     fmt = {c: "{:,.1f}" for c in hours if c in df} | {c: "{:.1%}" for c in ratios if c in df} \
         | {c: "{:,.0f}" for c in counts if c in df}
-    st.dataframe(df.style.format(fmt, na_rep="-"), hide_index=True, use_container_width=True,
+    names = {c: header(c) for c in df.columns}
+    shown = df.rename(columns=names)
+    st.dataframe(shown.style.format({names[c]: f for c, f in fmt.items()}, na_rep="-"), hide_index=True, use_container_width=True,
                  **({"height": height} if height else {}))
 
 

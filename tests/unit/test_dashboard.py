@@ -1,0 +1,190 @@
+"""Every dashboard page under Streamlit's AppTest on the synthetic October
+(fakeslurm.py: 70 GPU-hours, 16 GPUs; the live view is the recorded squeue/sinfo of
+the real cluster: 10 GPUs held, 10 pending, gpu04 drained), and the named queries
+behind the pages."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("streamlit", reason="the dashboard extra (streamlit) is not installed")
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from collector import periods  # noqa: E402
+from dashboard import queries  # noqa: E402
+
+from . import fakeslurm  # noqa: E402
+from .dashboard_fixture import NOW, VIEWS, make  # noqa: E402
+
+OCT_H = 31 * 24
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    return make(tmp_path_factory.mktemp("dashboard"))
+
+
+@pytest.fixture
+def env(site, monkeypatch):
+    path, env, _ = site
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(path))
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_DIR", env["FAKE_SLURM_DIR"])
+    return env
+
+
+def run_page(name: str, **state) -> AppTest:
+    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=60)
+    at.session_state["period_month"] = "2026-10"
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_overview_tiles_quota_table_and_commercial_check(env):
+    at = run_page("overview")
+    assert at.title[0].value == "GPU usage · 2026-10"
+    m = metrics(at)
+    assert m["Available GPU-hours"] == f"{16 * OCT_H:,} GPU-h"
+    assert m["Used GPU-hours"] == "70 GPU-h"
+    assert m["Utilisation"] == f"{70 / (16 * OCT_H):.1%}"
+    assert m["GPUs allocated now"] == "10 of 16"
+    table = at.dataframe[0].value.set_index("category")
+    assert table.loc["eu_science", "used [GPU-h]"] == 16
+    assert table.loc["science", "used [GPU-h]"] == 43
+    assert table.loc["science", "quota [GPU-h]"] == 0.5 * 16 * OCT_H
+    # commercial: 8 GPU-h of a eurohpc pool of 0.5 x 11,904 = 0.1 %, within the 20 % cap
+    assert any("Commercial use: **0.1%**" in s.value for s in at.success)
+    assert len(at.get("arrow_vega_lite_chart")) == 3
+
+
+def test_overview_of_an_empty_month_explains_itself(env):
+    at = run_page("overview", period_month="2026-05")
+    assert any("No GPU use recorded in 2026-05" in i.value for i in at.info)
+
+
+def test_categories_drill_down_to_project_and_user(env):
+    at = run_page("categories", drill_category="science")
+    projects, users = at.dataframe[0].value, at.dataframe[1].value
+    assert projects.set_index("account").loc["nl_x", "used [GPU-h]"] == 43
+    assert users.set_index("user").loc["maria", "used [GPU-h]"] == 43
+    assert at.selectbox(key="drill_category").options == ["eu_science", "commercial",
+                                                          "science", "(unmapped)"]
+
+
+def test_allocations_table_filters_and_burn_chart(env):
+    at = run_page("allocations")
+    row = at.dataframe[0].value.set_index("account").loc["nl_x"]
+    assert row["granted [GPU-h]"] == 100 and row["used total [GPU-h]"] == 43
+    assert len(at.get("arrow_vega_lite_chart")) == 1
+    at.radio(key="alloc_filter").set_value("over").run()
+    # nl_x used 43 of 100 by 11-22: a linear plan of 100 x 53/61 days; not over, not under
+    assert any("No allocation matches" in i.value for i in at.info)
+
+
+def test_job_mix_and_queue_wait(env):
+    at = run_page("job_mix")
+    waits = at.dataframe[0].value.set_index("category")
+    assert waits.loc["science", "jobs started [count]"] == 3
+    sizes = at.dataframe[1].value
+    assert sizes["used [GPU-h]"].sum() == 70
+
+
+def test_live_gpus_per_category(env):
+    at = run_page("live")
+    m = metrics(at)
+    assert m["GPUs running"] == "10 of 16"
+    assert m["GPUs requested by pending jobs"] == "10"
+    assert m["GPUs on available nodes"] == "12"
+    live = at.dataframe[0].value.set_index("category")
+    assert live.loc["commercial", "running GPUs [count]"] == 1
+    assert live.loc["(unmapped)", "running GPUs [count]"] == 9
+
+
+def test_live_without_slurm_says_why(env, monkeypatch):
+    import streamlit as st
+    st.cache_data.clear()  # the live view is cached for 30 s, like the exporter's
+    monkeypatch.setenv("FAKE_SLURM_FAIL", "1")
+    at = run_page("live")
+    assert any("Slurm cannot be reached" in w.value and "squeue" in w.value for w in at.warning)
+
+
+def test_data_quality_shows_the_unmapped_account_and_missing_sreport_check(env):
+    at = run_page("data_quality")
+    m = metrics(at)
+    assert m["Unmapped accounts"] == "1" and m["Jobs without GPU accounting"] == "1"
+    assert at.dataframe[0].value.set_index("account").loc["stray", "used [GPU-h]"] == 3
+    assert any("gpu-usage verify" in i.value for i in at.info)
+
+
+def test_reports_page_offers_the_documents(env):
+    at = run_page("reports", report_month="2026-10")
+    buttons = [e for e in at.main if getattr(e, "type", "") == "download_button"]
+    assert len(buttons) == 4
+    assert "Fake Factory" in at.markdown[0].value
+
+
+def test_a_missing_store_is_a_message_not_a_traceback(env, tmp_path, monkeypatch, site):
+    text = site[0].read_text().replace(str(site[2].store.path), str(tmp_path / "none"))
+    (tmp_path / "p.toml").write_text(text)
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(tmp_path / "p.toml"))
+    at = AppTest.from_file(str(VIEWS / "overview.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any("No data yet" in w.value for w in at.warning)
+
+
+def test_a_bad_policy_file_names_the_problem(env, tmp_path, monkeypatch):
+    (tmp_path / "bad.toml").write_text("[facility]\nname = 'x'\ntimezone = 'Mars/Base'\n")
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(tmp_path / "bad.toml"))
+    at = AppTest.from_file(str(VIEWS / "overview.py"), default_timeout=60).run()
+    assert not at.exception
+    assert "Mars/Base" in at.error[0].value
+
+
+# --- the named queries -------------------------------------------------------------------
+def test_daily_trend_adds_up_to_the_report(site):
+    _, _, settings = site
+    period = periods.parse_month("2026-10", "UTC")
+    days = queries.daily_by_category(settings, period, now=NOW)
+    assert days["gpu_hours"].sum() == pytest.approx(fakeslurm.TOTAL_OCT_GPU_H)
+    assert set(days["category"]) == {"eu_science", "commercial", "science", "(unmapped)"}
+    rep = queries.report(settings, period, now=NOW)
+    by_cat = days.groupby("category")["gpu_hours"].sum()
+    for c in rep["categories"]:
+        assert by_cat.get(c["category"], 0) == pytest.approx(c["gpu_hours"])
+
+
+def test_breakdowns_group_the_same_rows(site):
+    _, _, settings = site
+    rows = queries.usage_rows(settings, periods.parse_month("2026-10", "UTC"), now=NOW)
+    by_type = queries.breakdown(rows, "gpu_type")
+    assert by_type.to_dict("records") == [{"gpu_type": "h100", "gpu_hours": 70.0,
+                                           "share": 1.0}]
+    assert queries.breakdown(rows, "user", account="nl_x")["gpu_hours"].tolist() == [43.0]
+
+
+def test_burn_down_accumulates_daily_use_against_the_plan(site):
+    _, _, settings = site
+    burn = queries.burn_down(settings, "nl_x", now=NOW)
+    assert len(burn) == 61 and burn["plan_gpu_hours"].iloc[-1] == 100
+    assert burn.set_index("day")["used_gpu_hours"].dropna().iloc[-1] == 43
+    assert burn["used_gpu_hours"].isna().sum() == 61 - 32   # days after 11-01 have no use yet
+    with pytest.raises(KeyError, match="no allocation"):
+        queries.burn_down(settings, "com_acme")
+
+
+def test_period_picker_periods():
+    from collector.config import Settings
+    s = Settings.model_validate(fakeslurm.POLICY)
+    assert queries.period_of(s, "quarter", "2026Q3").label == "2026Q3"
+    assert queries.recent_months(s, 3, now=NOW) == ["2026-11", "2026-10", "2026-09"]
+    from datetime import date
+    assert queries.period_of(s, "custom", (date(2026, 10, 1), date(2026, 10, 7))).hours == 168
