@@ -2,7 +2,7 @@
 # Installs what gpu-usage needs on a Debian 12 machine, as root: Slurm (slurmctld,
 # slurmd, slurmdbd, client), munge, MariaDB, Python 3.11+ with venv; then makes
 # ./.venv and installs the project into it with the extras given as arguments
-# (default: testcluster). Safe to run again: it skips what is already there.
+# (default: testcluster; "test" adds Chromium and poppler-utils). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-testcluster}"
@@ -16,7 +16,12 @@ fi
 
 apt_packages=(slurmctld slurmd slurmdbd slurm-client munge mariadb-server mariadb-client
               python3 python3-venv python3-pip util-linux passwd procps
-              prometheus systemd)
+              prometheus systemd fonts-dejavu-core)
+# The tests also need a real headless browser and PDF tools (Debian's own Chromium,
+# never a downloaded one).
+case ",$extras," in
+  *,test,*) apt_packages+=(chromium chromium-driver poppler-utils) ;;
+esac
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

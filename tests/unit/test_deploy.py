@@ -156,6 +156,6 @@ def test_units_call_gpu_usage_with_arguments_it_accepts_and_name_the_config_once
         if unit.suffix == ".service":
             parser.read_string(text)
             assert parser["Service"]["EnvironmentFile"] == "/etc/gpu-usage/gpu-usage.env"
-    assert calls == 5  # collect, three report formats, exporter
+    assert calls == 9  # collect, five report formats, verify, exporter, dashboard
     env = (SYSTEMD / "gpu-usage.env").read_text()
     assert "GPU_USAGE_CONFIG=/etc/gpu-usage/facility.toml" in env

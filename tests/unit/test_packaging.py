@@ -25,4 +25,6 @@ def test_every_dependency_is_pinned():
     for extra in project["optional-dependencies"].values():
         requirements += extra
     for requirement in requirements:
+        if requirement.startswith("gpu-usage["):  # an extra of this project, pinned there
+            continue
         assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.]*", requirement), requirement
