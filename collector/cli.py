@@ -227,10 +227,9 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
         raise SystemExit(1)
     from .config import resolve_path
 
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     cfg = settings.dashboard
     env = dict(os.environ, GPU_USAGE_CONFIG=str(resolve_path(config_path).resolve()))
-    argv = [sys.executable, "-m", "streamlit", "run", str(app),
+    argv = [sys.executable, "-m", "dashboard.serve",
             f"--server.address={cfg.address if address is None else address}",
             f"--server.port={cfg.port if port is None else port}",
             "--server.headless=true", "--browser.gatherUsageStats=false",

@@ -143,21 +143,43 @@ def live() -> tuple[queries.Live | None, str | None]:
 
 
 # --- the period picker (in the sidebar, shared by every page) --------------------------
+def _from_link() -> None:
+    """A link may name the period: ?month=2026-10, ?quarter=2026Q3 or ?year=2026
+    (applied once per session, before the widgets are drawn)."""
+    if st.session_state.get("_link_applied"):
+        return
+    st.session_state["_link_applied"] = True
+    params = st.query_params
+    for kind in ("month", "quarter", "year"):
+        if kind in params:
+            st.session_state["period_kind"] = kind
+            st.session_state[f"period_{kind}"] = params[kind]
+            return
+
+
 def period_picker(cfg: Settings) -> Period:
     side = st.sidebar
+    _from_link()
     kind = side.radio("Period", queries.PERIOD_KINDS, horizontal=True, key="period_kind",
                       format_func=str.capitalize)
     today = date.today()
     try:
         if kind == "month":
-            value = side.selectbox("Month", queries.recent_months(cfg), key="period_month")
+            months = queries.recent_months(cfg)
+            if st.session_state.get("period_month") not in (None, *months):
+                months.append(st.session_state["period_month"])  # an older month from a link
+            value = side.selectbox("Month", months, key="period_month")
         elif kind == "quarter":
             quarters = [f"{y}Q{q}" for y in range(today.year, today.year - 3, -1)
                         for q in (4, 3, 2, 1) if (y, q) <= (today.year, (today.month + 2) // 3)]
+            if st.session_state.get("period_quarter") not in (None, *quarters):
+                quarters.append(st.session_state["period_quarter"])
             value = side.selectbox("Quarter", quarters, key="period_quarter")
         elif kind == "year":
-            value = side.selectbox("Year", [str(y) for y in range(today.year, today.year - 5,
-                                                                    -1)], key="period_year")
+            years = [str(y) for y in range(today.year, today.year - 5, -1)]
+            if st.session_state.get("period_year") not in (None, *years):
+                years.append(st.session_state["period_year"])
+            value = side.selectbox("Year", years, key="period_year")
         else:
             first = today.replace(day=1)
             picked = side.date_input("From, to (both included)", (first, today),

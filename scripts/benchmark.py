@@ -9,11 +9,18 @@ the same run:
     the month (median of 3, process start included);
   - `gpu-usage exporter` on that store: time to prepare its views, and the time
     of one scrape of /metrics over HTTP (median and p95 of 200) with the number of
-    series it returns.
+    series it returns;
+  - `gpu-usage dashboard` on that store in a real headless Chromium: time from
+    opening the overview page of the month until its tiles and three charts are
+    drawn, cold (first visit after the dashboard starts) and warm (median of 5
+    later visits, each a new session).
 Prints a table and writes the figures as JSON (--out).
 
   .venv/bin/python scripts/benchmark.py --jobs 100000 --jobs 1000000 \
       --out docs/benchmark.json
+  # the dashboard alone, on a store collected earlier (merged into --out's entry):
+  .venv/bin/python scripts/benchmark.py --dashboard-only /tmp/facility-1000000.toml \
+      --month 2026-10 --jobs 1000000 --out docs/benchmark.json
 
 Needs the test cluster's packages (scripts/setup-debian.sh testcluster). It starts
 its own cluster in --run-dir on --base-port and stops it at the end.
@@ -99,13 +106,15 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
     size_mb = sum(f.stat().st_size for f in store.iterdir()) / 2**20
     print("   exporter scrapes ...", flush=True)
     scrape = bench_scrapes(config, env)
+    print("   dashboard in Chromium ...", flush=True)
+    page = bench_dashboard(config, env, month)
     return {"jobs": jobs, "month": month, "sacct_s": round(sacct_s, 2),
             "collect_s": round(collect_s, 2), "collect_over_sacct": round(collect_s / sacct_s, 2),
             "collect_peak_rss_mb": round(peak["self_mb"]), "sacct_peak_rss_mb":
             round(peak["children_mb"]), "incremental_collect_s": round(again_s, 2),
             "sreport_s": round(sreport_s, 3), "report_s": round(report_s, 3),
             "report_over_sreport": round(report_s / sreport_s, 2),
-            "store_mb": round(size_mb), **scrape}
+            "store_mb": round(size_mb), **scrape, **page}
 
 
 def free_port() -> int:
@@ -153,6 +162,33 @@ def bench_scrapes(config: Path, env: dict[str, str], scrapes: int = 200) -> dict
             "series_per_scrape": len(series), "scrape_bytes": len(body.encode())}
 
 
+def bench_dashboard(config: Path, env: dict[str, str], month: str, warm: int = 5) -> dict:
+    """Seconds until the overview page of `month` is drawn in Chromium: cold, then warm."""
+    from testcluster.browser import chromium, dashboard, open_page, wait_rendered
+
+    with dashboard(config, env) as url:
+        driver = chromium()
+        try:
+            times = []
+            for _ in range(1 + warm):
+                t0 = time.perf_counter()
+                driver.get(f"{url}/?month={month}")
+                wait_rendered(driver, charts=3, timeout_s=120)
+                times.append(time.perf_counter() - t0)
+            # An operator with the dashboard open: back to the overview from another page.
+            switches = []
+            for _ in range(warm):
+                open_page(driver, "categories", "Categories")
+                t0 = time.perf_counter()
+                open_page(driver, "overview", "GPU usage", charts=3)
+                switches.append(time.perf_counter() - t0)
+        finally:
+            driver.quit()
+    return {"overview_cold_s": round(times[0], 2),
+            "overview_warm_s": round(statistics.median(times[1:]), 2),
+            "overview_in_session_s": round(statistics.median(switches), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, action="append", help="jobs in the month (repeat)")
@@ -160,7 +196,22 @@ def main() -> None:
     parser.add_argument("--base-port", type=int, default=36800)
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument("--dashboard-only", type=Path, metavar="CONFIG",
+                        help="only the dashboard figures, on the store of this policy file")
+    parser.add_argument("--month", help="with --dashboard-only: the month to open")
     args = parser.parse_args()
+    if args.dashboard_only:
+        env = dict(os.environ, TZ="UTC", PYTHONPATH=str(ROOT))
+        page = bench_dashboard(args.dashboard_only, env, args.month)
+        print(json.dumps(page))
+        if args.out and args.out.exists() and args.jobs:
+            data = json.loads(args.out.read_text())
+            for r in data["results"]:
+                if r["jobs"] == args.jobs[0] and r["month"] == args.month:
+                    r.update(page)
+            args.out.write_text(json.dumps(data, indent=2) + "\n")
+            print(f"updated {args.out}")
+        return
     sizes = args.jobs or [100_000, 1_000_000]
     work = Path(tempfile.mkdtemp(prefix="gpu-usage-bench-"))
     os.chmod(work, 0o755)
