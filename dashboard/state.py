@@ -218,7 +218,8 @@ def table(df: pd.DataFrame, hours: tuple[str, ...] = (), ratios: tuple[str, ...]
         | {c: "{:,.0f}" for c in counts if c in df}
     names = {c: header(c) for c in df.columns}
     shown = df.rename(columns=names)
-    st.dataframe(shown.style.format({names[c]: f for c, f in fmt.items()}, na_rep="-"), hide_index=True, use_container_width=True,
+    styled = shown.style.format({names[c]: f for c, f in fmt.items()}, na_rep="-")
+    st.dataframe(styled, hide_index=True, use_container_width=True,
                  **({"height": height} if height else {}))
 
 
