@@ -2,13 +2,14 @@
 # The main job, from nothing: install, start a local Slurm cluster with GPU
 # accounting, load a realistic history (3 months, ~30,000 jobs), run a live
 # workload of real jobs, print what the cluster holds in Slurm's own numbers,
-# then collect it into the store, print last month's usage report, and start the
-# Prometheus exporter on it.
-# The cluster and the exporter keep running; stop them with:
-#   kill "$(cat var/exporter.pid)"; .venv/bin/gpu-usage cluster down
+# then collect it into the store, check it against sreport, print last month's usage
+# report (and write it as JSON, CSV, Markdown, PDF and Excel), and start the
+# Prometheus exporter and the dashboard on it.
+# The cluster, the exporter and the dashboard keep running; stop them with:
+#   kill "$(cat var/exporter.pid)" "$(cat var/dashboard.pid)"; .venv/bin/gpu-usage cluster down
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-debian.sh testcluster
+bash scripts/setup-debian.sh testcluster,dashboard
 gpu=.venv/bin/gpu-usage
 echo
 $gpu cluster up
@@ -25,9 +26,11 @@ policy=testcluster/facility.toml
 # incremental: it reads only what is new since the last one).
 $gpu collect --config "$policy" --from-scratch
 echo
+$gpu verify --config "$policy" --month last   # every account against sreport
+echo
 $gpu report --config "$policy" --month last
 mkdir -p var/reports
-for fmt in json csv md; do
+for fmt in json csv md pdf xlsx; do
   $gpu report --config "$policy" --month last --format "$fmt" --out "var/reports/last-month.$fmt"
 done
 
@@ -59,6 +62,32 @@ series = sum(1 for line in body.splitlines() if line.startswith("gpu_usage_"))
 print(f"{url} ({series} series)")
 PY
 )
-echo "exporter: $url  (pid $(cat var/exporter.pid), log var/exporter.log)"
-echo "reports:  var/reports/last-month.{json,csv,md}"
-echo "stop:     kill \$(cat var/exporter.pid); $gpu cluster down"
+
+# The dashboard ([dashboard] in the policy file: 127.0.0.1:8501), same store.
+if [ -f var/dashboard.pid ] && kill -0 "$(cat var/dashboard.pid)" 2>/dev/null; then
+  kill "$(cat var/dashboard.pid)"; sleep 1
+fi
+setsid nohup $gpu dashboard --config "$policy" > var/dashboard.log 2>&1 < /dev/null &
+echo $! > var/dashboard.pid
+dash=$(.venv/bin/python - "$policy" <<'PY'
+import sys, time, urllib.request
+from pathlib import Path
+from collector.config import load
+cfg = load(Path(sys.argv[1])).dashboard
+url = f"http://{cfg.address}:{cfg.port}"
+for _ in range(120):
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as r:
+            if r.read() == b"ok":
+                break
+    except OSError:
+        time.sleep(0.5)
+else:
+    sys.exit(f"the dashboard did not answer at {url}; see var/dashboard.log")
+print(url)
+PY
+)
+echo "exporter:  $url  (pid $(cat var/exporter.pid), log var/exporter.log)"
+echo "dashboard: $dash  (pid $(cat var/dashboard.pid), log var/dashboard.log)"
+echo "reports:   var/reports/last-month.{json,csv,md,pdf,xlsx}"
+echo "stop:      kill \$(cat var/exporter.pid) \$(cat var/dashboard.pid); $gpu cluster down"
