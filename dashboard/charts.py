@@ -40,7 +40,7 @@ def quota_bars(df: pd.DataFrame, key: str, order: list[str] | None = None,
         color=colour, tooltip=tooltip)
     ticks = alt.Chart(df).mark_tick(color="black", thickness=3, size=22).encode(
         y=y, x="quota_gpu_hours:Q", tooltip=tooltip)
-    return (bars + ticks).properties(title=title, height=max(120, 34 * len(df)))
+    return (bars + ticks).properties(title=title, height=alt.Step(30))
 
 
 def daily_stack(df: pd.DataFrame, order: list[str]) -> alt.Chart:
@@ -65,19 +65,19 @@ def share_bars(df: pd.DataFrame, key: str, title: str, colour_by_category: list[
         x=alt.X("gpu_hours:Q", title="GPU-hours", axis=alt.Axis(format=",.0f")),
         tooltip=[f"{key}:N", alt.Tooltip("gpu_hours:Q", title="GPU-hours", format=",.1f"),
                  alt.Tooltip("share:Q", format=".1%")], **enc,
-    ).properties(title=title, height=max(100, 28 * len(df)))
+    ).properties(title=title, height=alt.Step(26))
 
 
 def stacked_by_category(df: pd.DataFrame, part: str, value: str, order: list[str],
                         title: str, unit: str) -> alt.Chart:
     """Per category (one bar each), stacked by `part` (job size class, use phase...)."""
     return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("category:N", sort=order, title=None),
+        y=alt.Y("category:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False)),
         x=alt.X(f"{value}:Q", title=unit, axis=alt.Axis(format=",.0f")),
         color=alt.Color(f"{part}:N", title=part.replace("_", " ")),
         tooltip=["category:N", f"{part}:N", alt.Tooltip(f"{value}:Q", title=unit,
                                                         format=",.1f")],
-    ).properties(title=title, height=max(120, 30 * df["category"].nunique()))
+    ).properties(title=title, height=alt.Step(26))
 
 
 def burn_chart(df: pd.DataFrame, granted: float, title: str) -> alt.LayerChart:
@@ -110,4 +110,4 @@ def live_bars(df: pd.DataFrame, order: list[str]) -> alt.Chart:
         color=alt.Color("state:N", scale=alt.Scale(domain=["running", "pending"],
                                                    range=["#59a14f", "#edc948"])),
         tooltip=["category:N", "state:N", "gpus:Q"],
-    ).properties(height=max(120, 30 * len(df)))
+    ).properties(height=alt.Step(26))
