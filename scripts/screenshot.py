@@ -11,8 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from testcluster.browser import PAGES, chromium, dashboard, errors_on_page, open_page, \
-    wait_rendered
+from testcluster.browser import PAGES, chromium, dashboard, errors_on_page, open_page, wait_rendered
 
 TITLES = {"overview": "GPU usage", "categories": "Categories", "allocations": "Allocations",
           "job_mix": "Job mix", "live": "Live", "data_quality": "Data quality",
