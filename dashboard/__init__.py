@@ -1,1 +1,1 @@
-"""The Streamlit dashboard over the usage engine (its pages arrive with the dashboard issue)."""
+"""The Streamlit dashboard over the usage engine: `gpu-usage dashboard` (see app.py)."""
