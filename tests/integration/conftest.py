@@ -49,6 +49,18 @@ def make_run_dir(prefix: str) -> Path:
     return path
 
 
+def some_history(lay: Layout, cli_args: tuple[str, ...]):
+    """The spec of the cluster's last backfill; a small one (1 month, 2,000 jobs) is
+    made first when a test module runs alone."""
+    from testcluster import backfill
+    from testcluster.cluster import ClusterError
+    try:
+        return backfill.recorded_spec(lay)
+    except ClusterError:
+        run_cli("cluster", "backfill", *cli_args, "--months", "1", "--jobs", "2000")
+        return backfill.recorded_spec(lay)
+
+
 def assert_nothing_left(lay: Layout) -> None:
     left = processes.marked_processes(lay.run_dir)
     assert not left, f"processes left after down: {sorted(left)}"

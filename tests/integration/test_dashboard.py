@@ -24,11 +24,10 @@ from openpyxl import load_workbook
 
 from collector.documents import SHEETS, header
 from collector.render import SECTIONS, get_rows
-from testcluster import backfill, history
+from testcluster import history
 from testcluster.browser import PAGES, chromium, dashboard, errors_on_page, open_page, wait_rendered
-from testcluster.cluster import ClusterError
 
-from .conftest import run_cli
+from .conftest import some_history
 from .test_collector import gpu_usage, write_policy
 
 pytestmark = pytest.mark.integration
@@ -44,11 +43,7 @@ CHARTS = {"overview": 3, "categories": 3, "allocations": 1, "job_mix": 2}
 @pytest.fixture(scope="module")
 def site(lay, cli_args, tmp_path_factory):
     """A policy on a store collected from the cluster, and its closed backfilled months."""
-    try:
-        spec = backfill.recorded_spec(lay)
-    except ClusterError:  # run alone: make a small history first
-        run_cli("cluster", "backfill", *cli_args, "--months", "1", "--jobs", "2000")
-        spec = backfill.recorded_spec(lay)
+    spec = some_history(lay, cli_args)
     path = write_policy(tmp_path_factory.mktemp("dashboard"), spec.start)
     gpu_usage(lay, "collect", "--config", str(path))
     months = [time.strftime("%Y-%m", time.gmtime(history.add_months(spec.start, i)))

@@ -21,10 +21,9 @@ from collector import periods
 from collector.config import load
 from collector.report import build_report
 from collector.store import Store
-from testcluster import backfill, workload
-from testcluster.cluster import ClusterError
+from testcluster import workload
 
-from .conftest import run_cli, slurm
+from .conftest import slurm, some_history
 from .test_collector import gpu_usage, write_policy
 
 pytestmark = pytest.mark.integration
@@ -59,11 +58,7 @@ def wait_for(what: str, probe, timeout_s: float = 90):
 
 @pytest.fixture(scope="module")
 def policy(lay, cli_args, tmp_path_factory):
-    try:
-        spec = backfill.recorded_spec(lay)
-    except ClusterError:  # run alone: make a small history first
-        run_cli("cluster", "backfill", *cli_args, "--months", "1", "--jobs", "2000")
-        spec = backfill.recorded_spec(lay)
+    spec = some_history(lay, cli_args)
     tmp = tmp_path_factory.mktemp("prometheus")
     path = write_policy(tmp, spec.start)
     text = path.read_text()

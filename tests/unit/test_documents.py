@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import shutil
 import subprocess
 
 import pytest
@@ -26,10 +25,6 @@ from .dashboard_fixture import NOW, make
 # DejaVu Sans (fonts-dejavu-core) covers Latin, Greek and Cyrillic, not CJK.
 HOSTILE = '<b>bold</b> & "quoted" | =HYPERLINK("http://x") Łódź Ωμέγα Кириллица'
 
-needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None,
-                                   reason="poppler-utils (pdftotext, pdftoppm) not installed; "
-                                   "scripts/setup-debian.sh installs it")
-
 
 @pytest.fixture(scope="module")
 def october(tmp_path_factory):
@@ -45,7 +40,6 @@ def pdf_text(data: bytes, tmp_path) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-@needs_poppler
 def test_pdf_renders_every_page_and_holds_the_category_numbers(october, tmp_path):
     rep, _ = october
     data = pdf(rep)
@@ -90,7 +84,6 @@ def test_every_excel_cell_equals_the_json_report(october):
     assert wb["Categories"]["G2"].number_format == "0.0%"     # a share, kept as a fraction
 
 
-@needs_poppler
 def test_hostile_strings_stay_text_in_pdf_and_excel(october, tmp_path):
     rep = copy.deepcopy(october[0])
     rep["accounts"][0]["organisation"] = HOSTILE
