@@ -28,8 +28,9 @@ from .config import Settings
 from .periods import default_history_start, local_midnight
 from .records import JobRecord
 from .rollup import LocalDays, bucket_origin, start_cell, usage_cells
-from .sacct_parser import FieldError, ParseResult, parse_sacct
-from .sacctmgr_parser import parse_accounts, parse_events, parse_reservations
+from .sacct_parser import FieldError, ParseResult
+from .sacctmgr_parser import parse_events, parse_reservations
+from .sources import open_source
 from .store import Collection, Store, job_row, row_job
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -49,16 +50,18 @@ class _Tally:
 
 
 class Windows:
-    """Bounded sacct windows over [start, end), sized from the job density seen so far
-    to hold about TARGET records each: between one hour and `max_s`, at most twice
-    the previous size. A quiet year takes a few calls; a busy day is cut into
-    several, which bounds both slurmdbd's work per query and the collector's memory
-    (about 700 MB at 50,000; slurmdbd's own cost grows with the number of windows)."""
+    """Bounded windows over [start, end), sized from the job density seen so far to
+    hold about `target` records each (TARGET for sacct; each source sets its own):
+    between one hour and `max_s`, at most twice the previous size. A quiet year takes
+    a few calls; a busy day is cut into several, which bounds both slurmdbd's work
+    per query and the collector's memory (about 700 MB at 50,000; slurmdbd's own
+    cost grows with the number of windows)."""
 
     TARGET = 50_000
 
-    def __init__(self, start_s: int, end_s: int, max_s: int, first_s: int = 86400):
-        self.next_s, self.end_s, self.max_s = start_s, end_s, max_s
+    def __init__(self, start_s: int, end_s: int, max_s: int, first_s: int = 86400,
+                 target: int = TARGET):
+        self.next_s, self.end_s, self.max_s, self.target = start_s, end_s, max_s, target
         self.size_s = max(3600, min(first_s, max_s))
 
     def take(self) -> tuple[int, int] | None:
@@ -69,8 +72,8 @@ class Windows:
         return window
 
     def observe(self, records: int, length_s: int) -> None:
-        """Aim the next windows at TARGET records, given what a finished one held."""
-        ideal = self.TARGET * length_s / records if records else float("inf")
+        """Aim the next windows at `target` records, given what a finished one held."""
+        ideal = self.target * length_s / records if records else float("inf")
         size = min(ideal, 2 * self.size_s)
         self.size_s = int(max(3600, min(self.max_s, size)))
 
@@ -193,10 +196,11 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
     cluster, timeout = slurm.cluster, slurm.timeout_s
     origin = bucket_origin(settings.facility.timezone)
     day_of = LocalDays(settings.facility.timezone)
-    cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600))
+    source = open_source(settings, env)
+    cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600), target=source.window_target)
     started = time.time()
     with ThreadPoolExecutor(max_workers=5) as pool:
-        accounts = pool.submit(door.run_sacctmgr_accounts, cluster, timeout, env)
+        accounts = pool.submit(source.accounts)
         events = pool.submit(door.run_sacctmgr_events, cluster, history_from, timeout, env)
         resv = pool.submit(door.run_sacctmgr_reservations, cluster, history_from, timeout, env)
 
@@ -204,7 +208,7 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
             window = cuts.take()
             if window is None:
                 return None
-            return window, pool.submit(read_window, *window, cluster, timeout, env)
+            return window, pool.submit(source.window, *window)
 
         with store.transaction():
             if from_scratch:
@@ -224,21 +228,20 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
                 if (nxt := fetch()) is not None:
                     queue.append(nxt)
                 _ingest(store, cluster, result, cid, origin, day_of, tally,
-                        f"sacct window from {door.sacct_time(w_start)}")
+                        f"{source.name} window from {door.sacct_time(w_start)}")
                 tally.windows += 1
                 if progress:
-                    progress("reading sacct (% of the time span)",
+                    progress(f"reading {source.name} (% of the time span)",
                              round(100 * cuts.fraction_done(start_s)), 100)
             missing = sorted({raw for key, raw in open_before.items()
                               if key not in tally.seen_open})
             for i in range(0, len(missing), 1000):
-                text = door.run_sacct_jobs(missing[i:i + 1000], cluster, timeout, env)
-                _ingest(store, cluster, parse_sacct(text, cluster), cid, origin, day_of, tally,
-                        "sacct --jobs")
+                _ingest(store, cluster, source.by_ids(missing[i:i + 1000]), cid, origin,
+                        day_of, tally, f"{source.name} by job id")
             _flush(store, tally, day_of)
             store.replace("accounts", cluster, [
                 (cluster, a.account, a.parent, a.organisation, a.description,
-                 a.grp_gpu_minutes, ",".join(a.users)) for a in parse_accounts(*accounts.result())])
+                 a.grp_gpu_minutes, ",".join(a.users)) for a in accounts.result()])
             store.replace("events", cluster, [
                 (cluster, e.kind, e.node, e.start_s, e.end_s, e.state, e.reason, e.gpus, e.nodes)
                 for e in parse_events(events.result())])
@@ -249,12 +252,6 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
                 cid, cluster, started, time.time(), "ok", start_s, now_s, tally.windows,
                 tally.new, tally.updated, tally.unchanged, tally.rejected, tally.pending_arrays,
                 ""))
-
-
-def read_window(start_s: int, end_s: int, cluster: str, timeout_s: float,
-                env: dict[str, str] | None) -> ParseResult:
-    """sacct for one window, parsed."""
-    return parse_sacct(door.run_sacct(start_s, end_s, cluster, timeout_s, env), cluster)
 
 
 def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: int,

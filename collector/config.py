@@ -51,6 +51,25 @@ class Slurm(_Model):
     timeout_s: float = Field(default=600, gt=0)
 
 
+class Slurmrestd(_Model):
+    """`[slurm] source = "slurmrestd"`: where slurmrestd listens and how to prove who
+    we are. `unix:/path` uses local authentication (no token); `http(s)://host:port`
+    needs a JWT, read from `token_file` or the environment variable `token_env` at
+    collection time (never stored in the settings, never logged)."""
+
+    url: str = "unix:/run/slurmrestd/slurmrestd.socket"
+    user: str | None = None
+    token_file: Path | None = None
+    token_env: str = "SLURM_JWT"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not re.match(r"^(unix:/|https?://)", value):
+            raise ValueError(f"{value!r} must start with unix:/, http:// or https://")
+        return value
+
+
 class Store(_Model):
     path: Path = Path("var/store")
 
@@ -131,6 +150,7 @@ class CommercialRule(_Model):
 class Settings(_Model):
     facility: Facility
     slurm: Slurm
+    slurmrestd: Slurmrestd = Slurmrestd()
     store: Store = Store()
     exporter: Exporter = Exporter()
     dashboard: Dashboard = Dashboard()

@@ -1,0 +1,190 @@
+"""slurmrestd's JSON to the canonical job record and account tree (pure; no I/O).
+
+One job of `GET /slurmdb/v0.0.XX/jobs` becomes the same `JobRecord` that the same
+job's sacct line becomes; a test holds the two sources to identical stored jobs.
+Every difference between the data-parser versions is adapted here, named with
+the Slurm release that brought it:
+
+- v0.0.38 (Slurm 22.05): numbers are plain; `state.current` is one string;
+  times are epoch integers, 0 meaning "none".
+- v0.0.39 (23.02): optional numbers become `{"set", "infinite", "number"}`
+  objects (array task id, het offset, some times) - `_number` reads both forms.
+- v0.0.40 (23.11): `state.current` becomes a list of flags (`["COMPLETED"]`, or
+  a base state with extra flags such as `["CANCELLED", "REQUEUED"]`); the account
+  associations' limits are nested under `max.tres.group.minutes`.
+- v0.0.41 (24.05) to v0.0.44 (26.05): same job shape for what is read here;
+  `wckey.flags` lists `ASSIGNED_DEFAULT` for a default WCKey in every version.
+
+A job that cannot be read becomes a `Rejected` entry (its index in the response,
+the reason, and the job's JSON cut to 2,000 characters), as a bad sacct line does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .records import KNOWN_STATES, JobRecord
+from .sacct_parser import FieldError, ParseResult, Rejected
+from .sacctmgr_parser import Account
+
+
+def _number(value: Any, name: str) -> int | None:
+    """An integer field: plain (v0.0.38) or `{"set": .., "number": ..}` (v0.0.39+)."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if not value.get("set", False) or value.get("infinite", False):
+            return None
+        value = value.get("number")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(f"{name} {value!r} is not a number")
+    return value
+
+
+def _time(value: Any, name: str) -> int | None:
+    """Epoch seconds; 0 and unset mean none (sacct prints Unknown / None)."""
+    epoch = _number(value, name)
+    return epoch if epoch else None
+
+
+def _state(value: Any) -> str:
+    current = value.get("current") if isinstance(value, dict) else None
+    flags = [current] if isinstance(current, str) else current
+    if not isinstance(flags, list) or not flags or not all(isinstance(f, str) for f in flags):
+        raise FieldError(f"state {value!r} has no current state")
+    base = [f for f in flags if f in KNOWN_STATES]
+    # "REQUEUED" is also a flag beside a base state in v0.0.40+; the base state wins.
+    chosen = [f for f in base if f != "REQUEUED"] or base or flags
+    return chosen[0]
+
+
+def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:
+    """(GPUs, typed GPUs, CPUs, nodes) of `tres.allocated`."""
+    if not isinstance(items, list):
+        raise FieldError(f"tres.allocated {items!r} is not a list")
+    gpus = cpus = nodes = 0
+    typed: list[tuple[str, int]] = []
+    for item in items:
+        kind, name, count = item.get("type"), item.get("name") or "", item.get("count")
+        if kind not in ("gres", "cpu", "node") or (kind == "gres" and name[:3] != "gpu"):
+            continue  # energy of a running job has no count yet; other TRES are not read
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise FieldError(f"TRES {kind}/{name} count {count!r} is not a number")
+        if kind == "gres" and name == "gpu":
+            gpus = count
+        elif kind == "gres" and name.startswith("gpu:"):
+            typed.append((name[4:], count))
+        elif kind == "cpu":
+            cpus = count
+        elif kind == "node":
+            nodes = count
+    return gpus, cpus, nodes, tuple(sorted(typed))
+
+
+def _text(job: dict, key: str) -> str:
+    value = job.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise FieldError(f"{key} {value!r} is not text")
+    return value
+
+
+def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
+    """One job object as a record; None for a pending array not split into tasks yet."""
+    if not isinstance(job, dict):
+        raise FieldError("a job is not an object")
+    raw = _number(job.get("job_id"), "job_id")
+    if raw is None:
+        raise FieldError("job_id is missing")
+    array, het = job.get("array") or {}, job.get("het") or {}
+    array_id = _number(array.get("job_id"), "array.job_id") or None
+    task = _number(array.get("task_id"), "array.task_id")
+    if array_id is not None and task is None:
+        return None  # a pending array: the task ids are still a range (array.task)
+    het_id = _number(het.get("job_id"), "het.job_id") or None
+    offset = _number(het.get("job_offset"), "het.job_offset") if het_id else None
+    if array_id is not None:
+        job_id = f"{array_id}_{task}"
+    elif het_id is not None and offset is not None:
+        job_id = f"{het_id}+{offset}"
+    else:
+        job_id = str(raw)
+    times = job.get("time")
+    if not isinstance(times, dict):
+        raise FieldError("time is missing")
+    submit = _time(times.get("submission"), "time.submission")
+    if submit is None:
+        raise FieldError("time.submission is missing")
+    wckey = job.get("wckey") or {}
+    if isinstance(wckey, str):  # not seen, but harmless
+        wckey = {"wckey": wckey, "flags": []}
+    nodelist = _text(job, "nodes")
+    ran = nodelist not in ("None assigned", "")
+    gpus, cpus, nodes, typed = _tres((job.get("tres") or {}).get("allocated", []))
+    start, end = _time(times.get("start"), "time.start"), _time(times.get("end"), "time.end")
+    alloc_nodes = _number(job.get("allocation_nodes"), "allocation_nodes")
+    return JobRecord(
+        cluster or _text(job, "cluster"), raw, submit, job_id,
+        array_id, task if array_id is not None else None,
+        het_id if offset is not None else None, offset,
+        _text(job, "user"), _text(job, "account"), _text(job, "partition"),
+        _text(job, "qos"), wckey.get("wckey") or "",
+        "ASSIGNED_DEFAULT" in (wckey.get("flags") or []), _state(job.get("state")),
+        _time(times.get("eligible"), "time.eligible"), start, end, gpus, typed,
+        (alloc_nodes if alloc_nodes is not None else nodes) if ran else 0,
+        cpus if ran else 0, nodelist if ran else "", _text(job, "name"))
+
+
+def parse_jobs(payload: dict, cluster: str | None = None) -> ParseResult:
+    """Every job of a `/jobs` (or `/job/{id}`) response, read or rejected."""
+    result = ParseResult()
+    jobs = payload.get("jobs")
+    if not isinstance(jobs, list):
+        raise FieldError("the response has no jobs list")
+    for index, job in enumerate(jobs, 1):
+        try:
+            record = job_record(job, cluster)
+        except (FieldError, AttributeError, TypeError) as exc:
+            text = json.dumps(job, ensure_ascii=False, default=str)[:2000]
+            reason = str(exc) if isinstance(exc, FieldError) else f"unexpected shape: {exc}"
+            result.rejected.append(Rejected(index, reason, text))
+            continue
+        if record is None:
+            tasks = (job.get("array") or {}).get("task")
+            result.pending_arrays.append(f"{job.get('job_id')}_[{tasks}]")
+        else:
+            result.records.append(record)
+    return result
+
+
+def _group_gpu_minutes(assoc: dict) -> int | None:
+    """GrpTRESMins gres/gpu of an association: `max.tres.group.minutes` (a list of
+    TRES), in every version from v0.0.38 on."""
+    tres = ((((assoc.get("max") or {}).get("tres") or {}).get("group") or {})
+            .get("minutes") or [])
+    for item in tres:
+        if item.get("type") == "gres" and item.get("name") == "gpu":
+            return _number(item.get("count"), "GrpTRESMins gres/gpu")
+    return None
+
+
+def parse_accounts(assocs: dict, accounts: dict, cluster: str) -> list[Account]:
+    """The account tree from `/associations` and `/accounts`, like sacctmgr's."""
+    info = {a.get("name"): a for a in accounts.get("accounts") or []}
+    parents: dict[str, str] = {}
+    budgets: dict[str, int | None] = {}
+    users: dict[str, set[str]] = {}
+    for assoc in assocs.get("associations") or []:
+        if assoc.get("cluster") not in (None, cluster):
+            continue
+        account = assoc.get("account") or ""
+        if assoc.get("user"):
+            users.setdefault(account, set()).add(assoc["user"])
+        else:
+            parents[account] = assoc.get("parent_account") or ""
+            budgets[account] = _group_gpu_minutes(assoc)
+    return [Account(a, parents[a], info.get(a, {}).get("organization") or "",
+                    info.get(a, {}).get("description") or "", budgets[a],
+                    tuple(sorted(users.get(a, ())))) for a in sorted(parents)]

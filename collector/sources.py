@@ -1,0 +1,106 @@
+"""Where job records come from: `[slurm] source = "sacct" | "slurmrestd" | "pyslurm"`.
+
+Each source turns one accounting window (and a list of job ids) into the same
+`ParseResult` of canonical `JobRecord`s, and reads the account tree; the
+collector does not know which one it talks to. Cluster events and reservations
+(capacity, maintenance) come from sacctmgr whatever the source: no slurmrestd
+release up to 26.05 and no pyslurm release serves slurmdbd's event history.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import sacct_source as door
+from . import slurmrestd_parser
+from .config import Settings
+from .sacct_parser import ParseResult, parse_sacct
+from .sacctmgr_parser import Account, parse_accounts
+from .slurmrestd_source import RestClient
+
+SOURCES = ("sacct", "slurmrestd", "pyslurm")
+
+
+class JobSource(Protocol):
+    name: str
+    window_target: int   # records per window the collector aims at
+
+    def window(self, start_s: int, end_s: int) -> ParseResult: ...
+    def by_ids(self, job_ids: list[int]) -> ParseResult: ...
+    def accounts(self) -> list[Account]: ...
+
+
+@dataclass
+class SacctSource:
+    cluster: str
+    timeout_s: float
+    env: dict[str, str] | None = None
+    name: str = "sacct"
+    window_target: int = 50_000
+
+    def window(self, start_s: int, end_s: int) -> ParseResult:
+        return parse_sacct(door.run_sacct(start_s, end_s, self.cluster, self.timeout_s,
+                                          self.env), self.cluster)
+
+    def by_ids(self, job_ids: list[int]) -> ParseResult:
+        return parse_sacct(door.run_sacct_jobs(job_ids, self.cluster, self.timeout_s,
+                                               self.env), self.cluster)
+
+    def accounts(self) -> list[Account]:
+        return parse_accounts(*door.run_sacctmgr_accounts(self.cluster, self.timeout_s,
+                                                          self.env))
+
+
+@dataclass
+class RestSource:
+    cluster: str
+    client: RestClient
+    name: str = "slurmrestd"
+    # slurmrestd builds each response whole in memory (several KB of JSON per job).
+    window_target: int = 20_000
+
+    def window(self, start_s: int, end_s: int) -> ParseResult:
+        return slurmrestd_parser.parse_jobs(self.client.jobs(start_s, end_s, self.cluster),
+                                            self.cluster)
+
+    def by_ids(self, job_ids: list[int]) -> ParseResult:
+        result = ParseResult()
+        for job_id in job_ids:
+            one = slurmrestd_parser.parse_jobs(self.client.job(job_id), self.cluster)
+            result.records.extend(r for r in one.records if r.cluster == self.cluster)
+            result.rejected.extend(one.rejected)
+            result.pending_arrays.extend(one.pending_arrays)
+        return result
+
+    def accounts(self) -> list[Account]:
+        return slurmrestd_parser.parse_accounts(self.client.associations(self.cluster),
+                                                self.client.accounts(), self.cluster)
+
+
+def read_token(settings: Settings, env: dict[str, str] | None = None) -> str | None:
+    """The slurmrestd JWT from `token_file`, else from the `token_env` variable."""
+    rest = settings.slurmrestd
+    if rest.token_file is not None:
+        try:
+            return rest.token_file.read_text().strip() or None
+        except OSError as exc:
+            raise door.SlurmError(f"cannot read the slurmrestd token file {rest.token_file}: "
+                                  f"{exc.strerror}") from exc
+    return (env if env is not None else os.environ).get(rest.token_env) or None
+
+
+def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSource:
+    """The configured source, ready to read; raises SlurmError when it cannot be."""
+    slurm = settings.slurm
+    if slurm.source == "slurmrestd":
+        rest = settings.slurmrestd
+        user = rest.user or (env if env is not None else os.environ).get("USER")
+        token = None if rest.url.startswith("unix:") else read_token(settings, env)
+        return RestSource(slurm.cluster, RestClient(rest.url, user if token else None, token,
+                                                    slurm.timeout_s))
+    if slurm.source == "pyslurm":
+        from .pyslurm_source import PyslurmSource
+        return PyslurmSource(slurm.cluster)
+    return SacctSource(slurm.cluster, slurm.timeout_s, env)
