@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what gpu-usage needs on a Debian 12 machine, as root: Slurm (slurmctld,
-# slurmd, slurmdbd, client), munge, MariaDB, Python 3.11+ with venv; then makes
+# slurmd, slurmdbd, client, slurmrestd; debootstrap for the other releases), munge, MariaDB, Python 3.11+ with venv; then makes
 # ./.venv and installs the project into it with the extras given as arguments
 # (default: testcluster; "test" adds Chromium and poppler-utils). Safe to run again.
 set -euo pipefail
@@ -14,7 +14,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-apt_packages=(slurmctld slurmd slurmdbd slurm-client munge mariadb-server mariadb-client
+apt_packages=(slurmctld slurmd slurmdbd slurm-client slurmrestd slurm-wlm-jwt-plugin munge
+              mariadb-server mariadb-client debootstrap
               python3 python3-venv python3-pip util-linux passwd procps
               prometheus systemd fonts-dejavu-core)
 # The tests also need a real headless browser and PDF tools (Debian's own Chromium,

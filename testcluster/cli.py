@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from rich.progress import TaskID
 
 from .layout import DEFAULT_BASE_PORT, DEFAULT_CLUSTER_NAME, Layout, default_run_dir
 from .processes import ClusterError
+from .releases import RELEASES
 
 
 def _layout_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,24 +54,33 @@ def cluster() -> None:
 
 @cluster.command()
 @_layout_options
-def up(lay: Layout) -> None:
-    """Start munge, MariaDB, slurmdbd, slurmctld and 4 GPU nodes; create the account tree.
+@click.option("--slurm", "release", type=click.Choice(RELEASES), default=None,
+              help="Slurm release: 22.05 is this machine's Debian 12; 24.11 (Debian 13) and "
+                   "26.05 (Debian sid) run from a debootstrapped root under chroot, built "
+                   "once into $GPU_USAGE_SLURM_ROOTS [default: the run dir's, else 22.05].")
+def up(lay: Layout, release: str | None) -> None:
+    """Start munge, MariaDB, slurmdbd, slurmctld, 4 GPU nodes and slurmrestd; create
+    the account tree.
 
     Idempotent: daemons that already run are left alone.
 
     \b
     Example:
       gpu-usage cluster up --run-dir /tmp/tc --base-port 26800
+      gpu-usage cluster up --slurm 24.11 --run-dir var/tc-2411 --base-port 26800
     """
     from . import accounts
     from . import cluster as tc
 
+    if release is not None:
+        lay = dataclasses.replace(lay, release=release)
     started = time.monotonic()
-    timings = tc.up(lay)
+    timings = tc.up(lay, say=click.echo)
     t0 = time.monotonic()
     summary = accounts.apply(lay)
     timings["accounts"] = time.monotonic() - t0
-    click.echo(f"cluster {lay.cluster} is up in {time.monotonic() - started:.1f} s "
+    took = time.monotonic() - started
+    click.echo(f"cluster {lay.cluster} (Slurm {lay.slurm}) is up in {took:.1f} s "
                f"(run dir {lay.run_dir})")
     click.echo("  " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     click.echo(f"  {summary}")

@@ -13,18 +13,19 @@ import shutil
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import database, processes
-from .layout import GPUS_PER_NODE, Layout
+from . import database, processes, releases
+from .layout import GPUS_PER_NODE, REST_USER, Layout
 from .processes import ClusterError, Daemon
 from .slurmconf import render_gres_conf, render_slurm_conf, render_slurmdbd_conf
 
-REQUIRED_PROGRAMS = (
-    "munged", "mungekey", "mariadbd", "mariadb-install-db",
-    "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "sbatch", "sacct", "sreport", "sinfo",
-)
+HOST_PROGRAMS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "setpriv")
+SLURM_PROGRAMS = ("slurmdbd", "slurmctld", "slurmd", "slurmrestd", "sacctmgr", "sbatch",
+                  "sacct", "sreport", "sinfo", "scontrol")
+REQUIRED_PROGRAMS = HOST_PROGRAMS + SLURM_PROGRAMS
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,17 @@ class DaemonStatus:
         return self.pid is not None
 
 
-def check_programs() -> None:
+def check_programs(lay: Layout | None = None) -> None:
     """Fail early, naming the Debian packages, when a Slurm or MariaDB program is missing."""
-    missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
+    root = lay.root if lay is not None else None
+    missing = [p for p in HOST_PROGRAMS if shutil.which(p) is None]
+    missing += [p for p in SLURM_PROGRAMS if not releases.has_program(root, p)]
     if missing:
+        where = f" (in the Slurm root {root})" if root is not None else ""
         raise ClusterError(
-            "missing programs: " + ", ".join(missing) + ". Install them with: apt-get install "
-            "slurmctld slurmd slurmdbd slurm-client munge mariadb-server "
-            "(or run scripts/setup-debian.sh)"
+            "missing programs" + where + ": " + ", ".join(missing) + ". Install them with: "
+            "apt-get install slurmctld slurmd slurmdbd slurm-client slurmrestd munge "
+            "mariadb-server (or run scripts/setup-debian.sh testcluster)"
         )
 
 
@@ -101,6 +105,8 @@ def write_config(lay: Layout) -> None:
     _write(lay.slurm_conf, render_slurm_conf(lay), 0o644)
     _write(lay.etc_dir / "gres.conf", render_gres_conf(lay), 0o644)
     _write(lay.etc_dir / "slurmdbd.conf", render_slurmdbd_conf(lay), 0o600)
+    if not lay.jwt_key.exists():
+        _write(lay.jwt_key, secrets.token_hex(32), 0o600)
     _make_gpu_devices(lay)
 
 
@@ -170,7 +176,8 @@ def _slurmdbd_ready(lay: Layout) -> bool:
 
 
 def _start_slurmdbd(lay: Layout) -> None:
-    _start(lay, Daemon("slurmdbd", ["slurmdbd", "-D"], _daemon_env(lay)))
+    _start(lay, Daemon("slurmdbd", releases.daemon_argv(lay.root, "slurmdbd", ["-D"]),
+                       _daemon_env(lay)))
     processes.wait_until("slurmdbd", lambda: _slurmdbd_ready(lay), 60,
                          _alive_check(lay, "slurmdbd"), lay.log_dir / "slurmdbd.log")
     out = run_slurm(lay, ["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"]).stdout
@@ -189,7 +196,8 @@ def restart_slurmdbd(lay: Layout) -> None:
 
 
 def _start_slurmctld(lay: Layout) -> None:
-    _start(lay, Daemon("slurmctld", ["slurmctld", "-D"], _daemon_env(lay)))
+    _start(lay, Daemon("slurmctld", releases.daemon_argv(lay.root, "slurmctld", ["-D"]),
+                       _daemon_env(lay)))
 
     def ready() -> bool:
         out = run_slurm(lay, ["scontrol", "ping"], check=False, timeout_s=10).stdout
@@ -207,22 +215,75 @@ def _nodes_ready(lay: Layout) -> bool:
 
 def _start_slurmds(lay: Layout) -> None:
     for node in lay.nodes:
-        _start(lay, Daemon(f"slurmd-{node}", ["slurmd", "-D", "-N", node], _daemon_env(lay)))
+        _start(lay, Daemon(f"slurmd-{node}", releases.daemon_argv(
+            lay.root, "slurmd", ["-D", "-N", node]), _daemon_env(lay)))
     processes.wait_until("slurmd nodes", lambda: _nodes_ready(lay), 60,
                          log=lay.log_dir / "slurmctld.log")
 
 
-def up(lay: Layout) -> dict[str, float]:
+def _ensure_user(name: str) -> None:
+    if subprocess.run(["id", "-u", name], capture_output=True, check=False).returncode == 0:
+        return
+    proc = subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                           "/usr/sbin/nologin", "--user-group", name],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise ClusterError(f"useradd {name} failed: {proc.stderr.strip()}")
+
+
+def _rest_ready(lay: Layout) -> bool:
+    return lay.rest_socket.exists()
+
+
+def _start_slurmrestd(lay: Layout) -> None:
+    """slurmrestd twice: on a UNIX socket with local auth, and on 127.0.0.1 with JWTs."""
+    rest_dir = lay.rest_socket.parent
+    rest_dir.mkdir(exist_ok=True)
+    shutil.chown(rest_dir, REST_USER, REST_USER)
+    rest_dir.chmod(0o755)
+    _start(lay, Daemon("slurmrestd", releases.daemon_argv(
+        lay.root, "slurmrestd", ["-a", "rest_auth/local", f"unix:{lay.rest_socket}"],
+        user=REST_USER), _daemon_env(lay)))
+    _start(lay, Daemon("slurmrestd-jwt", releases.daemon_argv(
+        lay.root, "slurmrestd", ["-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
+        user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon")))
+    processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
+                         _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
+    out = run_slurm(lay, ["scontrol", "token", f"username={REST_USER}",
+                          f"lifespan={366 * 86400}"]).stdout.strip()
+    _write(lay.rest_token_file, out.partition("=")[2] + "\n", 0o600)
+
+
+def _record_release(lay: Layout) -> None:
+    recorded = lay.release_file.read_text().strip() if lay.release_file.exists() else None
+    if recorded and recorded != lay.slurm:
+        raise ClusterError(f"{lay.run_dir} holds a Slurm {recorded} cluster; use another "
+                           f"--run-dir for Slurm {lay.slurm}")
+    lay.run_dir.mkdir(parents=True, exist_ok=True)
+    lay.release_file.write_text(lay.slurm + "\n")
+
+
+def up(lay: Layout, say: Callable[[str], None] = lambda _: None) -> dict[str, float]:
     """Start every daemon of the cluster that does not run yet, in dependency order.
 
     Returns the seconds each step took.
     """
-    check_programs()
-    write_config(lay)
+    from .accounts import ensure_unix_users
+
     timings = {}
+    t0 = time.monotonic()
+    root = releases.ensure_root(lay.slurm, say)
+    timings["root"] = time.monotonic() - t0
+    _record_release(lay)
+    check_programs(lay)
+    write_config(lay)
+    _ensure_user(REST_USER)
+    ensure_unix_users()
+    if root is not None:
+        releases.enter(root, lay.run_dir, lay.bin_dir)
     for name, step in (("munge", _start_munge), ("mariadb", _start_mariadb),
                        ("slurmdbd", _start_slurmdbd), ("slurmctld", _start_slurmctld),
-                       ("slurmd", _start_slurmds)):
+                       ("slurmd", _start_slurmds), ("slurmrestd", _start_slurmrestd)):
         t0 = time.monotonic()
         step(lay)
         timings[name] = time.monotonic() - t0
@@ -233,7 +294,8 @@ DAEMON_ORDER = ("munged", "mariadb", "slurmdbd", "slurmctld")
 
 
 def daemon_names(lay: Layout) -> list[str]:
-    return [*DAEMON_ORDER, *(f"slurmd-{n}" for n in lay.nodes)]
+    return [*DAEMON_ORDER, *(f"slurmd-{n}" for n in lay.nodes), "slurmrestd",
+            "slurmrestd-jwt"]
 
 
 def status(lay: Layout) -> list[DaemonStatus]:
@@ -266,4 +328,6 @@ def down(lay: Layout) -> int:
     survivors |= processes.terminate(late, timeout_s=5)
     if survivors:
         raise ClusterError(f"processes still running after down: {sorted(survivors)}")
+    if lay.root is not None:
+        releases.leave(lay.root, lay.run_dir)
     return stopped

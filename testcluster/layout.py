@@ -13,6 +13,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import releases
+
 DEFAULT_BASE_PORT = 16800
 DEFAULT_CLUSTER_NAME = "testai"
 NODE_COUNT = 4
@@ -21,6 +23,8 @@ MEMORY_MB_PER_NODE = 64000
 GPUS_PER_NODE = 4
 GPU_TYPE = "h100"
 PARTITION = "gpu"
+# slurmrestd refuses to run as root or SlurmUser: it runs as this user.
+REST_USER = "slurmrest"
 # Live jobs get ids from here on; backfilled history uses the ids below.
 FIRST_LIVE_JOB_ID = 5_000_000
 
@@ -38,6 +42,7 @@ class Layout:
     run_dir: Path
     base_port: int = DEFAULT_BASE_PORT
     cluster: str = DEFAULT_CLUSTER_NAME
+    release: str | None = None   # Slurm release; None: the one recorded in the run dir
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_dir", Path(self.run_dir).resolve())
@@ -70,6 +75,50 @@ class Layout:
         """The slurmdbd database password, made once and kept in the run directory."""
         path = self.etc_dir / "db.password"
         return path.read_text().strip() if path.exists() else ""
+
+    # -- Slurm release -------------------------------------------------------
+    @property
+    def release_file(self) -> Path:
+        return self.run_dir / "slurm-release"
+
+    @property
+    def slurm(self) -> str:
+        """The Slurm release this cluster runs: asked for, else recorded at `up`."""
+        if self.release:
+            return self.release
+        if self.release_file.exists():
+            return self.release_file.read_text().strip()
+        return releases.HOST
+
+    @property
+    def root(self) -> Path | None:
+        """The chroot its Slurm runs in; None for the host's Slurm."""
+        return releases.root_of(self.slurm)
+
+    @property
+    def bin_dir(self) -> Path:
+        """Wrappers that run the root's client commands (first on PATH)."""
+        return self.run_dir / "bin"
+
+    # -- slurmrestd ----------------------------------------------------------
+    @property
+    def rest_socket(self) -> Path:
+        """slurmrestd with local authentication (the peer's uid)."""
+        return self.run_dir / "rest" / "slurmrestd.sock"
+
+    @property
+    def rest_port(self) -> int:
+        """slurmrestd over HTTP with JWT authentication (127.0.0.1)."""
+        return self.base_port + 20
+
+    @property
+    def jwt_key(self) -> Path:
+        return self.etc_dir / "jwt_hs256.key"
+
+    @property
+    def rest_token_file(self) -> Path:
+        """A JWT for REST_USER, made at `up` (scontrol token)."""
+        return self.etc_dir / "slurmrestd.jwt"
 
     # -- ports -------------------------------------------------------------
     @property
@@ -142,4 +191,6 @@ class Layout:
         """Environment for Slurm client commands (sacct, sbatch, sreport) on this cluster."""
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.slurm_conf)
+        if self.root is not None:
+            env["PATH"] = f"{self.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
         return env

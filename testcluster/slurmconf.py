@@ -26,6 +26,9 @@ SlurmUser=root
 SlurmctldPort={lay.slurmctld_port}
 AuthType=auth/munge
 AuthInfo=socket={lay.munge_socket}
+# JWTs for slurmrestd over HTTP (`scontrol token`).
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key={lay.jwt_key}
 CredType=cred/munge
 StateSaveLocation={lay.state_dir}
 SlurmdSpoolDir={lay.spool_dir}/slurmd-%n
@@ -85,6 +88,8 @@ def render_slurmdbd_conf(lay: Layout) -> str:
 # Written by `gpu-usage cluster up`.
 AuthType=auth/munge
 AuthInfo=socket={lay.munge_socket}
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key={lay.jwt_key}
 DbdHost=localhost
 DbdPort={lay.slurmdbd_port}
 SlurmUser=root
