@@ -125,46 +125,39 @@ def _account_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def _quote(value: str) -> str:
-    if "'" in value:
-        raise ValueError(f"cannot put {value!r} into a sacctmgr load file")
-    return f"'{value}'"
-
-
-def render_load_file(cluster: str) -> str:
-    """The whole tree in `sacctmgr load` format: one call instead of one per entity."""
-    lines = [f"Cluster - {_quote(cluster)}"]
+def add_commands(cluster: str, have: set[tuple[str, str]] = frozenset()) -> list[list[str]]:
+    """sacctmgr argument lists that add what `have` (user, account) lacks: accounts
+    parents first, then each user with all its projects. (`sacctmgr load` of one file
+    was quicker on 22.05, but 24.11 creates the accounts of such a file without their
+    associations, so the tree is added entity by entity on every release.)"""
     budgets = {p.name: p.budget_gpu_hours for p in PROJECTS}
-    rows = _account_rows()
-    for parent in ["root", *(a for a, _, _ in rows)]:
-        children = [(a, org) for a, par, org in rows if par == parent]
-        members = [u for u in users() if parent in projects_of(u)]
-        if not children and not members:
+    commands = []
+    for account, parent, org in _account_rows():
+        if ("", account) in have:
             continue
-        lines.append(f"Parent - {_quote(parent)}")
-        for account, org in children:
-            extra = ""
-            if budgets.get(account):
-                extra = f":GrpTRESMins=gres/gpu={budgets[account] * 60}"
-            lines.append(f"Account - {_quote(account)}:Description={_quote(org)}"
-                         f":Organization={_quote(org)}{extra}")
-        for user in members:
-            lines.append(f"User - {_quote(user)}:DefaultAccount={_quote(projects_of(user)[0])}"
-                         f":WCKeys={_quote(','.join(WCKEYS))}:DefaultWCKey='other'")
-    return "\n".join(lines) + "\n"
+        extra = [f"GrpTRESMins=gres/gpu={budgets[account] * 60}"] if budgets.get(account) else []
+        commands.append(["add", "account", account, f"cluster={cluster}", f"parent={parent}",
+                         f"Description={org}", f"Organization={org}", *extra])
+    for user in users():
+        projects = [a for a in projects_of(user) if (user, a) not in have]
+        if projects:
+            commands.append(["add", "user", user, f"cluster={cluster}",
+                             f"account={','.join(projects)}",
+                             f"DefaultAccount={projects_of(user)[0]}",
+                             f"WCKeys={','.join(WCKEYS)}", "DefaultWCKey=other"])
+    return commands
 
 
 def apply(lay: Layout) -> str:
     """Put the tree, the users, their WCKeys and the budgets into slurmdbd (idempotent)."""
     made_unix = ensure_unix_users()
     before = _assoc_pairs(lay)
-    load_file = lay.etc_dir / "accounts.cfg"
-    load_file.write_text(render_load_file(lay.cluster))
-    _sacctmgr(lay, "load", f"file={load_file}")
+    for command in add_commands(lay.cluster, before):
+        _sacctmgr(lay, *command)
     after = _assoc_pairs(lay)
     missing = {(u, a) for u in users() for a in projects_of(u)} - after
     if missing:
-        raise ClusterError(f"sacctmgr load left out user associations: {sorted(missing)}")
+        raise ClusterError(f"sacctmgr add left out user associations: {sorted(missing)}")
     return (f"{len(PROJECTS)} projects in {len(CATEGORIES)} categories, {len(users())} users "
             f"({len(after - before)} associations and {made_unix} Unix users created now)")
 

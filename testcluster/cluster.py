@@ -105,6 +105,10 @@ def write_config(lay: Layout) -> None:
     _write(lay.slurm_conf, render_slurm_conf(lay), 0o644)
     _write(lay.etc_dir / "gres.conf", render_gres_conf(lay), 0o644)
     _write(lay.etc_dir / "slurmdbd.conf", render_slurmdbd_conf(lay), 0o600)
+    if lay.root is not None:
+        # From 24.05 on slurmd loads a cgroup plugin even with proctrack/linuxproc and
+        # task/none; this machine mounts no cgroup file system ("disabled" is 24.05+).
+        _write(lay.etc_dir / "cgroup.conf", "CgroupPlugin=disabled\n", 0o644)
     if not lay.jwt_key.exists():
         _write(lay.jwt_key, secrets.token_hex(32), 0o600)
     _make_gpu_devices(lay)
