@@ -9,9 +9,11 @@ the Slurm release that brought it:
   times are epoch integers, 0 meaning "none".
 - v0.0.39 (23.02): optional numbers become `{"set", "infinite", "number"}`
   objects (array task id, het offset, some times) - `_number` reads both forms.
-- v0.0.40 (23.11): `state.current` becomes a list of flags (`["COMPLETED"]`, or
-  a base state with extra flags such as `["CANCELLED", "REQUEUED"]`); the account
-  associations' limits are nested under `max.tres.group.minutes`.
+- v0.0.39 (23.02): `/jobs` truncates start and end to the window and hides the
+  earlier runs of a requeued job unless `disable_truncate_usage_time` and
+  `show_duplicates` are sent (slurmrestd_source sends them where offered).
+- v0.0.40 (23.11): `state.current` becomes a list: the base state and its flags
+  (`["PENDING", "REQUEUED"]`); sacct names such a record by the flag.
 - v0.0.41 (24.05) to v0.0.44 (26.05): same job shape for what is read here;
   `wckey.flags` lists `ASSIGNED_DEFAULT` for a default WCKey in every version.
 
@@ -48,15 +50,23 @@ def _time(value: Any, name: str) -> int | None:
     return epoch if epoch else None
 
 
+# sacct names a record by its first state flag in this order (Slurm's
+# job_state_string), else by the base state; v0.0.40+ list both, e.g.
+# ["PENDING", "REQUEUED"] for an earlier run of a requeued job, shown as REQUEUED.
+_FLAG_ORDER = ("RESIZING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "SPECIAL_EXIT",
+               "STOPPED", "REVOKED")
+
+
 def _state(value: Any) -> str:
     current = value.get("current") if isinstance(value, dict) else None
     flags = [current] if isinstance(current, str) else current
     if not isinstance(flags, list) or not flags or not all(isinstance(f, str) for f in flags):
         raise FieldError(f"state {value!r} has no current state")
+    for flag in _FLAG_ORDER:
+        if flag in flags:
+            return flag
     base = [f for f in flags if f in KNOWN_STATES]
-    # "REQUEUED" is also a flag beside a base state in v0.0.40+; the base state wins.
-    chosen = [f for f in base if f != "REQUEUED"] or base or flags
-    return chosen[0]
+    return (base or flags)[0]
 
 
 def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:

@@ -58,6 +58,22 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version[1:].split("."))
 
 
+# Query flags that make /jobs answer as sacct --duplicates (no usage truncation, no
+# steps). v0.0.38 (22.05) has only skip_steps and shows duplicates untruncated;
+# v0.0.39+ (23.02+) truncate start and end to the window and hide the earlier runs
+# of a requeued job unless told. Sent when the server's description lists them.
+JOB_FLAGS = ("skip_steps", "show_duplicates", "disable_truncate_usage_time")
+
+
+def jobs_parameters(spec: dict, version: str) -> set[str]:
+    """The query parameters the server's /jobs of `version` accepts."""
+    for path, item in (spec.get("paths") or {}).items():
+        match = _JOBS_PATH.match(path)
+        if match and match[1] == version:
+            return {p.get("name") for p in (item.get("get") or {}).get("parameters") or []}
+    return set()
+
+
 def pick_version(paths: list[str] | dict) -> str:
     """The newest data-parser version that both the server and this collector know."""
     offered = {m[1] for p in paths if (m := _JOBS_PATH.match(p))}
@@ -80,6 +96,7 @@ class RestClient:
     token: str | None = None
     timeout_s: float = 600
     version: str | None = None
+    job_flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -146,6 +163,8 @@ class RestClient:
                     last = exc
                     continue
                 self.version = pick_version(list(spec.get("paths") or {}))
+                offered = jobs_parameters(spec, self.version)
+                self.job_flags = tuple(f for f in JOB_FLAGS if f in offered)
                 break
             else:
                 raise last or SlurmError("slurmrestd has no OpenAPI description")
@@ -161,7 +180,7 @@ class RestClient:
                   "end_time": _relative(now, end_s)}
         if cluster:
             params["cluster"] = cluster
-        params["skip_steps"] = "true"  # steps are never read
+        params.update(dict.fromkeys(self.job_flags, "true"))
         return self.get(f"/slurmdb/{version}/jobs", params)
 
     def job(self, job_id: int) -> dict:

@@ -130,13 +130,16 @@ def status(lay: Layout) -> None:
 @cluster.command()
 @_layout_options
 def env(lay: Layout) -> None:
-    """Print the shell line that points Slurm commands at this cluster.
+    """Print the shell lines that point Slurm commands at this cluster (and, for a
+    release that runs in a root, put its client wrappers first on PATH).
 
     \b
     Example:
       eval "$(gpu-usage cluster env)" && sinfo
     """
     click.echo(f"export SLURM_CONF={lay.slurm_conf}")
+    if lay.root is not None:
+        click.echo(f'export PATH="{lay.bin_dir}:$PATH"')
 
 
 def _month_arg(value: str | None) -> int | None:
