@@ -172,11 +172,12 @@ class RestClient:
 
     # -- accounting ---------------------------------------------------------
     def jobs(self, start_s: int, end_s: int, cluster: str | None = None,
-             now: float | None = None) -> dict:
-        """Every allocation eligible or running in [start, end), as sacct's window."""
+             now: float | None = None, margin_s: int = MARGIN_S) -> dict:
+        """Every allocation eligible or running in [start, end), as sacct's window
+        (starting `margin_s` earlier)."""
         version = self.discover()
         now = time.time() if now is None else now
-        params = {"start_time": _relative(now, start_s - MARGIN_S),
+        params = {"start_time": _relative(now, start_s - margin_s),
                   "end_time": _relative(now, end_s)}
         if cluster:
             params["cluster"] = cluster

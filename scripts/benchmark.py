@@ -16,6 +16,14 @@ the same run:
     later visits, each a new session).
 Prints a table and writes the figures as JSON (--out).
 
+With --sources it compares the doors to Slurm instead, for the same month: the
+plain sacct dump (the floor), then `gpu-usage collect` from an empty store through
+sacct, slurmrestd on its UNIX socket, slurmrestd over HTTP with a JWT, and pyslurm
+where a pyslurm matching the cluster's Slurm is installed (else the reason).
+
+  .venv/bin/python scripts/benchmark.py --sources --jobs 100000 --slurm 22.05 \
+      --out docs/benchmark-sources.json
+
   .venv/bin/python scripts/benchmark.py --jobs 100000 --jobs 1000000 \
       --out docs/benchmark.json
   # the dashboard alone, on a store collected earlier (merged into --out's entry):
@@ -117,6 +125,51 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
             "store_mb": round(size_mb), **scrape, **page}
 
 
+def bench_sources(jobs: int, cli: list[str], env: dict[str, str], lay, work: Path) -> dict:
+    from collector.pyslurm_source import load_pyslurm
+    from collector.sacct_source import SlurmError
+
+    print(f"\n== {jobs:,} jobs in one month on Slurm {lay.slurm}: backfill", flush=True)
+    subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",
+                    str(jobs), "--seed", "1"], env=env, check=True)
+    first, _ = month_bounds(lay.run_dir)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    sacct = ["sacct", "--allusers", "--allocations", "--duplicates", "--parsable2",
+             "--noheader", f"--starttime={first}T00:00:00", f"--endtime={now}",
+             "--format=JobIDRaw,JobID,Cluster,User,Account,Partition,QOS,WCKey,State,Submit,"
+             "Eligible,Start,End,AllocTRES,NNodes,AllocCPUS,NodeList,JobName"]
+    print("   sacct dump ...", flush=True)
+    result = {"jobs": jobs, "slurm": lay.slurm, "sacct_dump_s": round(run(sacct, env), 2)}
+    base = (ROOT / "testcluster" / "facility.toml").read_text().replace(
+        'source = "sacct"', f'source = "sacct"\nhistory_start = {first}')
+    variants = {
+        "sacct": "",
+        "slurmrestd_socket": f'[slurmrestd]\nurl = "unix:{lay.rest_socket}"\n',
+        "slurmrestd_jwt": f'[slurmrestd]\nurl = "http://127.0.0.1:{lay.rest_port}"\n'
+                          f'user = "slurmrest"\ntoken_file = "{lay.rest_token_file}"\n',
+        "pyslurm": "",
+    }
+    for name, extra in variants.items():
+        if name == "pyslurm":
+            try:
+                load_pyslurm()
+            except SlurmError as exc:
+                result["pyslurm"] = f"n/a: {exc}".split(";")[0]
+                continue
+        store = work / f"store-{name}"
+        shutil.rmtree(store, ignore_errors=True)
+        source = name.split("_")[0]
+        text = base.replace('path = "var/store"', f'path = "{store}"').replace(
+            'source = "sacct"', f'source = "{source}"') + "\n" + extra
+        config = work / f"facility-{name}.toml"
+        config.write_text(text)
+        print(f"   collect through {name} ...", flush=True)
+        took = run([*GPU_USAGE, "collect", "--quiet", "--config", str(config)], env)
+        result[f"collect_{name}_s"] = round(took, 2)
+        result[f"collect_{name}_over_sacct_dump"] = round(took / result["sacct_dump_s"], 2)
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -199,6 +252,9 @@ def main() -> None:
     parser.add_argument("--dashboard-only", type=Path, metavar="CONFIG",
                         help="only the dashboard figures, on the store of this policy file")
     parser.add_argument("--month", help="with --dashboard-only: the month to open")
+    parser.add_argument("--sources", action="store_true",
+                        help="compare collection through sacct, slurmrestd and pyslurm")
+    parser.add_argument("--slurm", default="22.05", help="with --sources: the Slurm release")
     args = parser.parse_args()
     if args.dashboard_only:
         env = dict(os.environ, TZ="UTC", PYTHONPATH=str(ROOT))
@@ -212,18 +268,22 @@ def main() -> None:
             args.out.write_text(json.dumps(data, indent=2) + "\n")
             print(f"updated {args.out}")
         return
-    sizes = args.jobs or [100_000, 1_000_000]
+    sizes = args.jobs or ([100_000] if args.sources else [100_000, 1_000_000])
     work = Path(tempfile.mkdtemp(prefix="gpu-usage-bench-"))
     os.chmod(work, 0o755)
     run_dir = args.run_dir or work / "cluster"
     cli = ["--run-dir", str(run_dir), "--base-port", str(args.base_port)]
-    env = dict(os.environ, SLURM_CONF=str(run_dir / "etc" / "slurm.conf"), TZ="UTC",
-               PYTHONPATH=str(ROOT))
-    subprocess.run([*GPU_USAGE, "cluster", "up", *cli], env=env, check=True)
+    from testcluster.layout import Layout
+    lay = Layout(run_dir, args.base_port, release=args.slurm if args.sources else None)
+    env = dict(lay.env(), TZ="UTC", PYTHONPATH=str(ROOT))
+    subprocess.run([*GPU_USAGE, "cluster", "up", *cli,
+                    *(["--slurm", args.slurm] if args.sources else [])], env=env, check=True)
+    env = dict(lay.env(), TZ="UTC", PYTHONPATH=str(ROOT))
     results = []
     try:
         for jobs in sizes:
-            results.append(bench_size(jobs, cli, env, run_dir, work))
+            results.append(bench_sources(jobs, cli, env, lay, work) if args.sources else
+                           bench_size(jobs, cli, env, run_dir, work))
     finally:
         if not args.keep:
             subprocess.run([*GPU_USAGE, "cluster", "down", *cli], env=env, check=False)

@@ -22,6 +22,7 @@ from collector.sacct_source import (
     run_squeue,
     sacct_argv,
 )
+from collector.slurmrestd_source import RestClient
 
 from . import workload
 from .backfill import recorded_spec
@@ -49,10 +50,12 @@ def record(lay: Layout, out_dir: Path) -> Path:
         files["sacct-month-boundary.txt"] = (boundary - 3600, boundary + 3600)
     for name, (start, end) in files.items():
         (target / name).write_text(run_sacct(start, end, env=lay.env()))
+    rest_version = record_slurmrestd(lay, target, files)
     manifest = {
         "slurm_version": version,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "fields": list(SACCT_FIELDS),
+        "slurmrestd_version": rest_version,
         "files": {name: {"argv": sacct_argv(s, e), "window": [s, e]}
                   for name, (s, e) in files.items()},
         "workload": {sub.label: {"job_id": sub.job_id, "user": sub.user,
@@ -64,6 +67,21 @@ def record(lay: Layout, out_dir: Path) -> Path:
     record_sacctmgr(lay, target)
     record_live(lay, target)
     return target
+
+
+def record_slurmrestd(lay: Layout, target: Path, files: dict[str, tuple[int, int]]) -> str:
+    """The same windows and the account tree from slurmrestd (local auth socket), as
+    the collector's slurmrestd door asks; returns the data-parser version used."""
+    client = RestClient(f"unix:{lay.rest_socket}", timeout_s=120)
+    for name, (start, end) in files.items():
+        payload = client.jobs(start, end, lay.cluster, margin_s=0)
+        out = target / name.replace("sacct-", "slurmrestd-").replace(".txt", ".json")
+        out.write_text(json.dumps({"jobs": payload.get("jobs", [])}, indent=1) + "\n")
+    for name, payload in (("associations", client.associations(lay.cluster)),
+                          ("accounts", client.accounts())):
+        keep = {name: payload.get(name, [])}
+        (target / f"slurmrestd-{name}.json").write_text(json.dumps(keep, indent=1) + "\n")
+    return client.discover()
 
 
 def record_sacctmgr(lay: Layout, target: Path) -> None:

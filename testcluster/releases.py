@@ -178,6 +178,14 @@ def daemon_argv(root: Path | None, daemon: str, args: list[str],
     return ["chroot", *spec, str(root), DAEMONS[daemon], *args]
 
 
+def as_user(root: Path | None, user: str, argv: list[str]) -> list[str]:
+    """A Slurm client command run as `user` (job submission): runuser on the host;
+    inside a root, chroot switches the user itself (a user may not chroot)."""
+    if root is None:
+        return ["runuser", "-u", user, "--", *argv]
+    return ["chroot", f"--userspec={user}:{user}", str(root), f"/usr/bin/{argv[0]}", *argv[1:]]
+
+
 def has_program(root: Path | None, program: str) -> bool:
     if root is None:
         return shutil.which(program) is not None

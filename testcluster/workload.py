@@ -13,6 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from . import releases
 from .layout import Layout
 from .processes import ClusterError
 
@@ -75,8 +76,8 @@ def _run(lay: Layout, argv: list[str], timeout_s: float = 30) -> str:
 
 
 def submit(lay: Layout, sub: Submission) -> str:
-    """Submit one job as its user (runuser, argument list); return the job id."""
-    argv = ["runuser", "-u", sub.user, "--", "sbatch", "--parsable", "-A", sub.account,
+    """Submit one job as its user (argument list, no shell); return the job id."""
+    argv = ["sbatch", "--parsable", "-A", sub.account,
             "-t", "10", f"--chdir={lay.jobs_dir}", f"--output={lay.jobs_dir}/%j.out"]
     if sub.wckey:
         argv.append(f"--wckey={sub.wckey}")
@@ -89,7 +90,7 @@ def submit(lay: Layout, sub: Submission) -> str:
     else:
         argv += ["--wrap", sub.command]
     # sbatch prints "id" or "id;cluster"; a het job prints its leader id.
-    return _run(lay, argv).split(";")[0]
+    return _run(lay, releases.as_user(lay.root, sub.user, argv)).split(";")[0]
 
 
 def _state(lay: Layout, job_id: str) -> str:
@@ -108,11 +109,11 @@ def _wait_for(lay: Layout, job_id: str, state: str, timeout_s: float = 60) -> No
 
 def _follow_up(lay: Layout, sub: Submission, job_id: str) -> None:
     if sub.then == "cancel-pending":
-        _run(lay, ["runuser", "-u", sub.user, "--", "scancel", job_id])
+        _run(lay, releases.as_user(lay.root, sub.user, ["scancel", job_id]))
     elif sub.then == "cancel-running":
         _wait_for(lay, job_id, "RUNNING")
         time.sleep(2)
-        _run(lay, ["runuser", "-u", sub.user, "--", "scancel", job_id])
+        _run(lay, releases.as_user(lay.root, sub.user, ["scancel", job_id]))
     elif sub.then == "requeue":
         _wait_for(lay, job_id, "RUNNING")
         time.sleep(2)

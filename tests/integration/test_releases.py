@@ -1,0 +1,155 @@
+"""Every door to Slurm on every release: sacct, slurmrestd over its UNIX socket
+(local auth) and slurmrestd over HTTP with a JWT, on Slurm 22.05 (this machine's
+Debian), 24.11 (Debian 13) and 26.05 (Debian sid; both in debootstrapped roots
+under chroot). For each release the sources must store identical jobs and make
+identical reports, and every source's figures must equal sreport's.
+
+pyslurm is tried too; it skips, naming the reason, where no pyslurm matching the
+release is installed (PyPI's pyslurm is built for Slurm 25.11 only).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from testcluster import backfill
+from testcluster.history import add_months
+from testcluster.layout import Layout
+
+from .conftest import BASE_PORT, assert_nothing_left, make_run_dir, run_cli, some_history
+from .test_collector import gpu_usage, write_policy
+
+pytestmark = pytest.mark.integration
+RELEASES = ("22.05", "24.11", "26.05")
+SOURCES = ("sacct", "slurmrestd-socket", "slurmrestd-jwt")
+
+
+@pytest.fixture(scope="module", params=RELEASES)
+def release(request, lay, cli_args):
+    """(layout, closed months) of a cluster of this release with backfilled history:
+    the session's 22.05 cluster, or a new one in the release's root."""
+    if request.param == lay.slurm:
+        spec = some_history(lay, cli_args)
+        yield lay, _months(spec)
+        return
+    port = BASE_PORT + 200 * (RELEASES.index(request.param) + 1)
+    other = Layout(make_run_dir(f"gpu-usage-it-{request.param}-"), port)
+    args = ("--run-dir", str(other.run_dir), "--base-port", str(port))
+    try:
+        run_cli("cluster", "up", "--slurm", request.param, *args)
+        assert other.slurm == request.param
+        run_cli("cluster", "backfill", *args, "--months", "2", "--jobs", "3000", "--seed", "7")
+        yield other, _months(backfill.recorded_spec(other))
+    finally:
+        run_cli("cluster", "down", *args)
+        assert_nothing_left(other)
+        shutil.rmtree(other.run_dir, ignore_errors=True)
+
+
+def _months(spec) -> list[str]:
+    return [time.strftime("%Y-%m", time.gmtime(add_months(spec.start, i)))
+            for i in range(spec.months)]
+
+
+def _config(lay: Layout, tmp: Path, source: str, start: int) -> Path:
+    path = write_policy(tmp / source, start)
+    text = path.read_text()
+    if source == "slurmrestd-socket":
+        text = text.replace('source = "sacct"', 'source = "slurmrestd"') + (
+            f'\n[slurmrestd]\nurl = "unix:{lay.rest_socket}"\n')
+    elif source == "slurmrestd-jwt":
+        text = text.replace('source = "sacct"', 'source = "slurmrestd"') + (
+            f'\n[slurmrestd]\nurl = "http://127.0.0.1:{lay.rest_port}"\nuser = "slurmrest"\n'
+            f'token_file = "{lay.rest_token_file}"\n')
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def collected(release, tmp_path_factory):
+    """One store per source, each collected from the same cluster."""
+    lay, months = release
+    tmp = tmp_path_factory.mktemp(f"sources-{lay.slurm}")
+    start = backfill.recorded_spec(lay).start
+    configs = {}
+    for source in SOURCES:
+        (tmp / source).mkdir()
+        configs[source] = _config(lay, tmp, source, start)
+        out = gpu_usage(lay, "collect", "--config", str(configs[source])).stdout
+        assert " new, " in out, out
+    return lay, months, configs
+
+
+def _jobs(config: Path) -> dict[tuple, tuple]:
+    store = config.parent / "store" / "gpu-usage.sqlite"
+    with sqlite3.connect(store) as db:
+        cols = [r[1] for r in db.execute("PRAGMA table_info(jobs)")]
+        keep = [c for c in cols if c != "collection_id"]
+        rows = db.execute(f"SELECT {', '.join(keep)} FROM jobs").fetchall()
+    return {row[:3]: row for row in rows}
+
+
+def test_every_source_stores_identical_jobs(collected):
+    lay, _, configs = collected
+    reference = _jobs(configs["sacct"])
+    assert len(reference) >= 2000
+    for source in SOURCES[1:]:
+        other = _jobs(configs[source])
+        assert other.keys() == reference.keys(), (lay.slurm, source)
+        differing = [k for k in reference if reference[k] != other[k]]
+        assert not differing, (lay.slurm, source, [(reference[k], other[k])
+                                                  for k in differing[:3]])
+
+
+def test_every_source_makes_the_same_report(collected):
+    lay, months, configs = collected
+    for month in months:
+        reports = {}
+        for source in SOURCES:
+            text = gpu_usage(lay, "report", "--config", str(configs[source]), "--month", month,
+                             "--format", "json").stdout
+            report = json.loads(text)
+            for key in ("generated_at", "last_collection"):
+                report.pop(key)  # when each store was collected
+            reports[source] = report
+        assert reports["sacct"]["categories"], month
+        for source in SOURCES[1:]:
+            assert reports[source] == reports["sacct"], (lay.slurm, source, month)
+
+
+def test_every_source_equals_sreport(collected):
+    lay, months, configs = collected
+    for source in SOURCES:
+        args = [a for m in months for a in ("--month", m)]
+        out = gpu_usage(lay, "verify", "--config", str(configs[source]), *args).stdout
+        assert out.count("0 differ by more than 1 GPU-minute") == len(months), (source, out)
+
+
+def test_the_data_parser_version_is_discovered(collected):
+    from collector.slurmrestd_source import RestClient
+    lay, _, _ = collected
+    version = RestClient(f"unix:{lay.rest_socket}").discover()
+    expected = {"22.05": "v0.0.38", "24.11": "v0.0.42", "26.05": "v0.0.44"}
+    assert version == expected[lay.slurm]
+
+
+def test_pyslurm_matches_sacct_where_it_can_run(collected):
+    from collector.pyslurm_source import load_pyslurm
+    from collector.sacct_source import SlurmError
+    lay, _, configs = collected
+    try:
+        load_pyslurm()
+    except SlurmError as exc:
+        pytest.skip(f"pyslurm cannot run against Slurm {lay.slurm} here: {exc}")
+    (tmp := configs["sacct"].parent.parent / "pyslurm").mkdir(exist_ok=True)
+    path = tmp / "facility.toml"
+    path.write_text(configs["sacct"].read_text().replace('source = "sacct"', 'source = "pyslurm"')
+                    .replace(str(configs["sacct"].parent), str(tmp)))
+    gpu_usage(lay, "collect", "--config", str(path))
+    assert _jobs(path) == _jobs(configs["sacct"])
