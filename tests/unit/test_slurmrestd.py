@@ -9,6 +9,7 @@ import json
 import socketserver
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -117,11 +118,11 @@ def test_http_needs_a_token_and_the_scheme_is_checked():
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    seen: list[dict] = []
-    spec = {"paths": {"/slurmdb/v0.0.38/jobs": {"get": {"parameters": [
+    seen: ClassVar[list[dict]] = []
+    spec: ClassVar[dict] = {"paths": {"/slurmdb/v0.0.38/jobs": {"get": {"parameters": [
         {"name": "skip_steps"}, {"name": "start_time"}]}}}}
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):  # http.server's name
         self.seen.append({"path": self.path, **dict(self.headers)})
         if self.headers.get("X-SLURM-USER-TOKEN") == "expired":
             self._send(401, b"Authentication failure")
