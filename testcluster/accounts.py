@@ -12,6 +12,7 @@ import pwd
 import subprocess
 from dataclasses import dataclass
 
+from . import releases
 from .layout import Layout
 from .processes import ClusterError
 
@@ -125,11 +126,39 @@ def _account_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
+def _quote(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"cannot put {value!r} into a sacctmgr load file")
+    return f"'{value}'"
+
+
+def render_load_file(cluster: str) -> str:
+    """The whole tree in `sacctmgr load` format: one call instead of one per entity."""
+    lines = [f"Cluster - {_quote(cluster)}"]
+    budgets = {p.name: p.budget_gpu_hours for p in PROJECTS}
+    rows = _account_rows()
+    for parent in ["root", *(a for a, _, _ in rows)]:
+        children = [(a, org) for a, par, org in rows if par == parent]
+        members = [u for u in users() if parent in projects_of(u)]
+        if not children and not members:
+            continue
+        lines.append(f"Parent - {_quote(parent)}")
+        for account, org in children:
+            extra = ""
+            if budgets.get(account):
+                extra = f":GrpTRESMins=gres/gpu={budgets[account] * 60}"
+            lines.append(f"Account - {_quote(account)}:Description={_quote(org)}"
+                         f":Organization={_quote(org)}{extra}")
+        for user in members:
+            lines.append(f"User - {_quote(user)}:DefaultAccount={_quote(projects_of(user)[0])}"
+                         f":WCKeys={_quote(','.join(WCKEYS))}:DefaultWCKey='other'")
+    return "\n".join(lines) + "\n"
+
+
 def add_commands(cluster: str, have: set[tuple[str, str]] = frozenset()) -> list[list[str]]:
     """sacctmgr argument lists that add what `have` (user, account) lacks: accounts
-    parents first, then each user with all its projects. (`sacctmgr load` of one file
-    was quicker on 22.05, but 24.11 creates the accounts of such a file without their
-    associations, so the tree is added entity by entity on every release.)"""
+    parents first, then each user with all its projects (releases without a usable
+    `sacctmgr load`: see releases.LOAD_FILE)."""
     budgets = {p.name: p.budget_gpu_hours for p in PROJECTS}
     commands = []
     for account, parent, org in _account_rows():
@@ -152,12 +181,17 @@ def apply(lay: Layout) -> str:
     """Put the tree, the users, their WCKeys and the budgets into slurmdbd (idempotent)."""
     made_unix = ensure_unix_users()
     before = _assoc_pairs(lay)
-    for command in add_commands(lay.cluster, before):
-        _sacctmgr(lay, *command)
+    if lay.slurm in releases.LOAD_FILE:
+        load_file = lay.etc_dir / "accounts.cfg"
+        load_file.write_text(render_load_file(lay.cluster))
+        _sacctmgr(lay, "load", f"file={load_file}")
+    else:
+        for command in add_commands(lay.cluster, before):
+            _sacctmgr(lay, *command)
     after = _assoc_pairs(lay)
     missing = {(u, a) for u in users() for a in projects_of(u)} - after
     if missing:
-        raise ClusterError(f"sacctmgr add left out user associations: {sorted(missing)}")
+        raise ClusterError(f"sacctmgr left out user associations: {sorted(missing)}")
     return (f"{len(PROJECTS)} projects in {len(CATEGORIES)} categories, {len(users())} users "
             f"({len(after - before)} associations and {made_unix} Unix users created now)")
 

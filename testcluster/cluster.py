@@ -251,8 +251,17 @@ def _start_slurmrestd(lay: Layout) -> None:
     _start(lay, Daemon("slurmrestd-jwt", releases.daemon_argv(
         lay.root, "slurmrestd", ["-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
         user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon")))
-    processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
-                         _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
+    try:
+        processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
+                             _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
+    except ClusterError:
+        # Seen once on a loaded machine: it exited at start without a word. Once more.
+        time.sleep(1)
+        _start(lay, Daemon("slurmrestd", releases.daemon_argv(
+            lay.root, "slurmrestd", ["-a", "rest_auth/local", f"unix:{lay.rest_socket}"],
+            user=REST_USER), _daemon_env(lay)))
+        processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
+                             _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
     out = run_slurm(lay, ["scontrol", "token", f"username={REST_USER}",
                           f"lifespan={366 * 86400}"]).stdout.strip()
     _write(lay.rest_token_file, out.partition("=")[2] + "\n", 0o600)

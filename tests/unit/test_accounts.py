@@ -1,6 +1,8 @@
 """The account tree and its sacctmgr load file."""
 
 
+import re
+
 from testcluster import accounts
 
 
@@ -56,3 +58,29 @@ def test_only_what_is_missing_is_added():
     assert accounts.add_commands("testai", have) == []
     have.discard(("anna", "nl_uva_nlp"))
     assert [c[1:3] for c in accounts.add_commands("testai", have)] == [["user", "anna"]]
+def test_load_file_declares_each_parent_before_its_children():
+    text = accounts.render_load_file("testai")
+    created = {"root"}
+    parent = None
+    for line in text.splitlines()[1:]:
+        kind, _, rest = line.partition(" - ")
+        name = re.match(r"'([^']*)'", rest).group(1)
+        if kind == "Parent":
+            assert name in created, name
+            parent = name
+        elif kind == "Account":
+            assert accounts.parent_of(name) == parent
+            created.add(name)
+        else:
+            assert kind == "User" and parent in accounts.projects_of(name)
+
+
+def test_budgets_become_gpu_minutes_in_the_load_file():
+    text = accounts.render_load_file("testai")
+    assert "Account - 'ehpc_llm01'" in text
+    line = next(x for x in text.splitlines() if x.startswith("Account - 'ehpc_llm01'"))
+    assert line.endswith(":GrpTRESMins=gres/gpu=540000")  # 9000 GPU-hours
+    budgeted = [p for p in accounts.PROJECTS if p.budget_gpu_hours]
+    assert text.count("GrpTRESMins=gres/gpu=") == len(budgeted) >= 3
+
+
