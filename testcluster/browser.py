@@ -95,6 +95,7 @@ def chromium(width: int = 1400, height: int = 1800):
 def wait_rendered(driver, charts: int = 0, timeout_s: float = 60) -> None:
     """Until the page has its title, `charts` drawn Vega charts, and Streamlit has
     stopped running the script."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -106,11 +107,14 @@ def wait_rendered(driver, charts: int = 0, timeout_s: float = 60) -> None:
         drawn = d.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg.marks")
         return len(drawn) >= charts
 
-    WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(done)
+    # Streamlit replaces elements while it re-renders: a stale one means "look again".
+    WebDriverWait(driver, timeout_s, poll_frequency=0.05,
+                  ignored_exceptions=(StaleElementReferenceException,)).until(done)
 
 
 def open_page(driver, page: str, title: str, charts: int = 0, timeout_s: float = 60) -> None:
     """Click the page's link in the sidebar (same session) and wait until it is drawn."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -121,7 +125,8 @@ def open_page(driver, page: str, title: str, charts: int = 0, timeout_s: float =
     if link is None:
         raise BrowserError(f"no sidebar link to {page!r}")
     link.click()
-    WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(
+    WebDriverWait(driver, timeout_s, poll_frequency=0.05,
+                  ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: any(h.text.startswith(title) for h in d.find_elements(By.CSS_SELECTOR, "h1")))
     wait_rendered(driver, charts, timeout_s)
 
