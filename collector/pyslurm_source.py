@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import JobRecord
+from .records import JobRecord, job_id_text
 from .sacct_parser import FieldError, ParseResult, Rejected, parse_tres
 from .sacct_source import SlurmError
 from .sacctmgr_parser import Account
@@ -80,12 +80,7 @@ def job_record(job: dict, tres_names: dict[int, str], cluster: str | None = None
         return None
     het_id = job.get("het_job_id") or None
     offset = job.get("het_job_offset") if het_id else None
-    if array_id is not None:
-        job_id = f"{array_id}_{task}"
-    elif het_id is not None and offset is not None:
-        job_id = f"{het_id}+{offset}"
-    else:
-        job_id = str(raw)
+    job_id = job_id_text(raw, array_id, task, het_id, offset)
     submit = job.get("submit_time") or None
     if submit is None:
         raise FieldError("submit_time is missing")

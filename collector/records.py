@@ -17,6 +17,17 @@ KNOWN_STATES = frozenset({
 })
 
 
+def job_id_text(raw: int, array_id: int | None, task: int | None, het_id: int | None,
+                offset: int | None) -> str:
+    """The JobID as sacct prints it (`123_7`, `123+1`, `123`), for sources that give
+    the parts separately."""
+    if array_id is not None:
+        return f"{array_id}_{task}"
+    if het_id is not None and offset is not None:
+        return f"{het_id}+{offset}"
+    return str(raw)
+
+
 class JobRecord(NamedTuple):
     """A NamedTuple, not a dataclass: a million are made per collection, and the
     field order is the store's column order, so a record is almost its own row."""

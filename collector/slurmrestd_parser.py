@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .records import KNOWN_STATES, JobRecord
+from .records import KNOWN_STATES, JobRecord, job_id_text
 from .sacct_parser import FieldError, ParseResult, Rejected
 from .sacctmgr_parser import Account
 
@@ -115,12 +115,7 @@ def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
         return None  # a pending array: the task ids are still a range (array.task)
     het_id = _number(het.get("job_id"), "het.job_id") or None
     offset = _number(het.get("job_offset"), "het.job_offset") if het_id else None
-    if array_id is not None:
-        job_id = f"{array_id}_{task}"
-    elif het_id is not None and offset is not None:
-        job_id = f"{het_id}+{offset}"
-    else:
-        job_id = str(raw)
+    job_id = job_id_text(raw, array_id, task, het_id, offset)
     times = job.get("time")
     if not isinstance(times, dict):
         raise FieldError("time is missing")

@@ -37,6 +37,7 @@ its own cluster in --run-dir on --base-port and stops it at the end.
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import os
 import shutil
@@ -78,6 +79,12 @@ def month_bounds(run_dir: Path) -> tuple[str, str]:
     return time.strftime("%Y-%m-%d", start), f"{y:04d}-{m:02d}-01"
 
 
+def sacct_dump(first: str) -> list[str]:
+    """The collector's own sacct command for everything from `first` (a date) to now."""
+    from collector.sacct_source import sacct_argv
+    return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), int(time.time()))
+
+
 def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
                work: Path) -> dict:
     print(f"\n== {jobs:,} jobs in one month: backfill", flush=True)
@@ -91,13 +98,8 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
     text = text.replace('path = "var/store"', f'path = "{store}"')
     text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = {first}')
     config.write_text(text)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    sacct = ["sacct", "--allusers", "--allocations", "--duplicates", "--parsable2",
-             "--noheader", f"--starttime={first}T00:00:00", f"--endtime={now}",
-             "--format=JobIDRaw,JobID,Cluster,User,Account,Partition,QOS,WCKey,State,Submit,"
-             "Eligible,Start,End,AllocTRES,NNodes,AllocCPUS,NodeList,JobName"]
     print("   sacct dump ...", flush=True)
-    sacct_s = run(sacct, env)
+    sacct_s = run(sacct_dump(first), env)
     print("   collect from empty ...", flush=True)
     peak_file = work / "peak.json"
     collect_s = run([*PEAK, str(peak_file), "collect", "--quiet", "--config", str(config)], env)
@@ -133,13 +135,9 @@ def bench_sources(jobs: int, cli: list[str], env: dict[str, str], lay, work: Pat
     subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",
                     str(jobs), "--seed", "1"], env=env, check=True)
     first, _ = month_bounds(lay.run_dir)
-    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    sacct = ["sacct", "--allusers", "--allocations", "--duplicates", "--parsable2",
-             "--noheader", f"--starttime={first}T00:00:00", f"--endtime={now}",
-             "--format=JobIDRaw,JobID,Cluster,User,Account,Partition,QOS,WCKey,State,Submit,"
-             "Eligible,Start,End,AllocTRES,NNodes,AllocCPUS,NodeList,JobName"]
     print("   sacct dump ...", flush=True)
-    result = {"jobs": jobs, "slurm": lay.slurm, "sacct_dump_s": round(run(sacct, env), 2)}
+    result = {"jobs": jobs, "slurm": lay.slurm,
+              "sacct_dump_s": round(run(sacct_dump(first), env), 2)}
     base = (ROOT / "testcluster" / "facility.toml").read_text().replace(
         'source = "sacct"', f'source = "sacct"\nhistory_start = {first}')
     variants = {

@@ -245,23 +245,26 @@ def _start_slurmrestd(lay: Layout) -> None:
     rest_dir.mkdir(exist_ok=True)
     shutil.chown(rest_dir, REST_USER, REST_USER)
     rest_dir.chmod(0o755)
-    _start(lay, Daemon("slurmrestd", releases.daemon_argv(
-        lay.root, "slurmrestd", ["-a", "rest_auth/local", f"unix:{lay.rest_socket}"],
-        user=REST_USER), _daemon_env(lay)))
+    def start_local() -> None:
+        _start(lay, Daemon("slurmrestd", releases.daemon_argv(
+            lay.root, "slurmrestd", ["-a", "rest_auth/local", f"unix:{lay.rest_socket}"],
+            user=REST_USER), _daemon_env(lay)))
+
+    def wait_local() -> None:
+        processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
+                             _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
+
+    start_local()
     _start(lay, Daemon("slurmrestd-jwt", releases.daemon_argv(
         lay.root, "slurmrestd", ["-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
         user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon")))
     try:
-        processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
-                             _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
+        wait_local()
     except ClusterError:
         # Seen once on a loaded machine: it exited at start without a word. Once more.
         time.sleep(1)
-        _start(lay, Daemon("slurmrestd", releases.daemon_argv(
-            lay.root, "slurmrestd", ["-a", "rest_auth/local", f"unix:{lay.rest_socket}"],
-            user=REST_USER), _daemon_env(lay)))
-        processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
-                             _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
+        start_local()
+        wait_local()
     out = run_slurm(lay, ["scontrol", "token", f"username={REST_USER}",
                           f"lifespan={366 * 86400}"]).stdout.strip()
     _write(lay.rest_token_file, out.partition("=")[2] + "\n", 0o600)
