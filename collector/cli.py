@@ -208,9 +208,12 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
     live GPUs, data quality, and the monthly report documents.
 
     Reads the store (and squeue/sinfo for the live page); needs the 'dashboard'
-    extra (pip install 'gpu-usage[dashboard]'). Listens on localhost unless told
-    otherwise: put the facility's reverse proxy in front of it. Runs until
-    SIGTERM or Ctrl-C.
+    extra (pip install 'gpu-usage[dashboard]'). Without [dashboard.auth] every
+    visitor is an operator, so it listens on localhost only (another address is
+    refused). With [dashboard.auth] it expects the facility's reverse proxy in
+    front: the proxy's user header decides who sees what (operators everything, a
+    PI their own projects), and a request without the proxy's secret sees
+    nothing. Runs until SIGTERM or Ctrl-C.
 
     \b
     Example:
@@ -225,12 +228,33 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
         click.echo("error: the dashboard needs Streamlit and pandas: "
                    "pip install 'gpu-usage[dashboard]'", err=True)
         raise SystemExit(1)
-    from .config import resolve_path
+    from .access import read_secret
+    from .config import ConfigError, is_loopback, resolve_path
 
     cfg = settings.dashboard
+    listen = cfg.address if address is None else address
+    if cfg.auth is None:
+        if not is_loopback(listen):
+            click.echo(f"error: refusing to listen on {listen}: there is no [dashboard.auth], "
+                       "so every visitor would see everything. Configure the reverse proxy "
+                       "and [dashboard.auth], or listen on 127.0.0.1.", err=True)
+            raise SystemExit(2)
+        click.echo(f"dashboard on http://{listen}:{cfg.port if port is None else port}/ "
+                   "(localhost only: no [dashboard.auth], every visitor is an operator)",
+                   err=True)
+    else:
+        try:
+            read_secret(cfg.auth)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(2) from exc
+        click.echo(f"dashboard on {listen}:{cfg.port if port is None else port} behind the "
+                   f"proxy: user from {cfg.auth.user_header}, {len(cfg.auth.operators)} "
+                   f"operator(s), {len(cfg.auth.pis)} PI(s); requests without the proxy's "
+                   "secret see nothing", err=True)
     env = dict(os.environ, GPU_USAGE_CONFIG=str(resolve_path(config_path).resolve()))
     argv = [sys.executable, "-m", "dashboard.serve",
-            f"--server.address={cfg.address if address is None else address}",
+            f"--server.address={listen}",
             f"--server.port={cfg.port if port is None else port}",
             "--server.headless=true", "--browser.gatherUsageStats=false",
             "--server.fileWatcherType=none", "--global.developmentMode=false",

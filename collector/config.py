@@ -85,12 +85,87 @@ class Exporter(_Model):
     slurm_timeout_s: float = Field(default=20, gt=0)
 
 
+LOGIN = r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$"  # a login / SSO user name (no spaces)
+
+
+class Auth(_Model):
+    """`[dashboard.auth]`: who may see what, behind the facility's reverse proxy.
+
+    The proxy authenticates (single sign-on, basic auth...) and sets `user_header`
+    to the user name; it also sends the shared secret in `secret_header`, so a
+    request that reaches the dashboard without passing the proxy is refused even
+    if it forges the user header. The secret is read from `proxy_secret_file` or
+    the environment variable `proxy_secret_env`, never from this file.
+    `operators` see everything; each user in `pis` sees only the listed Slurm
+    accounts (their projects) and the users who ran jobs there; anyone else sees
+    nothing."""
+
+    user_header: str = Field(default="X-Remote-User", pattern=r"^[A-Za-z0-9-]+$")
+    secret_header: str = Field(default="X-GPU-Usage-Proxy-Secret", pattern=r"^[A-Za-z0-9-]+$")
+    proxy_secret_file: Path | None = None
+    proxy_secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    operators: tuple[str, ...] = ()
+    pis: dict[str, tuple[str, ...]] = {}
+
+    @field_validator("operators")
+    @classmethod
+    def _logins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [u for u in value if not re.match(LOGIN, u)]
+        if bad:
+            raise ValueError(f"not a user name: {', '.join(map(repr, bad))}")
+        return value
+
+    @field_validator("pis")
+    @classmethod
+    def _projects(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        bad = [u for u in value if not re.match(LOGIN, u)]
+        if bad:
+            raise ValueError(f"not a user name: {', '.join(map(repr, bad))}")
+        empty = [u for u, accounts in value.items() if not accounts]
+        if empty:
+            raise ValueError(f"no accounts listed for {', '.join(empty)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Auth:
+        if (self.proxy_secret_file is None) == (self.proxy_secret_env is None):
+            raise ValueError("give exactly one of proxy_secret_file and proxy_secret_env "
+                             "(the secret the reverse proxy sends in secret_header)")
+        both = sorted(set(self.operators) & set(self.pis))
+        if both:
+            raise ValueError(f"both operator and PI: {', '.join(both)}; list each user once")
+        if self.user_header.lower() == self.secret_header.lower():
+            raise ValueError("user_header and secret_header must differ")
+        return self
+
+
 class Dashboard(_Model):
-    """`gpu-usage dashboard`: where the Streamlit app listens (localhost by default:
-    put the facility's reverse proxy with single sign-on in front of it)."""
+    """`gpu-usage dashboard`: where the Streamlit app listens. Without `[dashboard.auth]`
+    every visitor is an operator, so it listens on localhost only; with it, it expects
+    the facility's reverse proxy (single sign-on) in front."""
 
     address: str = "127.0.0.1"
     port: int = Field(default=8501, ge=1, le=65535)
+    auth: Auth | None = None
+
+    @model_validator(mode="after")
+    def _local_without_auth(self) -> Dashboard:
+        if self.auth is None and not is_loopback(self.address):
+            raise ValueError(f"address {self.address!r} is not localhost, but there is no "
+                             "[dashboard.auth]: without it every visitor would see "
+                             "everything; configure the reverse proxy and [dashboard.auth], "
+                             "or listen on 127.0.0.1")
+        return self
+
+
+def is_loopback(address: str) -> bool:
+    import ipaddress
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class Pool(_Model):
@@ -218,6 +293,9 @@ def load(path: Path | None = None) -> Settings:
         raise ConfigError(f"{file}: no such file (give --config or set {ENV_VAR})") from exc
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start}): a policy file is "
+                          "TOML, which is UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
     try:

@@ -20,8 +20,23 @@ PAGES = [
     st.Page("views/reports.py", title="Reports", icon=":material/description:"),
 ]
 
-page = st.navigation(PAGES)
+# A PI sees their own projects only; their navigation has no other page, and every
+# query behind the operator pages refuses them too (state.operator_only).
+PI_PAGES = [st.Page("views/projects.py", title="My projects", icon=":material/folder:",
+                    default=True)]
+
 cfg = state.settings()
+who = state.viewer()
+if who.role == "none":
+    st.title("GPU usage")
+    st.error(f"No access: {who.why}.")
+    st.stop()
+page = st.navigation(PAGES if who.operator else PI_PAGES)
 st.sidebar.markdown(f"**{cfg.facility.name}** · cluster `{cfg.slurm.cluster}`")
+if cfg.dashboard.auth is None:
+    st.sidebar.caption("No [dashboard.auth] configured: listening on localhost only, "
+                       "every visitor is an operator.")
+else:
+    st.sidebar.caption(f"Signed in as {who.user} ({who.role})")
 st.session_state["period"] = state.period_picker(cfg)
 page.run()

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from collector import access
+from collector.access import Viewer
 from collector.config import ConfigError, Settings, load
 from collector.documents import header
 from collector.periods import Period, PeriodError
@@ -47,6 +49,34 @@ def settings() -> Settings:
         st.error(f"The policy file {path} is not valid:\n\n```\n{exc}\n```")
     st.stop()
     raise AssertionError  # pragma: no cover - st.stop() does not return
+
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def _secret(path: str, mtime: float) -> str | None:
+    auth = _settings(path, mtime).dashboard.auth
+    return None if auth is None else access.read_secret(auth)
+
+
+def viewer() -> Viewer:
+    """Who sent this session's request: from the proxy's headers when [dashboard.auth]
+    is configured, else the local operator (the dashboard then listens on localhost)."""
+    cfg, path = settings(), config_path()
+    if cfg.dashboard.auth is None:
+        return access.LOCAL
+    try:
+        secret = _secret(path, Path(path).stat().st_mtime)
+    except ConfigError as exc:
+        st.error(f"The dashboard cannot check who you are: {exc}")
+        st.stop()
+    return access.viewer(cfg.dashboard.auth, st.context.headers.to_dict(), secret)
+
+
+def operator_only() -> None:
+    """Stop the page unless the viewer is an operator (every facility-wide figure)."""
+    who = viewer()
+    if not who.operator:
+        st.error("This page shows the whole facility: operators only.")
+        st.stop()
 
 
 @st.cache_data(ttl=VERSION_TTL_S, show_spinner=False)
@@ -103,22 +133,29 @@ def _version() -> tuple[int, float]:
 
 
 def report(period: Period) -> dict:
-    return _guard(_report, config_path(), period, _version())
+    """The period's report as this viewer may see it (a PI: their projects only)."""
+    return access.scope_report(_guard(_report, config_path(), period, _version()), viewer())
 
 
 def daily(period: Period) -> pd.DataFrame:
+    operator_only()
     return _guard(_daily, config_path(), period, _version())
 
 
 def rows(period: Period) -> pd.DataFrame:
+    operator_only()
     return _guard(_rows, config_path(), period, _version())
 
 
 def burn(account: str) -> pd.DataFrame:
+    if not viewer().may_see(account):
+        st.error(f"No access to {account}.")
+        st.stop()
     return _guard(_burn, config_path(), account, _version())
 
 
 def checks() -> pd.DataFrame:
+    operator_only()
     return _guard(_checks, config_path(), _version())
 
 
@@ -130,12 +167,14 @@ def _document(path: str, period: Period, fmt: str, version: tuple[int, float]) -
 
 def document(period: Period, fmt: str) -> bytes:
     """The PDF or Excel report of the period, as `gpu-usage report --format` writes it."""
+    operator_only()
     return _guard(_document, config_path(), period, fmt, _version())
 
 
 def live() -> tuple[queries.Live | None, str | None]:
     """The live view, or (None, why not) when squeue/sinfo cannot be reached."""
     from collector.sacct_source import SlurmError
+    operator_only()
     try:
         return _live(config_path()), None
     except SlurmError as exc:

@@ -19,9 +19,9 @@ apt_packages=(slurmctld slurmd slurmdbd slurm-client slurmrestd slurm-wlm-jwt-pl
               python3 python3-venv python3-pip util-linux passwd procps
               prometheus systemd fonts-dejavu-core)
 # The tests also need a real headless browser and PDF tools (Debian's own Chromium,
-# never a downloaded one).
+# never a downloaded one), and a real reverse proxy in front of the dashboard (nginx).
 case ",$extras," in
-  *,test,*) apt_packages+=(chromium chromium-driver poppler-utils) ;;
+  *,test,*) apt_packages+=(chromium chromium-driver poppler-utils nginx-light) ;;
 esac
 missing=()
 for pkg in "${apt_packages[@]}"; do

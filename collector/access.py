@@ -1,0 +1,103 @@
+"""Who is looking, and what they may see (pure: headers and settings in, a Viewer out).
+
+The dashboard runs behind the facility's reverse proxy. With `[dashboard.auth]` it
+trusts the proxy's user header only on a request that also carries the proxy's
+shared secret (compared in constant time); without `[dashboard.auth]` it listens on
+localhost only and the local visitor is an operator. An operator sees everything; a
+PI sees only their projects (Slurm accounts) and the users who ran jobs there;
+anyone else sees nothing. `scope_report` cuts a report down to a PI's projects by
+keeping only what is known to be theirs (a whitelist: a new report section stays
+hidden from PIs until someone decides it is theirs to see).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .config import LOGIN, Auth, ConfigError
+
+Role = Literal["operator", "pi", "none"]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    user: str | None
+    role: Role
+    accounts: frozenset[str] = field(default_factory=frozenset)
+    why: str = ""          # for "none": what is missing (never the secret)
+
+    @property
+    def operator(self) -> bool:
+        return self.role == "operator"
+
+    def may_see(self, account: str) -> bool:
+        return self.role == "operator" or (self.role == "pi" and account in self.accounts)
+
+
+LOCAL = Viewer("local", "operator", why="no [dashboard.auth]: localhost only, every "
+               "visitor is an operator")
+
+
+def read_secret(auth: Auth) -> str:
+    """The proxy's shared secret, from its file or environment variable. The error
+    names where it looked, never what it found."""
+    if auth.proxy_secret_file is not None:
+        try:
+            secret = auth.proxy_secret_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"[dashboard.auth] proxy_secret_file {auth.proxy_secret_file}: "
+                              f"cannot read: {exc.strerror}") from exc
+        where = f"proxy_secret_file {auth.proxy_secret_file}"
+    else:
+        secret = os.environ.get(auth.proxy_secret_env or "", "").strip()
+        where = f"environment variable {auth.proxy_secret_env}"
+    if len(secret) < 16:
+        raise ConfigError(f"[dashboard.auth] {where}: the proxy secret is missing or shorter "
+                          "than 16 characters (e.g. `openssl rand -hex 32`)")
+    return secret
+
+
+def viewer(auth: Auth | None, headers: Mapping[str, str], secret: str | None) -> Viewer:
+    """The viewer of one request, from its headers (names compared case-insensitively)."""
+    if auth is None:
+        return LOCAL
+    lower = {k.lower(): v for k, v in headers.items()}
+    sent = lower.get(auth.secret_header.lower(), "")
+    if not secret or not hmac.compare_digest(sent.encode(), secret.encode()):
+        return Viewer(None, "none", why="this request did not come through the facility's "
+                      "proxy (its secret header is missing or wrong)")
+    user = lower.get(auth.user_header.lower(), "").strip()
+    if not user:
+        return Viewer(None, "none", why=f"the proxy sent no user ({auth.user_header} is empty)")
+    if re.match(LOGIN, user) is None:
+        return Viewer(None, "none", why="the proxy sent a user name that is not a login")
+    if user in auth.operators:
+        return Viewer(user, "operator")
+    if user in auth.pis:
+        return Viewer(user, "pi", frozenset(auth.pis[user]))
+    return Viewer(user, "none", why=f"{user} has no role here; ask the facility's operators")
+
+
+def scope_report(report: dict, who: Viewer) -> dict:
+    """The report as `who` may see it: whole for an operator; for a PI only the
+    facility/period header and the rows of their own accounts (accounts, users,
+    allocations); for anyone else nothing."""
+    if who.operator:
+        return report
+    if who.role != "pi":
+        raise PermissionError(who.why or "no access")
+    mine = who.accounts
+    return {
+        "facility": report["facility"], "cluster": report["cluster"],
+        "generated_at": report["generated_at"], "last_collection": report["last_collection"],
+        "period": report["period"],
+        "scope": {"user": who.user, "accounts": sorted(mine)},
+        "accounts": [a for a in report["accounts"] if a["account"] in mine],
+        "users": [u for u in report["users"] if u["account"] in mine],
+        "allocations": [a for a in report["allocations"] if a["account"] in mine],
+    }

@@ -1,0 +1,59 @@
+"""My projects (a PI's only page): their accounts, their users, their allocations and
+burn-down, and the same as CSV/JSON. Everything comes from `state.report`, which a PI
+receives already cut down to their own accounts (collector/access.py)."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, queries, state
+
+period = state.current_period()
+rep = state.report(period)
+mine = rep.get("scope", {}).get("accounts", [])
+
+st.title(f"My projects · {period.label}")
+st.caption(f"{rep['facility']} · projects {', '.join(mine)} · data until "
+           f"{rep['period']['data_until']}")
+
+accounts = pd.DataFrame(rep["accounts"], columns=["account", "category", "organisation",
+                                                  "gpu_hours"])
+users = pd.DataFrame(rep["users"], columns=["user", "account", "gpu_hours"])
+c1, c2 = st.columns(2)
+c1.metric("GPU-hours used", state.gpu_h(float(accounts["gpu_hours"].sum())))
+c2.metric("Users with GPU jobs", f"{users['user'].nunique():,}")
+
+st.subheader("Projects")
+if accounts.empty:
+    state.empty(f"No GPU use in your projects in {period.label}.")
+else:
+    state.table(accounts, hours=("gpu_hours",))
+st.subheader("Users")
+if users.empty:
+    state.empty("No user of your projects ran a GPU job in this period.")
+else:
+    state.table(users.sort_values("gpu_hours", ascending=False), hours=("gpu_hours",))
+
+allocs = queries.allocations(rep)
+st.subheader("Allocations")
+if allocs.empty:
+    state.empty("No allocation is recorded for your projects.")
+else:
+    state.table(allocs, hours=("granted_gpu_hours", "used_gpu_hours_total",
+                               "used_gpu_hours_period", "planned_gpu_hours_to_date",
+                               "projected_unused_gpu_hours"), ratios=("consumed", "plan_ratio"))
+    dated = allocs[allocs["start"].notna()]
+    if not dated.empty:
+        account = st.selectbox("Burn-down of", list(dated["account"]), key="pi_burn_account")
+        row = dated.set_index("account").loc[account]
+        st.altair_chart(charts.burn_chart(state.burn(account), float(row["granted_gpu_hours"]),
+                                          f"{row['project']}: {row['granted_gpu_hours']:,.0f} "
+                                          "GPU-h granted (red line)"), use_container_width=True)
+
+d1, d2 = st.columns(2)
+d1.download_button("Users (CSV)", users.to_csv(index=False), mime="text/csv",
+                   file_name=f"gpu-usage-{period.label}-users.csv")
+d2.download_button("My projects (JSON)", json.dumps(rep, indent=2, ensure_ascii=False),
+                   file_name=f"gpu-usage-{period.label}-projects.json",
+                   mime="application/json")

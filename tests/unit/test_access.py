@@ -1,0 +1,163 @@
+"""Access control without a server: who a request is, what a PI's report keeps, the
+[dashboard.auth] settings and the dashboard command's refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from collector import access
+from collector.access import LOCAL, Viewer, read_secret, scope_report, viewer
+from collector.cli import main
+from collector.config import Auth, ConfigError, load
+
+SECRET = "s3cr3t-" + "x" * 20
+
+
+def auth(**kw) -> Auth:
+    return Auth(**{"proxy_secret_env": "GPU_USAGE_PROXY_SECRET", "operators": ("olga",),
+                   "pis": {"piet": ("proj_a", "proj_b")}, **kw})
+
+
+def headers(user: str | None, secret: str | None = SECRET) -> dict[str, str]:
+    h = {}
+    if user is not None:
+        h["x-remote-user"] = user
+    if secret is not None:
+        h["X-GPU-Usage-Proxy-Secret"] = secret
+    return h
+
+
+def test_without_auth_everyone_is_the_local_operator():
+    assert viewer(None, headers("mallory", "nothing"), None) is LOCAL
+    assert LOCAL.operator and LOCAL.may_see("anything")
+
+
+def test_roles_come_from_the_proxy_header_only_with_the_secret():
+    a = auth()
+    assert viewer(a, headers("olga"), SECRET) == Viewer("olga", "operator")
+    assert viewer(a, headers("piet"), SECRET) == Viewer("piet", "pi",
+                                                         frozenset({"proj_a", "proj_b"}))
+    stranger = viewer(a, headers("eve"), SECRET)
+    assert stranger.role == "none" and "eve has no role" in stranger.why
+    for h in (headers("olga", None), headers("olga", "wrong"), headers("olga", SECRET[:-1]),
+              headers("olga", SECRET + "x")):
+        who = viewer(a, h, SECRET)
+        assert who.role == "none" and who.user is None and "proxy" in who.why
+        assert SECRET not in who.why
+    assert viewer(a, headers(""), SECRET).role == "none"
+    assert viewer(a, headers("olga;rm -rf"), SECRET).role == "none"
+    assert viewer(a, headers("olga"), None).role == "none"  # no secret known: nobody
+
+
+def test_a_pi_may_see_their_accounts_only():
+    pi = Viewer("piet", "pi", frozenset({"proj_a"}))
+    assert pi.may_see("proj_a") and not pi.may_see("proj_c") and not pi.operator
+    assert not Viewer("eve", "none").may_see("proj_a")
+
+
+def report() -> dict:
+    return {
+        "facility": "F", "cluster": "c", "generated_at": "t", "last_collection": "t",
+        "period": {"label": "2026-10"}, "capacity": {"gpus": 16},
+        "categories": [{"category": "science"}], "pools": [], "commercial": {},
+        "accounts": [{"account": "proj_a", "gpu_hours": 1}, {"account": "proj_c",
+                                                             "gpu_hours": 2}],
+        "users": [{"user": "u1", "account": "proj_a"}, {"user": "u2", "account": "proj_c"}],
+        "allocations": [{"account": "proj_c"}, {"account": "proj_a"}],
+        "data_quality": {"rejected_sample": [{"line": "proj_c|u2"}]},
+        "a_future_section": {"who": "everyone"},
+    }
+
+
+def test_a_pis_report_keeps_only_their_rows_and_no_other_section():
+    pi = Viewer("piet", "pi", frozenset({"proj_a"}))
+    got = scope_report(report(), pi)
+    assert "proj_c" not in json.dumps(got) and "u2" not in json.dumps(got)
+    assert [a["account"] for a in got["accounts"]] == ["proj_a"]
+    assert [u["user"] for u in got["users"]] == ["u1"]
+    assert [a["account"] for a in got["allocations"]] == ["proj_a"]
+    assert set(got) == {"facility", "cluster", "generated_at", "last_collection", "period",
+                        "scope", "accounts", "users", "allocations"}
+    assert scope_report(report(), LOCAL) == report()
+    with pytest.raises(PermissionError):
+        scope_report(report(), Viewer("eve", "none", why="no role"))
+
+
+def test_the_secret_comes_from_a_file_or_the_environment_and_is_never_echoed(tmp_path,
+                                                                             monkeypatch):
+    f = tmp_path / "secret"
+    f.write_text(SECRET + "\n")
+    assert read_secret(auth(proxy_secret_env=None, proxy_secret_file=f)) == SECRET
+    monkeypatch.setenv("GPU_USAGE_PROXY_SECRET", SECRET)
+    assert read_secret(auth()) == SECRET
+    monkeypatch.setenv("GPU_USAGE_PROXY_SECRET", "short")
+    with pytest.raises(ConfigError, match="GPU_USAGE_PROXY_SECRET.*shorter than 16") as e:
+        read_secret(auth())
+    assert "short" not in str(e.value).replace("shorter", "")
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_secret(auth(proxy_secret_env=None, proxy_secret_file=tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"proxy_secret_file": "/x"}, "exactly one of proxy_secret_file and proxy_secret_env"),
+    ({"proxy_secret_env": None}, "exactly one of proxy_secret_file and proxy_secret_env"),
+    ({"operators": ("piet",)}, "both operator and PI: piet"),
+    ({"operators": ("a b",)}, "not a user name"),
+    ({"pis": {"piet": ()}}, "no accounts listed for piet"),
+    ({"user_header": "X-GPU-Usage-Proxy-Secret"}, "must differ"),
+    ({"user_header": "X-User\r\nInjected"}, "pattern"),
+])
+def test_bad_auth_settings_are_named(extra, message):
+    with pytest.raises(ValueError, match=message):
+        auth(**extra)
+
+
+POLICY = """
+[facility]
+name = "F"
+[slurm]
+cluster = "c"
+[[pools]]
+name = "p"
+share = 1
+[[categories]]
+name = "c"
+pool = "p"
+quota_share = 1
+accounts = ["a"]
+[commercial]
+category = "c"
+pool = "p"
+"""
+
+
+def test_without_auth_the_dashboard_only_listens_on_localhost(tmp_path):
+    path = tmp_path / "f.toml"
+    path.write_text(POLICY + '[dashboard]\naddress = "0.0.0.0"\n')
+    with pytest.raises(ConfigError, match=r"dashboard: address '0.0.0.0' is not localhost, "
+                                          r"but there is no \[dashboard.auth\]"):
+        load(path)
+    path.write_text(POLICY)
+    result = CliRunner().invoke(main, ["dashboard", "--config", str(path), "--address",
+                                       "10.1.2.3"])
+    assert result.exit_code == 2
+    assert "refusing to listen on 10.1.2.3: there is no [dashboard.auth]" in result.output
+
+
+def test_with_auth_the_dashboard_will_not_start_without_its_secret(tmp_path):
+    path = tmp_path / "f.toml"
+    path.write_text(POLICY + f'[dashboard]\naddress = "0.0.0.0"\n[dashboard.auth]\n'
+                    f'proxy_secret_file = "{tmp_path / "nope"}"\noperators = ["olga"]\n')
+    assert load(path).dashboard.auth.operators == ("olga",)
+    result = CliRunner().invoke(main, ["dashboard", "--config", str(path)])
+    assert result.exit_code == 2
+    assert f"proxy_secret_file {tmp_path / 'nope'}: cannot read" in result.output
+
+
+def test_the_access_module_is_pure():
+    source = Path(access.__file__).read_text()
+    assert "streamlit" not in source and "subprocess" not in source
