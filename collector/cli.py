@@ -123,6 +123,8 @@ def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
     click.echo(f"collected {settings.slurm.cluster}: {done.jobs_new:,} new, "
                f"{done.jobs_updated:,} updated, {done.jobs_unchanged:,} unchanged job records "
                f"from {done.windows} window(s) in {took:.1f} s into {settings.store.path}")
+    if done.message:
+        click.echo(f"note: {done.message}", err=True)
     if done.rejected:
         click.echo(f"warning: {done.rejected:,} record(s) from Slurm could not be read; they "
                    "are kept in the store and shown in the report's data-quality section", err=True)

@@ -81,6 +81,10 @@ class Windows:
         return (self.next_s - start_s) / max(1, self.end_s - start_s)
 
 
+HELD = ("after a failed collection: this span is read again by the next one (records "
+        "slurmctld kept during the outage may still be reaching slurmdbd)")
+
+
 def first_start(settings: Settings, now: float) -> int:
     tz = settings.facility.timezone
     if settings.slurm.history_start is not None:
@@ -174,10 +178,17 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
         else:
             start_s = first_start(settings, now_s)
         history_from = first_start(settings, now_s)
+        # After a failed run (slurmdbd or its database was away), slurmctld delivers the
+        # jobs that ended meanwhile late, and slurmdbd fills in their eligible time later
+        # still (seconds after `sacct -j` shows them; a window query skips them until
+        # then): the first good run after a failure reads the span but does not move the
+        # window on, so the next run reads it again.
+        previous = store.last_collection(cluster, status=None)
+        hold = previous is not None and previous.status == "failed" and not from_scratch
         tally = _Tally()
         try:
             _collect(store, settings, cid, start_s, now_s, history_from, env, progress, tally,
-                     from_scratch)
+                     from_scratch, hold)
         except BaseException as exc:
             # The transaction is rolled back; record the failure in its own one.
             with store.transaction():
@@ -191,7 +202,7 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
 
 def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: int,
              history_from: int, env: dict[str, str] | None, progress: Progress | None,
-             tally: _Tally, from_scratch: bool = False) -> None:
+             tally: _Tally, from_scratch: bool = False, hold: bool = False) -> None:
     slurm = settings.slurm
     cluster, timeout = slurm.cluster, slurm.timeout_s
     origin = bucket_origin(settings.facility.timezone)
@@ -249,9 +260,10 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
                 (cluster, r.id, r.name, r.start_s, r.end_s, ",".join(r.flags), r.nodelist,
                  r.tres_gpus) for r in parse_reservations(resv.result())])
             store.record_collection(Collection(
-                cid, cluster, started, time.time(), "ok", start_s, now_s, tally.windows,
+                cid, cluster, started, time.time(), "ok", start_s,
+                start_s + int(slurm.lookback_hours * 3600) if hold else now_s, tally.windows,
                 tally.new, tally.updated, tally.unchanged, tally.rejected, tally.pending_arrays,
-                ""))
+                HELD if hold else ""))
 
 
 def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: int,

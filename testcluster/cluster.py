@@ -189,6 +189,31 @@ def _start_slurmdbd(lay: Layout) -> None:
         run_slurm(lay, ["sacctmgr", "-i", "add", "cluster", lay.cluster])
 
 
+def stop_daemon(lay: Layout, name: str) -> None:
+    """Stop one daemon (a fault for the tests: slurmdbd or MariaDB gone)."""
+    pid = processes.pid_of(lay.pid_dir, name, lay.run_dir)
+    if pid is not None and processes.terminate([pid]):
+        raise ClusterError(f"{name} (pid {pid}) did not stop")
+    (lay.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+
+
+def start_daemon(lay: Layout, name: str) -> None:
+    """Start a daemon stopped by stop_daemon, and wait until it answers."""
+    starters = {"slurmdbd": _start_slurmdbd, "mariadb": _start_mariadb}
+    if name not in starters:
+        raise ClusterError(f"cannot start {name} alone; known: {', '.join(starters)}")
+    starters[name](lay)
+
+
+def signal_daemon(lay: Layout, name: str, sig: int) -> None:
+    """Send a signal to one daemon (SIGSTOP/SIGCONT: a daemon that stops answering)."""
+    import os
+    pid = processes.pid_of(lay.pid_dir, name, lay.run_dir)
+    if pid is None:
+        raise ClusterError(f"{name} is not running")
+    os.kill(pid, sig)
+
+
 def restart_slurmdbd(lay: Layout) -> None:
     """Stop and start slurmdbd (it rolls up usage when it starts)."""
     pid = processes.pid_of(lay.pid_dir, "slurmdbd", lay.run_dir)

@@ -97,6 +97,26 @@ def test_a_failing_source_leaves_the_store_as_it_was_and_records_the_failure(tmp
     assert done.jobs_new == 1
 
 
+def test_the_run_after_a_failure_reads_the_outage_span_again_next_time(tmp_path):
+    """Records slurmctld kept during an outage reach slurmdbd late (their eligible time
+    later still): the first good run after a failure does not move the window on."""
+    settings, env = fakeslurm.make(tmp_path)
+    first = collect(settings, now=NOW, env=env)
+    with pytest.raises(SlurmError):
+        collect(settings, now=NOW + 600, env={**env, "FAKE_SLURM_FAIL": "1"})
+    lookback = int(settings.slurm.lookback_hours * 3600)
+    recovery = collect(settings, now=NOW + 1200, env=env)
+    assert recovery.window_start_s == first.window_end_s - lookback
+    assert recovery.window_end_s == recovery.window_start_s + lookback  # held
+    assert "read again" in recovery.message
+    late = fakeslurm.line(201, "anna", "ehpc_a", "COMPLETED", "2026-11-01T11:55:00",
+                          "2026-11-01T11:55:00", "2026-11-01T11:58:00", fakeslurm.gpu(1))
+    fakeslurm.write_jobs(tmp_path / "slurm", [*fakeslurm.JOBS, late])  # arrives late
+    after = collect(settings, now=NOW + 1500, env=env)
+    assert after.window_start_s == recovery.window_start_s and after.jobs_new == 1
+    assert after.window_end_s == NOW + 1500 and after.message == ""
+
+
 def test_a_malformed_line_is_kept_and_counted_not_dropped(tmp_path):
     settings, env = fakeslurm.make(tmp_path, [*fakeslurm.JOBS, "108|108|testai|x|broken"])
     done = collect(settings, now=NOW, env=env)
