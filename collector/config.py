@@ -42,8 +42,13 @@ class Facility(_Model):
         return value
 
 
+# Slurm's own rule for names it stores (clusters, accounts): letters, digits, _ . -
+SLURM_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+
+
 class Slurm(_Model):
-    cluster: str = Field(min_length=1)
+    # Reaches sacct/sacctmgr/sreport as an argument (never through a shell): checked.
+    cluster: str = Field(pattern=SLURM_NAME)
     source: Literal["sacct", "slurmrestd", "pyslurm"] = "sacct"
     history_start: date | None = None
     window_hours: float = Field(default=24 * 31, ge=1, le=24 * 366)
@@ -58,7 +63,7 @@ class Slurmrestd(_Model):
     collection time (never stored in the settings, never logged)."""
 
     url: str = "unix:/run/slurmrestd/slurmrestd.socket"
-    user: str | None = None
+    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
     token_file: Path | None = None
     token_env: str = "SLURM_JWT"
 

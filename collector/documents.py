@@ -57,8 +57,19 @@ def render_document(report: dict, fmt: str) -> bytes:
 # --- Excel -----------------------------------------------------------------------------
 def _excel_value(value: object) -> object:
     if isinstance(value, list):
-        return "; ".join(map(str, value)) or None   # no warnings: an empty cell
+        value = "; ".join(map(str, value)) or None   # no warnings: an empty cell
+    if isinstance(value, str):
+        # Control characters are not allowed in a worksheet: shown as U+FFFD.
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+        return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
     return value
+
+
+def _string_cells(row) -> None:
+    from openpyxl.cell.cell import TYPE_STRING
+    for c in row:
+        if isinstance(c.value, str):
+            c.data_type = TYPE_STRING  # never a formula, whatever the text
 
 
 def xlsx(report: dict) -> bytes:
@@ -77,10 +88,12 @@ def xlsx(report: dict) -> bytes:
                 ("Time zone", p["timezone"]), ("Data until", p["data_until"]),
                 ("Generated", report["generated_at"]),
                 ("Last collection", report["last_collection"])):
-        about.append(row)
+        about.append([_excel_value(v) for v in row])
+        _string_cells(about[about.max_row])
     about.append(())
     for line in service_lines(report):
-        about.append((line,))
+        about.append((_excel_value(line),))
+        _string_cells(about[about.max_row])
     for c in about["A"]:
         c.font = Font(bold=True)
     about.column_dimensions["A"].width = 18
@@ -106,6 +119,16 @@ def xlsx(report: dict) -> bytes:
             ws.column_dimensions[ws.cell(1, i).column_letter].width = max(12, len(header(col))
                                                                            + 2)
         ws.freeze_panes = "A2"
+    quality = report.get("data_quality") or {}
+    if quality.get("rejected_sample"):
+        ws = wb.create_sheet("Rejected lines")
+        ws.append(["source", "line number", "reason", "line (as Slurm printed it)"])
+        for c in ws[1]:
+            c.font = bold
+        for s in quality["rejected_sample"]:
+            ws.append([_excel_value(s[k]) for k in ("source", "line_no", "reason", "line")])
+            _string_cells(ws[ws.max_row])
+        ws.column_dimensions["D"].width = 100
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 
 FORMATS = ("table", "csv", "md", "json")
@@ -115,12 +116,18 @@ def _csv(report: dict) -> str:
     return out.getvalue()
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
+_MD_ACTIVE = re.compile(r"([\\`*_\[\]!|~$])")
+
+
+def md_escape(text: str) -> str:
+    """Text for a Markdown line or table cell: shown as is, never as markup (no link,
+    image, emphasis, math, HTML or extra table column) and on one line."""
+    text = _MD_ACTIVE.sub(r"\\\1", text).replace("<", "&lt;")
+    return re.sub(r"[\r\n\t]+", " ", text)
 
 
 def _markdown(report: dict) -> str:
-    lines = [f"# {_md_escape(title_of(report))}", ""]
+    lines = [f"# {md_escape(title_of(report))}", ""]
     for title, key, columns in SECTIONS:
         rows = get_rows(report, key)
         lines += [f"## {title}", ""]
@@ -131,9 +138,9 @@ def _markdown(report: dict) -> str:
         lines.append("|" + "|".join("---:" if c.endswith(("hours", "share")) else "---"
                                     for c in columns) + "|")
         for row in rows:
-            lines.append("| " + " | ".join(_md_escape(cell(c, row[c])) for c in columns) + " |")
+            lines.append("| " + " | ".join(md_escape(cell(c, row[c])) for c in columns) + " |")
         lines.append("")
-    lines += [f"- {_md_escape(line)}" for line in service_lines(report)]
+    lines += [f"- {md_escape(line)}" for line in service_lines(report)]
     return "\n".join(lines) + "\n"
 
 

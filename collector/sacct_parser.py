@@ -59,6 +59,9 @@ _DAYS: dict[str, int] = {}  # "2026-10-01" -> epoch of its midnight (UTC)
 _SEEN: dict[str, int] = {}  # whole timestamps: submit, eligible, start and end repeat a lot
 
 
+MAX_DIGITS = 15  # a count or id longer than this is garbage (and would not fit the store)
+
+
 def parse_time(text: str, name: str) -> int | None:
     """A sacct timestamp printed in UTC (the door sets TZ=UTC) as epoch seconds.
 
@@ -76,6 +79,8 @@ def parse_time(text: str, name: str) -> int | None:
             if match is None:
                 raise ValueError(text)
             midnight = calendar.timegm(time.strptime(match[1], "%Y-%m-%d"))
+            if midnight < 0:
+                raise ValueError(text)
         except ValueError as exc:
             raise FieldError(f"{name} {text!r} is not a time like 2026-10-01T00:00:00") from exc
         _DAYS[match[1]] = midnight
@@ -97,7 +102,7 @@ def parse_tres(text: str) -> tuple[int, tuple[tuple[str, int], ...]]:
         if not item.startswith("gres/gpu"):
             continue
         key, sep, value = item.partition("=")
-        if not sep or not value.isdigit():
+        if not sep or not value.isdigit() or len(value) > MAX_DIGITS:
             raise FieldError(f"AllocTRES {item!r} is not a count like gres/gpu=8")
         if key == "gres/gpu":
             gpus = int(value)
@@ -107,7 +112,7 @@ def parse_tres(text: str) -> tuple[int, tuple[tuple[str, int], ...]]:
 
 
 def _int(text: str, name: str) -> int:
-    if not text.isdigit():
+    if not text.isdigit() or len(text) > MAX_DIGITS:
         raise FieldError(f"{name} {text!r} is not a number")
     return int(text)
 
@@ -134,12 +139,15 @@ def parse_line(line: str, cluster: str | None = None) -> JobRecord | None:
         raise FieldError("State is empty")
     base = int(match["base"])
     ran = nodelist not in ("None assigned", "")
+    start_s, end_s = parse_time(start, "Start"), parse_time(end, "End")
+    if start_s is not None and end_s is not None and end_s < start_s:
+        raise FieldError(f"End {end} is before Start {start}")
     return JobRecord(
         cluster or cluster_text, _int(raw, "JobIDRaw"), submit, job_id,
         base if task is not None else None, int(task) if task is not None else None,
         base if offset is not None else None, int(offset) if offset is not None else None,
         user, account, partition, qos, wckey.removeprefix("*"), wckey.startswith("*"), state,
-        parse_time(eligible, "Eligible"), parse_time(start, "Start"), parse_time(end, "End"),
+        parse_time(eligible, "Eligible"), start_s, end_s,
         gpus, typed, _int(nnodes, "NNodes") if ran else 0,
         _int(cpus, "AllocCPUS") if ran else 0, nodelist if ran else "", name)
 

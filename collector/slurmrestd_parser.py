@@ -41,6 +41,8 @@ def _number(value: Any, name: str) -> int | None:
         value = value.get("number")
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldError(f"{name} {value!r} is not a number")
+    if not 0 <= value < 10**15:
+        raise FieldError(f"{name} {value} is out of range")
     return value
 
 
@@ -79,8 +81,8 @@ def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:
         kind, name, count = item.get("type"), item.get("name") or "", item.get("count")
         if kind not in ("gres", "cpu", "node") or (kind == "gres" and name[:3] != "gpu"):
             continue  # energy of a running job has no count yet; other TRES are not read
-        if isinstance(count, bool) or not isinstance(count, int):
-            raise FieldError(f"TRES {kind}/{name} count {count!r} is not a number")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 10**15:
+            raise FieldError(f"TRES {kind}/{name} count {count!r} is not a count")
         if kind == "gres" and name == "gpu":
             gpus = count
         elif kind == "gres" and name.startswith("gpu:"):
@@ -125,10 +127,14 @@ def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
     wckey = job.get("wckey") or {}
     if isinstance(wckey, str):  # not seen, but harmless
         wckey = {"wckey": wckey, "flags": []}
+    if not isinstance(wckey, dict) or not isinstance(wckey.get("wckey") or "", str):
+        raise FieldError(f"wckey {wckey!r} is not a WCKey")
     nodelist = _text(job, "nodes")
     ran = nodelist not in ("None assigned", "")
     gpus, cpus, nodes, typed = _tres((job.get("tres") or {}).get("allocated", []))
     start, end = _time(times.get("start"), "time.start"), _time(times.get("end"), "time.end")
+    if start is not None and end is not None and end < start:
+        raise FieldError(f"time.end {end} is before time.start {start}")
     alloc_nodes = _number(job.get("allocation_nodes"), "allocation_nodes")
     return JobRecord(
         cluster or _text(job, "cluster"), raw, submit, job_id,
@@ -145,7 +151,7 @@ def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
 def parse_jobs(payload: dict, cluster: str | None = None) -> ParseResult:
     """Every job of a `/jobs` (or `/job/{id}`) response, read or rejected."""
     result = ParseResult()
-    jobs = payload.get("jobs")
+    jobs = payload.get("jobs") if isinstance(payload, dict) else None
     if not isinstance(jobs, list):
         raise FieldError("the response has no jobs list")
     for index, job in enumerate(jobs, 1):

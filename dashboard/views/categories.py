@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from collector.render import md_escape
 from dashboard import charts, queries, state
 
 cfg = state.settings()
@@ -27,7 +28,7 @@ with left:
 with right:
     project = st.selectbox("Project (Slurm account)", list(projects["account"]),
                            key="drill_project")
-    st.subheader(f"Users of {project}")
+    st.subheader(f"Users of {md_escape(project)}")
     state.table(queries.breakdown(rows, "user", category=category, account=project),
                 hours=("gpu_hours",), ratios=("share",))
 

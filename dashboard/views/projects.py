@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from collector.render import md_escape
 from dashboard import charts, queries, state
 
 period = state.current_period()
@@ -14,7 +15,7 @@ rep = state.report(period)
 mine = rep.get("scope", {}).get("accounts", [])
 
 st.title(f"My projects · {period.label}")
-st.caption(f"{rep['facility']} · projects {', '.join(mine)} · data until "
+st.caption(f"{md_escape(rep['facility'])} · projects {md_escape(', '.join(mine))} · data until "
            f"{rep['period']['data_until']}")
 
 accounts = pd.DataFrame(rep["accounts"], columns=["account", "category", "organisation",

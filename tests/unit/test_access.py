@@ -161,3 +161,26 @@ def test_with_auth_the_dashboard_will_not_start_without_its_secret(tmp_path):
 def test_the_access_module_is_pure():
     source = Path(access.__file__).read_text()
     assert "streamlit" not in source and "subprocess" not in source
+
+
+def test_secrets_stay_out_of_config_check_and_errors(tmp_path, monkeypatch):
+    """The proxy secret and the slurmrestd JWT are read from files/the environment;
+    `config check` shows where, never what, and so does a failing collection."""
+    token, secret = "eyJhbGciOi.JWT-" + "t" * 30, "proxy-" + "s" * 30
+    (tmp_path / "jwt").write_text(token)
+    (tmp_path / "proxy").write_text(secret)
+    path = tmp_path / "f.toml"
+    path.write_text(POLICY + f'[slurmrestd]\nurl = "http://127.0.0.1:9"\nuser = "slurm"\n'
+                    f'token_file = "{tmp_path / "jwt"}"\n[store]\npath = "{tmp_path / "s"}"\n'
+                    f'[dashboard.auth]\nproxy_secret_file = "{tmp_path / "proxy"}"\n'
+                    'operators = ["olga"]\n')
+    path.write_text(path.read_text().replace('cluster = "c"', 'cluster = "c"\n'
+                                             'source = "slurmrestd"'))
+    runner = CliRunner()
+    shown = runner.invoke(main, ["config", "check", "--config", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert str(tmp_path / "jwt") in shown.output and token not in shown.output
+    assert secret not in shown.output
+    failed = runner.invoke(main, ["collect", "--config", str(path), "--quiet"])
+    assert failed.exit_code == 1 and "127.0.0.1:9" in failed.output
+    assert token not in failed.output and secret not in failed.output

@@ -49,6 +49,10 @@ BASE = TESTCLUSTER.read_text()
     (('source = "sacct"', 'source = "sacct"\nlookback_hours = -1'), "slurm.lookback_hours"),
     (('source = "sacct"', 'source = "sacct"\nhistory_start = "last year"'),
      "slurm.history_start"),
+    (('cluster = "testai"', 'cluster = "testai; rm -rf /"'), "slurm.cluster: String should "
+     "match pattern"),
+    (('cluster = "testai"', 'cluster = "-Mall"'), "slurm.cluster"),
+    (('[slurm]', '[slurmrestd]\nuser = "root\\r\\nX-Evil: 1"\n[slurm]'), "slurmrestd.user"),
 ])
 def test_each_mistake_names_the_file_and_the_key(tmp_path, change, expected):
     old, new = change
@@ -105,3 +109,14 @@ def test_config_check_prints_settings_or_exits_2(tmp_path):
     bad = _write(tmp_path, BASE.replace('name = "Test AI Factory"', 'name = ""'))
     result = runner.invoke(main, ["config", "check", "--config", str(bad)])
     assert result.exit_code == 2 and "facility.name" in result.stderr
+
+
+def test_nothing_reaches_a_shell():
+    """Slurm commands get argument lists (subprocess without a shell); no module builds
+    a command line as a string."""
+    root = Path(__file__).parents[2]
+    for package in ("collector", "dashboard", "testcluster", "scripts"):
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text()
+            for bad in ("shell=True", "os.system(", "os.popen("):
+                assert bad not in text, f"{path}: {bad}"

@@ -1,0 +1,250 @@
+"""A mutation fuzzer over what the collector reads: sacct lines, slurmrestd job JSON
+and the policy file, each mutated from real recorded input (tests/fixtures) with a
+seeded random generator, so a failure replays.
+
+The rule checked on every input: it is read or it is rejected with a reason and
+counted, never a crash, never a record that silently vanishes; a policy file is
+valid or refused with ConfigError naming the file, never another exception.
+`scripts/fuzz.py` runs it at length and prints the figures; the unit tests run a
+shorter round of the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector.config import ConfigError, load
+from collector.sacct_parser import FieldError, parse_sacct
+from collector.slurmrestd_parser import parse_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+POLICY = ROOT / "testcluster" / "facility.toml"
+
+HOSTILE_TEXT = (
+    "", " ", "|", "||", "\n", "\r\n", "\t", '"', "'", "\\", "\x00", "\x7f",
+    "<script>alert(1)</script>",
+    "=HYPERLINK(\"http://evil\")", "${jndi:x}", "%s%n", "-1", "0", "2147483648",
+    "18446744073709551616", "1e999", "NaN", "Unknown", "None", "INVALID", "2026-13-45T25:61:61",
+    "1970-01-01T00:00:00", "9999-12-31T23:59:59", "gres/gpu=-4", "gres/gpu:h100=999999999",
+    "node[1-", "node[0-99999]", "ünï 中文 \u202e", "x" * 5000, "😀", "\ud7ff",
+)
+HOSTILE_JSON = (None, "", " ", -1, 0, 2**63, 2**70, -(2**70), 1.5, float("inf"), True, False,
+                [], {}, [None], {"set": True, "infinite": True, "number": -5},
+                {"set": "yes", "number": "x"}, "NaN", "x" * 5000, "<b>x</b>",
+                ["PENDING", 3], {"current": None})
+HOSTILE_TOML = ("-1", "0", "1e999", "nan", "inf", '""', '"x"', "[]", "{}", "true",
+                '"../../etc/passwd"', "2026-13-45", "1979-05-27T07:32:00Z",
+                '"Europe/Nowhere"', '"[unclosed"', "[1, \"a\"]", '"\\u0000"',
+                '"' + "x" * 5000 + '"',
+                "{ a = 1 }", "'''multi\nline'''", "0x7fffffffffffffff")
+
+
+@dataclass
+class Tally:
+    inputs: int = 0
+    records: int = 0
+    rejected: int = 0
+    pending: int = 0
+    refused: int = 0          # whole inputs refused with the documented error
+    failures: list[str] = field(default_factory=list)   # broke the rule (must stay empty)
+
+    def line(self, what: str) -> str:
+        return (f"{what}: {self.inputs:,} inputs, {self.records:,} records read, "
+                f"{self.rejected:,} rejected with a reason, {self.pending:,} pending arrays, "
+                f"{self.refused:,} refused whole, {len(self.failures)} broke the rule")
+
+
+# --- sacct ------------------------------------------------------------------------------
+def _mutate_line(rng: random.Random, line: str) -> str:
+    fields = line.split("|")
+    kind = rng.randrange(7)
+    if kind == 0:       # a field replaced by something hostile
+        fields[rng.randrange(len(fields))] = rng.choice(HOSTILE_TEXT)
+    elif kind == 1:     # a field dropped or doubled
+        i = rng.randrange(len(fields))
+        fields[i:i + 1] = [] if rng.random() < 0.5 else [fields[i], fields[i]]
+    elif kind == 2:     # cut short
+        return line[:rng.randrange(len(line) + 1)]
+    elif kind == 3:     # random characters inserted
+        i = rng.randrange(len(line) + 1)
+        return line[:i] + rng.choice(HOSTILE_TEXT) + line[i:]
+    elif kind == 4:     # two fields swapped
+        i, j = rng.randrange(len(fields)), rng.randrange(len(fields))
+        fields[i], fields[j] = fields[j], fields[i]
+    elif kind == 5:     # a digit changed
+        digits = [i for i, c in enumerate(line) if c.isdigit()]
+        if digits:
+            i = rng.choice(digits)
+            return line[:i] + rng.choice("0123456789-") + line[i + 1:]
+    else:               # several of the above
+        for _ in range(rng.randrange(2, 5)):
+            line = _mutate_line(rng, line)
+        return line
+    return "|".join(fields)
+
+
+def sacct_lines() -> list[str]:
+    lines = []
+    for path in sorted(FIXTURES.glob("slurm-*/sacct-*.txt")):
+        lines += [x for x in path.read_text().splitlines() if x.strip()]
+    return lines
+
+
+def fuzz_sacct(n: int, seed: int = 1) -> Tally:
+    rng, real, tally = random.Random(seed), sacct_lines(), Tally()
+    for _ in range(n):
+        picked = [rng.choice(real) for _ in range(rng.randrange(1, 6))]
+        lines = [_mutate_line(rng, x) if rng.random() < 0.8 else x for x in picked]
+        text = "\n".join(lines)
+        tally.inputs += 1
+        try:
+            result = parse_sacct(text)
+        except Exception as exc:
+            tally.failures.append(f"{type(exc).__name__}: {exc} <- {text[:300]!r}")
+            continue
+        nonblank = [x for x in text.splitlines() if x.strip()]
+        got = len(result.records) + len(result.rejected) + len(result.pending_arrays)
+        if got != len(nonblank):
+            tally.failures.append(f"{len(nonblank)} lines but {got} read/rejected <- {text!r}")
+        bad = [r for r in result.records if not _sane(r)]
+        if bad:
+            tally.failures.append(f"insane record {bad[0]} <- {text[:300]!r}")
+        tally.records += len(result.records)
+        tally.rejected += len(result.rejected)
+        tally.pending += len(result.pending_arrays)
+    return tally
+
+
+def _sane(r) -> bool:
+    return (r.gpus >= 0 and r.nodes >= 0 and r.cpus >= 0 and r.submit_s >= 0
+            and (r.start_s is None or r.end_s is None or r.end_s >= r.start_s)
+            and all(isinstance(t, str) for t in (r.cluster, r.user, r.account, r.partition,
+                                                  r.qos, r.wckey, r.state, r.nodelist, r.name))
+            and all(0 <= v < 10**15 for v in (r.job_id_raw, r.submit_s, r.gpus, r.nodes,
+                                              r.cpus, r.start_s or 0, r.end_s or 0,
+                                              r.eligible_s or 0, *(c for _, c in r.gpu_types))))
+
+
+# --- slurmrestd ------------------------------------------------------------------------
+def _paths(value, prefix=()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:4]):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _mutate_job(rng: random.Random, job: dict) -> dict:
+    job = copy.deepcopy(job)
+    for _ in range(rng.randrange(1, 4)):
+        paths = [p for p in _paths(job) if p]
+        if not paths:
+            break
+        path = rng.choice(paths)
+        parent = job
+        for part in path[:-1]:
+            parent = parent[part]
+        if isinstance(parent, dict) and rng.random() < 0.3:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = copy.deepcopy(rng.choice(HOSTILE_JSON))
+    return job
+
+
+def rest_jobs() -> list[dict]:
+    jobs = []
+    for path in sorted(FIXTURES.glob("slurm-*/slurmrestd-*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("jobs"), list):
+            jobs += data["jobs"]
+    return jobs
+
+
+def fuzz_rest(n: int, seed: int = 2) -> Tally:
+    rng, real, tally = random.Random(seed), rest_jobs(), Tally()
+    for _ in range(n):
+        jobs = [_mutate_job(rng, rng.choice(real)) if rng.random() < 0.8 else rng.choice(real)
+                for _ in range(rng.randrange(1, 4))]
+        tally.inputs += 1
+        try:
+            result = parse_jobs({"jobs": jobs})
+        except Exception as exc:
+            tally.failures.append(f"{type(exc).__name__}: {exc} <- "
+                                  f"{json.dumps(jobs, default=str)[:300]}")
+            continue
+        got = len(result.records) + len(result.rejected) + len(result.pending_arrays)
+        if got != len(jobs):
+            tally.failures.append(f"{len(jobs)} jobs but {got} read/rejected")
+        bad = [r for r in result.records if not _sane(r)]
+        if bad:
+            tally.failures.append(f"insane record {bad[0]}")
+        tally.records += len(result.records)
+        tally.rejected += len(result.rejected)
+        tally.pending += len(result.pending_arrays)
+    for whole in (None, [], "x", {"jobs": "x"}, {"jobs": None}, {}):
+        tally.inputs += 1
+        try:
+            parse_jobs(whole)  # type: ignore[arg-type]
+            tally.failures.append(f"accepted {whole!r} as a response")
+        except FieldError:
+            tally.refused += 1
+        except Exception as exc:
+            tally.failures.append(f"{type(exc).__name__}: {exc} <- {whole!r}")
+    return tally
+
+
+# --- the policy file -------------------------------------------------------------------
+def _mutate_policy(rng: random.Random, lines: list[str]) -> str:
+    lines = list(lines)
+    for _ in range(rng.randrange(1, 4)):
+        i = rng.randrange(len(lines))
+        kind = rng.randrange(6)
+        if kind == 0 and "=" in lines[i]:
+            key = lines[i].split("=", 1)[0]
+            lines[i] = f"{key}= {rng.choice(HOSTILE_TOML)}"
+        elif kind == 1:
+            del lines[i]
+        elif kind == 2:
+            lines.insert(i, lines[i])
+        elif kind == 3:
+            lines[i] = lines[i][:rng.randrange(len(lines[i]) + 1)]
+        elif kind == 4:
+            lines.insert(i, rng.choice(("[facility]", "[[pools]]", "[dashboard.auth]",
+                                        "unknown_key = 1", "[slurm]\ncluster = \"\"")))
+        else:
+            lines[i] = lines[i] + rng.choice(HOSTILE_TEXT)
+    return "\n".join(lines)
+
+
+def fuzz_policy(n: int, seed: int = 3, as_bytes: Callable[[str], bytes] | None = None) -> Tally:
+    rng, tally = random.Random(seed), Tally()
+    lines = POLICY.read_text().splitlines()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "facility.toml"
+        for i in range(n):
+            text = _mutate_policy(rng, lines)
+            data = text.encode("utf-8", "surrogatepass")
+            if i % 10 == 0:  # now and then not UTF-8 at all
+                data = data.replace(b"=", b"= \xff\xfe", 1)
+            path.write_bytes(data)
+            tally.inputs += 1
+            try:
+                load(path)
+                tally.records += 1
+            except ConfigError as exc:
+                tally.refused += 1
+                if str(path) not in str(exc):
+                    tally.failures.append(f"error does not name the file: {exc}")
+            except Exception as exc:
+                tally.failures.append(f"{type(exc).__name__}: {exc} <- {text[:300]!r}")
+    return tally
