@@ -166,3 +166,29 @@ def test_an_unknown_state_is_counted_and_shown(tmp_path):
         got = build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=NOW)
     assert got["data_quality"]["unusual_states"] == {"FUTURE_STATE": 1}
     assert got["capacity"]["allocated_gpu_hours"] == 70
+
+
+def test_a_job_running_across_the_month_boundary_is_split_and_never_counted_twice(tmp_path):
+    """Job C (2 GPUs) started 10-31 20:00 and runs when November is reported; it ends
+    11-01 18:00 before the next collection: October keeps its 8 GPU-h, November gets
+    the rest, and the months add up to the job."""
+    settings, env = fakeslurm.make(tmp_path)
+    oct_, nov = (periods.parse_month(m, "UTC") for m in ("2026-10", "2026-11"))
+
+    def used(period, now) -> float:
+        with Store.open_reader(settings.store.path) as store:
+            rep = build_report(store, settings, period, now=now)
+        return by(rep["accounts"], "account")["com_acme"]["gpu_hours"]
+
+    collect(settings, now=NOW, env=env)
+    assert (used(oct_, NOW), used(nov, NOW)) == (8, 2 * 12)
+    later = NOW + 12 * 3600
+    assert (used(oct_, later), used(nov, later)) == (8, 2 * 24)  # still running: to now
+    ended = [j.replace("|RUNNING|", "|COMPLETED|").replace("|Unknown|", "|2026-11-01T18:00:00|")
+             if j.startswith("103|") else j for j in fakeslurm.JOBS]
+    assert ended != fakeslurm.JOBS
+    fakeslurm.write_jobs(tmp_path / "slurm", ended)
+    done = collect(settings, now=later, env=env)
+    assert done.jobs_updated == 1
+    assert (used(oct_, later), used(nov, later)) == (8, 2 * 18)
+    assert used(oct_, later) + used(nov, later) == 2 * 22  # 20:00 to 18:00 next day
