@@ -67,6 +67,7 @@ operators = ["{OPERATOR}"]
 pis = {{ {PI} = ["{mine}"] }}
 """)
     gpu_usage(lay, "config", "check", "--config", str(path))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with dashboard(path, dict(lay.env()), log=ARTIFACTS / "dashboard-auth.log") as direct, \
             nginx_proxy(tmp / "nginx", free_port(), direct, PASSWORDS, secret) as proxied:
         yield {"direct": direct, "proxy": proxied, "report": rep, "month": month,
