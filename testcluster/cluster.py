@@ -243,11 +243,28 @@ def _nodes_ready(lay: Layout) -> bool:
 
 
 def _start_slurmds(lay: Layout) -> None:
-    for node in lay.nodes:
-        _start(lay, Daemon(f"slurmd-{node}", releases.daemon_argv(
-            lay.root, "slurmd", ["-D", "-N", node]), _daemon_env(lay)))
-    processes.wait_until("slurmd nodes", lambda: _nodes_ready(lay), 60,
-                         log=lay.log_dir / "slurmctld.log")
+    def start(nodes: list[str]) -> None:
+        for node in nodes:
+            _start(lay, Daemon(f"slurmd-{node}", releases.daemon_argv(
+                lay.root, "slurmd", ["-D", "-N", node]), _daemon_env(lay)))
+
+    def dead() -> list[str]:
+        return [n for n in lay.nodes if not _alive_check(lay, f"slurmd-{n}")()]
+
+    start(list(lay.nodes))
+    try:
+        processes.wait_until("slurmd nodes", lambda: _nodes_ready(lay), 60,
+                             lambda: not dead(), lay.log_dir / "slurmctld.log")
+    except ClusterError:
+        # A node's port is in the ephemeral range: a passing client connection may
+        # hold it for a moment. Start the nodes that exited once more, naming them.
+        again = dead()
+        if not again:
+            raise
+        start(again)
+        processes.wait_until(f"slurmd {', '.join(again)} (started twice)",
+                             lambda: _nodes_ready(lay), 60, lambda: not dead(),
+                             lay.log_dir / f"slurmd-{again[0]}.log")
 
 
 def _ensure_user(name: str) -> None:
