@@ -109,17 +109,22 @@ def fuzz_sacct(n: int, seed: int = 1) -> Tally:
         except Exception as exc:
             tally.failures.append(f"{type(exc).__name__}: {exc} <- {text[:300]!r}")
             continue
-        nonblank = [x for x in text.splitlines() if x.strip()]
-        got = len(result.records) + len(result.rejected) + len(result.pending_arrays)
-        if got != len(nonblank):
-            tally.failures.append(f"{len(nonblank)} lines but {got} read/rejected <- {text!r}")
-        bad = [r for r in result.records if not _sane(r)]
-        if bad:
-            tally.failures.append(f"insane record {bad[0]} <- {text[:300]!r}")
-        tally.records += len(result.records)
-        tally.rejected += len(result.rejected)
-        tally.pending += len(result.pending_arrays)
+        _count(tally, result, len([x for x in text.splitlines() if x.strip()]),
+               f"lines <- {text[:300]!r}")
     return tally
+
+
+def _count(tally: Tally, result, expected: int, what: str) -> None:
+    """Add one parse result; every one of `expected` items read or rejected, all sane."""
+    got = len(result.records) + len(result.rejected) + len(result.pending_arrays)
+    if got != expected:
+        tally.failures.append(f"{expected} {what}: {got} read or rejected")
+    bad = [r for r in result.records if not _sane(r)]
+    if bad:
+        tally.failures.append(f"insane record {bad[0]} in {what}")
+    tally.records += len(result.records)
+    tally.rejected += len(result.rejected)
+    tally.pending += len(result.pending_arrays)
 
 
 def _sane(r) -> bool:
@@ -182,15 +187,7 @@ def fuzz_rest(n: int, seed: int = 2) -> Tally:
             tally.failures.append(f"{type(exc).__name__}: {exc} <- "
                                   f"{json.dumps(jobs, default=str)[:300]}")
             continue
-        got = len(result.records) + len(result.rejected) + len(result.pending_arrays)
-        if got != len(jobs):
-            tally.failures.append(f"{len(jobs)} jobs but {got} read/rejected")
-        bad = [r for r in result.records if not _sane(r)]
-        if bad:
-            tally.failures.append(f"insane record {bad[0]}")
-        tally.records += len(result.records)
-        tally.rejected += len(result.rejected)
-        tally.pending += len(result.pending_arrays)
+        _count(tally, result, len(jobs), "jobs")
     for whole in (None, [], "x", {"jobs": "x"}, {"jobs": None}, {}):
         tally.inputs += 1
         try:

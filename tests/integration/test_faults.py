@@ -143,6 +143,12 @@ def wait_in_sacct(lay, ids: list[str], timeout_s: float = 120) -> None:
         time.sleep(1)
 
 
+def last_good(lay, site) -> tuple[dict, list, float]:
+    """The month's report, the stored jobs and the exporter's error count before a fault."""
+    return (month_report(lay, site["policy"], site["month"]), stored_jobs(site["store"]),
+            scrape(site["port"]).get("gpu_usage_collection_errors_total", 0))
+
+
 def assert_failed_cleanly(lay, site, proc, before: dict, jobs_before: list, errors: float,
                           pattern: str) -> None:
     assert proc.returncode == 1, (proc.returncode, proc.stderr)
@@ -175,9 +181,7 @@ def assert_caught_up(lay, site, ids: list[str]) -> None:
 
 
 def test_slurmdbd_stopped_during_a_collection(lay, site):
-    before = month_report(lay, site["policy"], site["month"])
-    jobs_before = stored_jobs(site["store"])
-    errors = scrape(site["port"]).get("gpu_usage_collection_errors_total", 0)
+    before, jobs_before, errors = last_good(lay, site)
     # A collection from scratch reads every window again: long enough to stop
     # slurmdbd while it runs.
     running = start_cli(lay, "collect", "--config", str(site["policy"]), "--from-scratch")
@@ -197,9 +201,7 @@ def test_slurmdbd_stopped_during_a_collection(lay, site):
 
 
 def test_slurmdbd_not_answering_is_a_timeout(lay, site):
-    before = month_report(lay, site["policy"], site["month"])
-    jobs_before = stored_jobs(site["store"])
-    errors = scrape(site["port"]).get("gpu_usage_collection_errors_total", 0)
+    before, jobs_before, errors = last_good(lay, site)
     cluster.signal_daemon(lay, "slurmdbd", signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -216,9 +218,7 @@ def test_slurmdbd_not_answering_is_a_timeout(lay, site):
 
 
 def test_mariadb_restarted(lay, site):
-    before = month_report(lay, site["policy"], site["month"])
-    jobs_before = stored_jobs(site["store"])
-    errors = scrape(site["port"]).get("gpu_usage_collection_errors_total", 0)
+    before, jobs_before, errors = last_good(lay, site)
     cluster.stop_daemon(lay, "mariadb")
     try:
         proc = cli(lay, "collect", "--config", str(site["policy"]))

@@ -59,14 +59,11 @@ def test_any_text_as_a_policy_file_is_valid_or_a_named_config_error(tmp_path_fac
         assert str(path) in str(exc)
 
 
-def test_non_utf8_policy_is_named():
-    import tempfile
-    from pathlib import Path
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "facility.toml"
-        path.write_bytes(b'[facility]\nname = "\xff"\n')
-        with pytest.raises(ConfigError, match=r"facility.toml: not UTF-8 text \(byte 19\)"):
-            load(path)
+def test_non_utf8_policy_is_named(tmp_path):
+    path = tmp_path / "facility.toml"
+    path.write_bytes(b'[facility]\nname = "\xff"\n')
+    with pytest.raises(ConfigError, match=r"facility.toml: not UTF-8 text \(byte 19\)"):
+        load(path)
 
 
 def test_markdown_escape_leaves_no_markup():
