@@ -283,9 +283,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
       gpu-usage verify --config /etc/gpu-usage/facility.toml
       gpu-usage verify --month 2026-09 --month 2026-10 --details
     """
-    import time
-
-    from . import periods
+    from . import clock, periods
     from .sacct_source import SlurmError
     from .store import Store, StoreBusy, StoreError
     from .verify import TOLERANCE_MINUTES, SreportFormatError, save_check, verify_period
@@ -298,7 +296,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
             period = periods.parse_month(text, tz)
         except periods.PeriodError as exc:
             raise click.BadParameter(str(exc), param_hint="--month") from exc
-        if period.end_s > time.time():
+        if period.end_s > clock.now():
             raise click.BadParameter(f"{period.label} is not over yet; sreport and the store "
                                      "agree only on closed months", param_hint="--month")
         chosen.append(period)

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import clock
 from . import sacct_source as door
 from .config import Settings
 from .periods import default_history_start, local_midnight
@@ -166,10 +167,10 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
 
     `from_scratch` forgets every stored job and reads the whole history again, in the
     same single transaction (readers keep the old figures until it commits)."""
-    now_s = int(time.time() if now is None else now)
+    now_s = int(clock.now_or(now))
     slurm = settings.slurm
     cluster = slurm.cluster
-    started = time.time()
+    started, t0 = clock.now(), time.monotonic()
     with Store.open_writer(store_dir or settings.store.path) as store:
         cid = store.next_collection_id()
         last = store.last_collection(cluster)
@@ -193,8 +194,8 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
             # The transaction is rolled back; record the failure in its own one.
             with store.transaction():
                 store.record_collection(Collection(
-                    cid, cluster, started, time.time(), "failed", start_s, now_s,
-                    tally.windows, 0, 0, 0, tally.rejected, 0,
+                    cid, cluster, started, started + time.monotonic() - t0, "failed", start_s,
+                    now_s, tally.windows, 0, 0, 0, tally.rejected, 0,
                     f"{type(exc).__name__}: {exc}"[:2000]))
             raise
         return store.last_collection(cluster)  # type: ignore[return-value]
@@ -209,7 +210,7 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
     day_of = LocalDays(settings.facility.timezone)
     source = open_source(settings, env)
     cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600), target=source.window_target)
-    started = time.time()
+    started, t0 = clock.now(), time.monotonic()
     with ThreadPoolExecutor(max_workers=5) as pool:
         accounts = pool.submit(source.accounts)
         events = pool.submit(door.run_sacctmgr_events, cluster, history_from, timeout, env)
@@ -260,7 +261,7 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
                 (cluster, r.id, r.name, r.start_s, r.end_s, ",".join(r.flags), r.nodelist,
                  r.tres_gpus) for r in parse_reservations(resv.result())])
             store.record_collection(Collection(
-                cid, cluster, started, time.time(), "ok", start_s,
+                cid, cluster, started, started + time.monotonic() - t0, "ok", start_s,
                 start_s + int(slurm.lookback_hours * 3600) if hold else now_s, tally.windows,
                 tally.new, tally.updated, tally.unchanged, tally.rejected, tally.pending_arrays,
                 HELD if hold else ""))

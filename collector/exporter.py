@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from .clock import now as clock_now
 from .config import Settings
 from .metrics import ExporterStatus, families
 from .policy import AccountMap
@@ -45,7 +46,7 @@ class Exporter(Collector):
     (`collect`); a refresh replaces whole immutable views, so no lock is needed."""
 
     def __init__(self, settings: Settings, env: dict[str, str] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = clock_now):
         self.settings = settings
         self.env = env
         self.clock = clock

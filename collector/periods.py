@@ -7,10 +7,11 @@ a month with a daylight-saving change has 743 or 745 hours.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
+
+from . import clock
 
 
 class PeriodError(ValueError):
@@ -64,13 +65,9 @@ def year(year_: int, timezone: str) -> Period:
     return _span("year", f"{year_:04d}", year_, 1, 12, timezone)
 
 
-def today(timezone: str, now: float | None = None) -> date:
-    return datetime.fromtimestamp(time.time() if now is None else now, ZoneInfo(timezone)).date()
-
-
 def parse_month(text: str, timezone: str, now: float | None = None) -> Period:
     """YYYY-MM, `last` (the previous month) or `this` (the current month, to now)."""
-    d = today(timezone, now)
+    d = clock.today(timezone, now)
     if text in ("last", "this"):
         y, m = _add_months(d.year, d.month, -1 if text == "last" else 0)
         return month(y, m, timezone)
@@ -82,7 +79,7 @@ def parse_month(text: str, timezone: str, now: float | None = None) -> Period:
 
 def parse_quarter(text: str, timezone: str, now: float | None = None) -> Period:
     """YYYYQN (e.g. 2026Q3), `last` or `this`."""
-    d = today(timezone, now)
+    d = clock.today(timezone, now)
     if text in ("last", "this"):
         q = (d.month - 1) // 3 + 1
         y, q = (d.year, q) if text == "this" else ((d.year, q - 1) if q > 1 else (d.year - 1, 4))
@@ -95,7 +92,7 @@ def parse_quarter(text: str, timezone: str, now: float | None = None) -> Period:
 
 def parse_year(text: str, timezone: str, now: float | None = None) -> Period:
     """YYYY, `last` or `this`."""
-    d = today(timezone, now)
+    d = clock.today(timezone, now)
     if text in ("last", "this"):
         return year(d.year - (text == "last"), timezone)
     if not re.fullmatch(r"\d{4}", text):
@@ -132,6 +129,6 @@ def months_of(period: Period) -> list[Period]:
 def default_history_start(timezone: str, now: float | None = None) -> int:
     """13 months back: the first day of the month 13 months before the current one, so
     that last year's same month and everything since are complete."""
-    d = today(timezone, now)
+    d = clock.today(timezone, now)
     y, m = _add_months(d.year, d.month, -13)
     return local_midnight(date(y, m, 1), timezone)

@@ -7,14 +7,13 @@ floats rounded to 1/1000; shares are 0..1.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from . import usage
+from . import clock, usage
 from .capacity import Capacity
 from .config import Settings
 from .periods import Period, local_midnight, months_of, year_to_date
@@ -147,7 +146,7 @@ def capacity_entry(cap: Capacity, allocated_s: int) -> dict:
 def build_report(store: Store, settings: Settings, period: Period,
                  now: float | None = None) -> dict:
     """Everything a report on `period` shows, computed from the store."""
-    now_s = int(time.time() if now is None else now)
+    now_s = int(clock.now_or(now))
     cluster, tz = settings.slurm.cluster, settings.facility.timezone
     until = max(period.start_s, min(period.end_s, now_s))
     running = store.open_jobs(cluster)  # read once; every sum below clips them

@@ -21,10 +21,10 @@ import http.client
 import json
 import re
 import socket
-import time
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from . import clock
 from .sacct_source import SlurmError
 
 # Data-parser versions whose job JSON slurmrestd_parser reads (oldest first).
@@ -176,7 +176,7 @@ class RestClient:
         """Every allocation eligible or running in [start, end), as sacct's window
         (starting `margin_s` earlier)."""
         version = self.discover()
-        now = time.time() if now is None else now
+        now = clock.now_or(now)
         params = {"start_time": _relative(now, start_s - margin_s),
                   "end_time": _relative(now, end_s)}
         if cluster:

@@ -8,10 +8,9 @@ sees half of a refresh.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from . import periods, usage
+from . import clock, periods, usage
 from .config import Settings
 from .live_parser import LiveJob, NodeGpus, parse_sinfo, parse_squeue
 from .policy import AccountMap, map_accounts
@@ -68,7 +67,7 @@ def read_health(store: Store, cluster: str) -> Health:
 
 def read_store_view(settings: Settings, now: float | None = None) -> StoreView:
     """The current month's report and the collector's health; raises StoreError."""
-    now_s = time.time() if now is None else now
+    now_s = clock.now_or(now)
     cluster, tz = settings.slurm.cluster, settings.facility.timezone
     with Store.open_reader(settings.store.path) as store:
         period = periods.parse_month("this", tz, now_s)

@@ -8,10 +8,10 @@ summed over its descendants before the comparison. Pure apart from
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from . import clock
 from .config import Settings
 from .periods import Period
 from .policy import descendants
@@ -100,7 +100,7 @@ def verify_period(store: Store, settings: Settings, period: Period,
     text = run_sreport_accounts(period.start_s, period.end_s, cluster,
                                 settings.slurm.timeout_s, env)
     return compare(period.label, ours, usage.tree(store, cluster).parents,
-                   parse_sreport_accounts(text), time.time())
+                   parse_sreport_accounts(text), clock.now())
 
 
 def save_check(store: Store, cluster: str, check: Check) -> None:

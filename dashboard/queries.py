@@ -9,14 +9,13 @@ report documents and the exporter show the same numbers.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from collector import periods, usage
+from collector import clock, periods, usage
 from collector.config import Settings
 from collector.periods import Period
 from collector.policy import descendants, map_accounts
@@ -42,7 +41,7 @@ def period_of(settings: Settings, kind: str, value: str | tuple[date, date],
 
 def recent_months(settings: Settings, count: int = 24, now: float | None = None) -> list[str]:
     """Labels of this month and the `count - 1` before it, newest first."""
-    d = periods.today(settings.facility.timezone, now)
+    d = clock.today(settings.facility.timezone, now)
     y, m, out = d.year, d.month, []
     for _ in range(count):
         out.append(f"{y:04d}-{m:02d}")
@@ -98,7 +97,7 @@ def commercial(rep: dict) -> dict:
 def daily_by_category(settings: Settings, period: Period, now: float | None = None
                       ) -> pd.DataFrame:
     """GPU-hours per local day and category over the period (running jobs up to now)."""
-    now_s = int(time.time() if now is None else now)
+    now_s = int(clock.now_or(now))
     cluster, tz = settings.slurm.cluster, settings.facility.timezone
     with Store.open_reader(settings.store.path) as store:
         days = usage.daily_usage(store, cluster, period.start_s, period.end_s, now_s, tz)
@@ -118,7 +117,7 @@ def daily_by_category(settings: Settings, period: Period, now: float | None = No
 def usage_rows(settings: Settings, period: Period, now: float | None = None) -> pd.DataFrame:
     """The period's usage by account, user, partition, GPU type, WCKey and job size,
     with each account's category and pool: the table every breakdown groups."""
-    now_s = int(time.time() if now is None else now)
+    now_s = int(clock.now_or(now))
     cluster = settings.slurm.cluster
     with Store.open_reader(settings.store.path) as store:
         rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s)
@@ -181,7 +180,7 @@ def filter_allocations(df: pd.DataFrame, which: str) -> pd.DataFrame:
 def burn_down(settings: Settings, account: str, now: float | None = None) -> pd.DataFrame:
     """Per day of an allocation: GPU-hours used so far, the linear plan, and what is left
     of the grant (the burn-down); days after now have only the plan."""
-    now_s = int(time.time() if now is None else now)
+    now_s = int(clock.now_or(now))
     tz, cluster = settings.facility.timezone, settings.slurm.cluster
     alloc = next((a for a in settings.allocations if a.account == account), None)
     if alloc is None:
@@ -258,7 +257,7 @@ def live(settings: Settings) -> Live:
                        if k != UNMAPPED or any(v)])
     total = sum(n.gpus for n in nodes)
     available = sum(n.gpus for n in nodes if n.available)
-    return Live(time.time(), df, total, available, bad_jobs + bad_nodes)
+    return Live(clock.now(), df, total, available, bad_jobs + bad_nodes)
 
 
 # --- Data quality ---------------------------------------------------------------------

@@ -7,14 +7,12 @@ finished collection shows at once and nothing is recomputed in between.
 from __future__ import annotations
 
 import os
-import time
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from collector import access
+from collector import access, clock
 from collector.access import Viewer
 from collector.config import ConfigError, Settings, load
 from collector.documents import header
@@ -201,7 +199,7 @@ def period_picker(cfg: Settings) -> Period:
     _from_link()
     kind = side.radio("Period", queries.PERIOD_KINDS, horizontal=True, key="period_kind",
                       format_func=str.capitalize)
-    today = date.today()
+    today = clock.today(cfg.facility.timezone)
     try:
         if kind == "month":
             months = queries.recent_months(cfg)
@@ -267,6 +265,6 @@ def empty(message: str) -> None:
 
 
 def age(epoch: float) -> str:
-    s = max(0, time.time() - epoch)
+    s = max(0, clock.now() - epoch)
     return f"{s:.0f} s ago" if s < 120 else f"{s / 60:.0f} min ago" if s < 7200 else \
         f"{s / 3600:.1f} h ago"

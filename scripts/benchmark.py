@@ -81,8 +81,9 @@ def month_bounds(run_dir: Path) -> tuple[str, str]:
 
 def sacct_dump(first: str) -> list[str]:
     """The collector's own sacct command for everything from `first` (a date) to now."""
+    from collector import clock
     from collector.sacct_source import sacct_argv
-    return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), int(time.time()))
+    return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), int(clock.now()))
 
 
 def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
@@ -292,7 +293,9 @@ def main() -> None:
         print("| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c])
                                 for c in cols) + " |")
     if args.out:
-        args.out.write_text(json.dumps({"measured_at": time.strftime("%Y-%m-%d"),
+        from collector import clock
+        measured = time.strftime("%Y-%m-%d", time.gmtime(clock.now()))
+        args.out.write_text(json.dumps({"measured_at": measured,
                                         "machine": f"{os.cpu_count()} cores",
                                         "results": results}, indent=2) + "\n")
         print(f"wrote {args.out}")

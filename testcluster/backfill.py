@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from ClusterShell.NodeSet import NodeSet
 from ClusterShell.RangeSet import RangeSet
 
+from collector import clock
+
 from . import database
 from .history import FIRST_JOB_ID, History, HistoryJob, HistorySpec, generate
 from .layout import (
@@ -232,7 +234,7 @@ def rollup(lay: Layout, since: int, progress: Progress, timeout_s: float = 1800)
         conn.commit()
         started = time.monotonic()
         restart_slurmdbd(lay)
-        want = _expected_marks(int(time.time()))
+        want = _expected_marks(int(clock.now()))
         while True:
             conn.commit()  # a fresh snapshot for the next read
             with conn.cursor() as cur:

@@ -13,6 +13,8 @@ from typing import Any
 import click
 from rich.progress import TaskID
 
+from collector import clock
+
 from .layout import DEFAULT_BASE_PORT, DEFAULT_CLUSTER_NAME, Layout, default_run_dir
 from .processes import ClusterError
 from .releases import RELEASES
@@ -183,7 +185,7 @@ def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | 
     from . import backfill as bf
     from .history import HistorySpec, day, default_start
 
-    now = int(time.time())
+    now = int(clock.now())
     start = _month_arg(start_month) or default_start(months, now)
     spec = HistorySpec(start=start, months=months, jobs=jobs, seed=seed, not_after=now - 7200,
                        utilisation=utilisation)

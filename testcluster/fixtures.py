@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from collector import clock
 from collector.sacct_parser import SACCT_FIELDS
 from collector.sacct_source import (
     run_sacct,
@@ -40,9 +41,9 @@ def record(lay: Layout, out_dir: Path) -> Path:
     version = slurm_version(lay)
     target = out_dir / f"slurm-{version}"
     target.mkdir(parents=True, exist_ok=True)
-    started = int(time.time()) - 60
+    started = int(clock.now()) - 60
     submitted = workload.run(lay)
-    ended = int(time.time()) + 60
+    ended = int(clock.now()) + 60
     files = {"sacct-workload.txt": (started, ended)}
     spec = recorded_spec(lay)
     if spec.months >= 2:
@@ -53,7 +54,7 @@ def record(lay: Layout, out_dir: Path) -> Path:
     rest_version = record_slurmrestd(lay, target, files)
     manifest = {
         "slurm_version": version,
-        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now())),
         "fields": list(SACCT_FIELDS),
         "slurmrestd_version": rest_version,
         "files": {name: {"argv": sacct_argv(s, e), "window": [s, e]}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.table import Table
 
+from collector import clock
 from collector.sacct_parser import parse_time
 
 from .accounts import CATEGORIES
@@ -81,7 +82,7 @@ def print_summary(lay: Layout, console: Console, months: int = 3) -> None:
     live_jobs = sum(1 for x in live.split() if int(x.split("+")[0]) >= FIRST_LIVE_JOB_ID)
     console.print(f"[bold]{lay.cluster}[/]: {len(nodes) // 3} nodes, {gpus} GPUs; "
                   f"{live_jobs} live jobs in the last day; SLURM_CONF={lay.slurm_conf}")
-    figures = [month_figures(lay, m) for m in recent_months(int(time.time()), months)]
+    figures = [month_figures(lay, m) for m in recent_months(int(clock.now()), months)]
     table = Table(title="GPU-hours per month, from sreport -T gres/gpu (UTC months)")
     for col in ("month", "jobs", "allocated", "down", "planned down", "capacity", "utilisation"):
         table.add_column(col, justify="right")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from collector import clock
 from collector.documents import SHEETS, header
 from collector.render import SECTIONS, get_rows
 from testcluster import history
@@ -47,7 +48,7 @@ def site(lay, cli_args, tmp_path_factory):
     path = write_policy(tmp_path_factory.mktemp("dashboard"), spec.start)
     gpu_usage(lay, "collect", "--config", str(path))
     months = [time.strftime("%Y-%m", time.gmtime(history.add_months(spec.start, i)))
-              for i in range(spec.months) if history.add_months(spec.start, i + 1) <= time.time()]
+              for i in range(spec.months) if history.add_months(spec.start, i + 1) <= clock.now()]
     assert months, "the backfill has no closed month"
     return path, months
 

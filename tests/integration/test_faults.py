@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector import clock
 from collector.store import db_path
 from testcluster import cluster, workload
 from testcluster.browser import free_port
@@ -129,7 +130,7 @@ def wait_in_sacct(lay, ids: list[str], timeout_s: float = 120) -> None:
     """Until slurmdbd has the outage's jobs whole: a time-window query (as the collector
     makes) shows them. `sacct -j` shows them seconds earlier, with no eligible time
     yet, and a window query skips them until it is filled in."""
-    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 3600))
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(clock.now() - 3600))
     deadline = time.monotonic() + timeout_s
     while True:
         proc = subprocess.run(["sacct", "-n", "-X", "-P", "-a", "-o", "JobID,State", "-S",

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 from prometheus_client import generate_latest
 
+from collector import clock
 from collector.collect import collect
 from collector.config import ConfigError, load
 from collector.documents import render_document
@@ -157,6 +158,7 @@ def test_rejected_lines_show_on_the_data_quality_page_as_text(hostile_site, tmp_
     path = tmp_path / "facility.toml"
     path.write_text(toml_of({**fakeslurm.POLICY, "store": {"path": str(settings_.store.path)}}))
     monkeypatch.setenv("GPU_USAGE_CONFIG", str(path))
+    monkeypatch.setenv(clock.ENV, str(NOW))
     at = AppTest.from_file(str(VIEWS / "data_quality.py"), default_timeout=60)
     at.session_state["period_month"] = "2026-10"
     at.run()

@@ -11,7 +11,7 @@ pytest.importorskip("streamlit", reason="the dashboard extra (streamlit) is not 
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from collector import periods  # noqa: E402
+from collector import clock, periods  # noqa: E402
 from dashboard import queries  # noqa: E402
 
 from . import fakeslurm  # noqa: E402
@@ -29,6 +29,7 @@ def site(tmp_path_factory):
 def env(site, monkeypatch):
     path, env, _ = site
     monkeypatch.setenv("GPU_USAGE_CONFIG", str(path))
+    monkeypatch.setenv(clock.ENV, str(NOW))   # the pages' "today" is the fixture's
     monkeypatch.setenv("PATH", env["PATH"])
     monkeypatch.setenv("FAKE_SLURM_DIR", env["FAKE_SLURM_DIR"])
     return env

@@ -22,6 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from collector import clock
 from collector.collect import collect
 from collector.exporter import Exporter, serve
 
@@ -201,6 +202,7 @@ def test_serves_metrics_over_http_until_stopped(cluster, monkeypatch):
     settings, env, _ = cluster
     monkeypatch.setenv("PATH", env["PATH"])
     monkeypatch.setenv("FAKE_SLURM_DIR", env["FAKE_SLURM_DIR"])
+    monkeypatch.setenv(clock.ENV, str(NOW))   # "this month" is the fixture's
     stop, urls = threading.Event(), []
     thread = threading.Thread(target=serve, args=(settings, "127.0.0.1", 0, stop),
                               kwargs={"on_ready": urls.append})

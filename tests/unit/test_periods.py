@@ -71,3 +71,26 @@ def test_bad_periods_are_refused_with_the_expected_form(parse, text):
 def test_default_history_start_is_13_months_back():
     start = periods.default_history_start("UTC", _utc(2026, 11, 22, 10))
     assert start == _utc(2025, 10, 1)
+
+
+# The four instants the CI pins the whole unit suite at, read here as an Amsterdam
+# facility sees them through GPU_USAGE_NOW: (this month, last month, this quarter,
+# last year, hours of this month).
+@pytest.mark.parametrize(("instant", "this", "last", "quarter", "last_year", "hours"), [
+    ("2026-12-01T00:05:00+01:00", "2026-12", "2026-11", "2026Q4", "2025", 744),
+    ("2027-02-28T23:55:00+01:00", "2027-02", "2027-01", "2027Q1", "2026", 672),
+    ("2026-10-25T02:30:00+01:00", "2026-10", "2026-09", "2026Q4", "2025", 745),
+    ("2027-01-01T00:05:00+01:00", "2027-01", "2026-12", "2027Q1", "2026", 744),
+])
+def test_calendar_edges_through_the_pinned_clock(monkeypatch, instant, this, last, quarter,
+                                                 last_year, hours):
+    from collector import clock
+    monkeypatch.setenv(clock.ENV, instant)
+    month = periods.parse_month("this", AMS)
+    assert (month.label, month.hours) == (this, hours)
+    assert month.start_s <= clock.now() < month.end_s
+    assert periods.parse_month("last", AMS).label == last
+    assert periods.parse_quarter("this", AMS).label == quarter
+    assert periods.parse_year("last", AMS).label == last_year
+    ytd = periods.year_to_date(month)
+    assert ytd.start_s == periods.parse_year("this", AMS).start_s and ytd.end_s == month.end_s
