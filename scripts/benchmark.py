@@ -42,7 +42,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -169,14 +168,9 @@ def bench_sources(jobs: int, cli: list[str], env: dict[str, str], lay, work: Pat
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_scrapes(config: Path, env: dict[str, str], scrapes: int = 200) -> dict:
     """Start the exporter, wait for its first views, then time scrapes over HTTP."""
+    from testcluster.ports import free_port
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import releases
 from .layout import Layout
-from .processes import ClusterError
+from .processes import ClusterError, failed
 
 WCKEYS = ("pretrain", "finetune", "inference", "other")
 
@@ -113,7 +113,7 @@ def ensure_unix_users() -> int:
                                "--user-group", "--comment", "gpu-usage test user", user],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise ClusterError(f"useradd {user} failed: {proc.stderr.strip()}")
+            raise failed(f"useradd {user}", proc)
         made += 1
     return made
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
+
+from .ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -31,10 +32,7 @@ class BrowserError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["BrowserError", "chromium", "dashboard", "free_port", "open_page", "wait_rendered"]
 
 
 @contextmanager
@@ -89,7 +87,8 @@ def chromium(width: int = 1400, height: int = 1800):
                 f"--window-size={width},{height}"):
         opts.add_argument(arg)
     # Selenium Manager must not look for (or download) a driver: give it Debian's.
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    # chromedriver's own port below the ephemeral range too (Selenium would take one in it).
+    return webdriver.Chrome(service=Service(CHROMEDRIVER, port=free_port()), options=opts)
 
 
 def wait_rendered(driver, charts: int = 0, timeout_s: float = 60) -> None:

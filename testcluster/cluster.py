@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import stat
 import subprocess
 import time
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import database, processes, releases
+from . import database, ports, processes, releases
 from .layout import GPUS_PER_NODE, REST_USER, Layout
 from .processes import ClusterError, Daemon
 from .slurmconf import render_gres_conf, render_slurm_conf, render_slurmdbd_conf
@@ -62,7 +63,7 @@ def run_slurm(lay: Layout, argv: list[str], check: bool = True,
     except subprocess.TimeoutExpired as exc:
         raise ClusterError(f"{' '.join(argv)} timed out after {timeout_s:.0f} s") from exc
     if check and proc.returncode != 0:
-        raise ClusterError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise processes.failed(" ".join(argv), proc)
     return proc
 
 
@@ -124,6 +125,11 @@ def _start(lay: Layout, daemon: Daemon) -> int:
     return processes.start(daemon, lay.run_dir, lay.pid_dir, lay.log_dir)
 
 
+def _output(lay: Layout, name: str) -> Path:
+    """The daemon's own stdout and stderr (processes.start sends both there)."""
+    return lay.log_dir / f"{name}.out"
+
+
 def _alive_check(lay: Layout, name: str):
     return lambda: processes.pid_of(lay.pid_dir, name, lay.run_dir) is not None
 
@@ -131,8 +137,10 @@ def _alive_check(lay: Layout, name: str):
 def _start_munge(lay: Layout) -> None:
     key = lay.munge_dir / "munge.key"
     if not key.exists():
-        subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True,
-                       capture_output=True)
+        proc = subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=False,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise processes.failed("mungekey --create", proc)
         key.chmod(0o600)
     _start(lay, Daemon("munged", [
         "munged", "--foreground", "--force",
@@ -147,7 +155,7 @@ def _start_munge(lay: Layout) -> None:
                              capture_output=True, check=False)
         return enc.returncode == 0
     processes.wait_until("munged", ready, 20, _alive_check(lay, "munged"),
-                         lay.log_dir / "munged.log")
+                         lay.log_dir / "munged.log", _output(lay, "munged"))
     lay.munge_socket.chmod(0o777)
 
 
@@ -158,7 +166,7 @@ def _start_mariadb(lay: Layout) -> None:
             "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db",
         ], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise ClusterError(f"mariadb-install-db failed: {proc.stderr.strip()[-500:]}")
+            raise processes.failed("mariadb-install-db", proc)
     log = lay.log_dir / "mariadb.log"
     _start(lay, Daemon("mariadb", [
         "mariadbd", "--no-defaults", f"--datadir={lay.mariadb_dir}",
@@ -168,9 +176,9 @@ def _start_mariadb(lay: Layout) -> None:
         # slurmdbd's recommended settings; a large log file speeds up big backfills.
         "--innodb-buffer-pool-size=512M", "--innodb-log-file-size=256M",
         "--innodb-lock-wait-timeout=900", "--max-allowed-packet=64M",
-    ], _daemon_env(lay)))
+    ], _daemon_env(lay), (lay.mariadb_port,)))
     processes.wait_until("MariaDB", lambda: database.can_connect(lay), 60,
-                         _alive_check(lay, "mariadb"), log)
+                         _alive_check(lay, "mariadb"), log, _output(lay, "mariadb"))
     database.ensure_slurm_user(lay)
 
 
@@ -181,9 +189,10 @@ def _slurmdbd_ready(lay: Layout) -> bool:
 
 def _start_slurmdbd(lay: Layout) -> None:
     _start(lay, Daemon("slurmdbd", releases.daemon_argv(lay.root, "slurmdbd", ["-D"]),
-                       _daemon_env(lay)))
+                       _daemon_env(lay), (lay.slurmdbd_port,)))
     processes.wait_until("slurmdbd", lambda: _slurmdbd_ready(lay), 60,
-                         _alive_check(lay, "slurmdbd"), lay.log_dir / "slurmdbd.log")
+                         _alive_check(lay, "slurmdbd"), lay.log_dir / "slurmdbd.log",
+                         _output(lay, "slurmdbd"))
     out = run_slurm(lay, ["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"]).stdout
     if lay.cluster not in out.split():
         run_slurm(lay, ["sacctmgr", "-i", "add", "cluster", lay.cluster])
@@ -226,13 +235,13 @@ def restart_slurmdbd(lay: Layout) -> None:
 
 def _start_slurmctld(lay: Layout) -> None:
     _start(lay, Daemon("slurmctld", releases.daemon_argv(lay.root, "slurmctld", ["-D"]),
-                       _daemon_env(lay)))
+                       _daemon_env(lay), (lay.slurmctld_port,)))
 
     def ready() -> bool:
         out = run_slurm(lay, ["scontrol", "ping"], check=False, timeout_s=10).stdout
         return "UP" in out
     processes.wait_until("slurmctld", ready, 60, _alive_check(lay, "slurmctld"),
-                         lay.log_dir / "slurmctld.log")
+                         lay.log_dir / "slurmctld.log", _output(lay, "slurmctld"))
 
 
 def _nodes_ready(lay: Layout) -> bool:
@@ -246,7 +255,8 @@ def _start_slurmds(lay: Layout) -> None:
     def start(nodes: list[str]) -> None:
         for node in nodes:
             _start(lay, Daemon(f"slurmd-{node}", releases.daemon_argv(
-                lay.root, "slurmd", ["-D", "-N", node]), _daemon_env(lay)))
+                lay.root, "slurmd", ["-D", "-N", node]), _daemon_env(lay),
+                (lay.slurmd_port(lay.nodes.index(node)),)))
 
     def dead() -> list[str]:
         return [n for n in lay.nodes if not _alive_check(lay, f"slurmd-{n}")()]
@@ -254,17 +264,18 @@ def _start_slurmds(lay: Layout) -> None:
     start(list(lay.nodes))
     try:
         processes.wait_until("slurmd nodes", lambda: _nodes_ready(lay), 60,
-                             lambda: not dead(), lay.log_dir / "slurmctld.log")
+                             lambda: not dead(), lay.log_dir / "slurmctld.log",
+                             _output(lay, f"slurmd-{(dead() or lay.nodes)[0]}"))
     except ClusterError:
-        # A node's port is in the ephemeral range: a passing client connection may
-        # hold it for a moment. Start the nodes that exited once more, naming them.
+        # Seen on a loaded machine: a slurmd exits at start. Once more, naming them.
         again = dead()
         if not again:
             raise
         start(again)
         processes.wait_until(f"slurmd {', '.join(again)} (started twice)",
                              lambda: _nodes_ready(lay), 60, lambda: not dead(),
-                             lay.log_dir / f"slurmd-{again[0]}.log")
+                             lay.log_dir / f"slurmd-{again[0]}.log",
+                             _output(lay, f"slurmd-{again[0]}"))
 
 
 def _ensure_user(name: str) -> None:
@@ -274,11 +285,19 @@ def _ensure_user(name: str) -> None:
                            "/usr/sbin/nologin", "--user-group", name],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise ClusterError(f"useradd {name} failed: {proc.stderr.strip()}")
+        raise processes.failed(f"useradd {name}", proc)
 
 
 def _rest_ready(lay: Layout) -> bool:
     return lay.rest_socket.exists()
+
+
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def _start_slurmrestd(lay: Layout) -> None:
@@ -294,12 +313,12 @@ def _start_slurmrestd(lay: Layout) -> None:
 
     def wait_local() -> None:
         processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
-                             _alive_check(lay, "slurmrestd"), lay.log_dir / "slurmrestd.out")
+                             _alive_check(lay, "slurmrestd"), None, _output(lay, "slurmrestd"))
 
     start_local()
     _start(lay, Daemon("slurmrestd-jwt", releases.daemon_argv(
         lay.root, "slurmrestd", ["-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
-        user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon")))
+        user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon"), (lay.rest_port,)))
     try:
         wait_local()
     except ClusterError:
@@ -307,6 +326,9 @@ def _start_slurmrestd(lay: Layout) -> None:
         time.sleep(1)
         start_local()
         wait_local()
+    processes.wait_until("slurmrestd-jwt", lambda: _listens(lay.rest_port), 30,
+                         _alive_check(lay, "slurmrestd-jwt"), None,
+                         _output(lay, "slurmrestd-jwt"))
     out = run_slurm(lay, ["scontrol", "token", f"username={REST_USER}",
                           f"lifespan={366 * 86400}"]).stdout.strip()
     _write(lay.rest_token_file, out.partition("=")[2] + "\n", 0o600)
@@ -328,6 +350,7 @@ def up(lay: Layout, say: Callable[[str], None] = lambda _: None) -> dict[str, fl
     """
     from .accounts import ensure_unix_users
 
+    ports.check_outside_ephemeral(lay.ports, f"the test cluster (base port {lay.base_port})")
     timings = {}
     t0 = time.monotonic()
     root = releases.ensure_root(lay.slurm, say)
@@ -337,15 +360,34 @@ def up(lay: Layout, say: Callable[[str], None] = lambda _: None) -> dict[str, fl
     write_config(lay)
     _ensure_user(REST_USER)
     ensure_unix_users()
+    running_before = {d.name for d in status(lay) if d.running}
     if root is not None:
         releases.enter(root, lay.run_dir, lay.bin_dir)
-    for name, step in (("munge", _start_munge), ("mariadb", _start_mariadb),
-                       ("slurmdbd", _start_slurmdbd), ("slurmctld", _start_slurmctld),
-                       ("slurmd", _start_slurmds), ("slurmrestd", _start_slurmrestd)):
-        t0 = time.monotonic()
-        step(lay)
-        timings[name] = time.monotonic() - t0
+    try:
+        for name, step in (("munge", _start_munge), ("mariadb", _start_mariadb),
+                           ("slurmdbd", _start_slurmdbd), ("slurmctld", _start_slurmctld),
+                           ("slurmd", _start_slurmds), ("slurmrestd", _start_slurmrestd)):
+            t0 = time.monotonic()
+            step(lay)
+            timings[name] = time.monotonic() - t0
+    except BaseException:
+        # A failed start stops what it started (and keeps what ran before it), so the
+        # next `up` does not meet its own leftovers on a taken port.
+        _stop_started_since(lay, running_before)
+        raise
     return timings
+
+
+def _stop_started_since(lay: Layout, running_before: set[str]) -> None:
+    started = [d for d in status(lay) if d.running and d.name not in running_before]
+    pids = {d.pid for d in started if d.pid is not None}
+    if not running_before:  # nothing of ours ran before: take every marked process too
+        pids |= processes.marked_processes(lay.run_dir)
+    processes.terminate(pids, timeout_s=10)
+    for d in started:
+        (lay.pid_dir / f"{d.name}.pid").unlink(missing_ok=True)
+    if not running_before and lay.root is not None:
+        releases.leave(lay.root, lay.run_dir)
 
 
 DAEMON_ORDER = ("munged", "mariadb", "slurmdbd", "slurmctld")

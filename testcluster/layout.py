@@ -137,6 +137,12 @@ class Layout:
         """Port of node number `index` (0-based)."""
         return self.base_port + 101 + index
 
+    @property
+    def ports(self) -> list[int]:
+        """Every port the cluster's daemons listen on."""
+        return [self.mariadb_port, self.slurmctld_port, self.slurmdbd_port, self.rest_port,
+                *(self.slurmd_port(i) for i in range(len(self.nodes)))]
+
     # -- directories and files ---------------------------------------------
     @property
     def etc_dir(self) -> Path:

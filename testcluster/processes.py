@@ -25,6 +25,21 @@ class ClusterError(RuntimeError):
     """A test-cluster operation failed; the message says what and where to look."""
 
 
+def failed(what: str, proc: subprocess.CompletedProcess, hint: str = "") -> ClusterError:
+    """The error for a command that failed: its exit code, and the tail of both its
+    stdout and its stderr (installers such as mariadb-install-db explain on stdout)."""
+    said = []
+    for name in ("stdout", "stderr"):
+        text = getattr(proc, name) or ""
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        lines = text.strip().splitlines()[-12:]
+        if lines:
+            said.append(f"{name}:\n  " + "\n  ".join(lines))
+    body = "\n".join(said) or "no output"
+    return ClusterError(f"{what} failed (exit {proc.returncode}){hint}\n{body}")
+
+
 @dataclass(frozen=True)
 class Daemon:
     """One daemon: its name (pid file, log), command line and environment."""
@@ -32,6 +47,7 @@ class Daemon:
     name: str
     argv: list[str]
     env: dict[str, str]
+    ports: tuple[int, ...] = ()   # where it listens: checked free before it starts
 
 
 def _read_environ(pid: int) -> bytes:
@@ -93,6 +109,8 @@ def start(daemon: Daemon, run_dir: Path, pid_dir: Path, log_dir: Path) -> int:
     running = pid_of(pid_dir, daemon.name, run_dir)
     if running is not None:
         return running
+    from .ports import ensure_free
+    ensure_free(daemon.ports, daemon.name)
     env = dict(daemon.env)
     env[MARKER] = str(run_dir)
     out = open(log_dir / f"{daemon.name}.out", "ab")  # noqa: SIM115 - owned by the child
@@ -119,23 +137,27 @@ def wait_until(
     timeout_s: float,
     alive: Callable[[], bool] | None = None,
     log: Path | None = None,
+    output: Path | None = None,
 ) -> None:
-    """Poll `ready` until it is true; fail with the log's tail when time runs out."""
+    """Poll `ready` until it is true; fail with the tails of the daemon's log and of
+    its own stdout/stderr (`output`) when time runs out or it exits."""
     deadline = time.monotonic() + timeout_s
     outcome = f"did not become ready within {timeout_s:.0f} s"
     while time.monotonic() < deadline:
         if ready():
             return
         if alive is not None and not alive():
-            outcome = "exited before it was ready (is its port taken?)"
+            outcome = "exited before it was ready"
             break
         time.sleep(0.2)
-    tail = ""
-    if log is not None and log.exists():
-        lines = log.read_text(errors="replace").splitlines()[-15:]
-        tail = "\n  " + "\n  ".join(lines)
-    where = f" (log: {log})" if log else ""
-    raise ClusterError(f"{what} {outcome}{where}{tail}")
+    tails = []
+    for label, path in (("log", log), ("stdout and stderr", output)):
+        if path is not None and path.exists():
+            lines = path.read_text(errors="replace").splitlines()[-15:]
+            if lines:
+                tails.append(f"\n{label} ({path}):\n  " + "\n  ".join(lines))
+    raise ClusterError(f"{what} {outcome}" + ("".join(tails) or
+                                              f" (no output; log: {log}, {output})"))
 
 
 def _alive(pids: Iterable[int]) -> set[int]:

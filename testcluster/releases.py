@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .processes import ClusterError
+from .processes import ClusterError, failed
 
 HOST = "22.05"
 SUITES = {"22.05": None, "24.11": "trixie", "26.05": "sid"}
@@ -102,8 +102,7 @@ def _complete(root: Path, say: Callable[[str], None]) -> None:
                           env={"DEBIAN_FRONTEND": "noninteractive",
                                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     if proc.returncode != 0:
-        raise ClusterError(f"apt-get install {' '.join(missing)} in {root} failed: "
-                           f"{proc.stderr.strip()[-500:]}")
+        raise failed(f"apt-get install {' '.join(missing)} in {root}", proc)
 
 
 def _mounted() -> set[str]:
@@ -127,8 +126,8 @@ def _bind(source: Path, target: Path) -> None:
     proc = subprocess.run(["mount", "--bind", str(source), str(target)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise ClusterError(f"mount --bind {source} {target} failed: {proc.stderr.strip()} "
-                           "(the test cluster's chroot needs root and bind mounts)")
+        raise failed(f"mount --bind {source} {target}", proc,
+                     " (the test cluster's chroot needs root and bind mounts)")
 
 
 def enter(root: Path, run_dir: Path, bin_dir: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import releases
 from .layout import Layout
-from .processes import ClusterError
+from .processes import ClusterError, failed
 
 HOSTILE_NAME = 'eval|"quoted" <b>bold</b> ünï'
 
@@ -71,7 +71,7 @@ def _run(lay: Layout, argv: list[str], timeout_s: float = 30) -> str:
     proc = subprocess.run(argv, env=lay.env(), capture_output=True, text=True,
                           timeout=timeout_s, check=False)
     if proc.returncode != 0:
-        raise ClusterError(f"{' '.join(argv[:6])} ... failed: {proc.stderr.strip()}")
+        raise failed(f"{' '.join(argv[:6])} ...", proc)
     return proc.stdout.strip()
 
 

@@ -21,7 +21,7 @@ from testcluster import processes
 from testcluster.cluster import REQUIRED_PROGRAMS
 from testcluster.layout import Layout
 
-BASE_PORT = int(os.environ.get("GPU_USAGE_TEST_PORT", "46800"))
+BASE_PORT = int(os.environ.get("GPU_USAGE_TEST_PORT", "26800"))
 
 
 def run_cli(*args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:

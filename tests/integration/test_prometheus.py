@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from collector.config import load
 from collector.report import build_report
 from collector.store import Store
 from testcluster import workload
+from testcluster.ports import free_port
 
 from .conftest import slurm, some_history
 from .test_collector import gpu_usage, write_policy
@@ -29,12 +29,6 @@ from .test_collector import gpu_usage, write_policy
 pytestmark = pytest.mark.integration
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "gpu-usage-rules.yml"
 H = 3600
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str) -> dict:
