@@ -1,6 +1,6 @@
-"""squeue and sinfo parsing on output recorded from the real test cluster
-(`gpu-usage cluster record-fixtures`: jobs running and pending, one node drained)
-and on malformed input."""
+"""squeue and sinfo parsing on output recorded from the real test cluster of every Slurm
+release (`gpu-usage cluster record-fixtures`: jobs running and pending, one node
+drained; one folder per release under tests/fixtures/) and on malformed input."""
 
 from __future__ import annotations
 
@@ -18,21 +18,28 @@ from collector.live_parser import (
     parse_squeue,
 )
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "slurm-22.05.8"
+RELEASES = sorted((Path(__file__).parents[1] / "fixtures").glob("slurm-*"))
+
+
+@pytest.fixture(scope="module", params=RELEASES, ids=lambda p: p.name)
+def release(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def live():
-    return json.loads((FIXTURES / "live.json").read_text())
+def live(release):
+    return json.loads((release / "live.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def jobs():
-    parsed, rejected = parse_squeue((FIXTURES / "squeue-live.txt").read_text())
+def jobs(release):
+    parsed, rejected = parse_squeue((release / "squeue-live.txt").read_text())
     assert rejected == []
     return parsed
 
 
+# The GPUs follow from each live submission's sbatch options (testcluster/fixtures.py
+# LIVE_JOBS), the same on every release; live.json names each one's job id.
 def test_running_jobs_hold_their_gpus_totalled_over_nodes(jobs, live):
     by_id = {j.job_id: j for j in jobs}
     two = by_id[live["jobs"]["live-gpus"]]
@@ -44,18 +51,23 @@ def test_running_jobs_hold_their_gpus_totalled_over_nodes(jobs, live):
 
 
 def test_array_tasks_each_count_and_pending_jobs_show_what_they_ask_for(jobs, live):
-    array = [j for j in jobs if j.account == "nl_tud_vision"]
+    by_id = {j.job_id: j for j in jobs}
+    array = [j for j in jobs if j.account == by_id[live["jobs"]["live-array"]].account]
     assert len(array) == 3 and all(j.holding and j.gpus == 1 for j in array)
-    pending = {j.account: j for j in jobs if j.state == "PENDING"}
-    assert pending["nl_uva_nlp"].gpus == 8                # waiting for resources
-    assert pending["nl_rug_astro"].gpus == 2              # held; 2 tasks x 1 GPU
-    assert pending["staff_ops"].gpus == 0                 # CPU only
+    pending = {label: by_id[live["jobs"][label]] for label in
+               ("live-pending", "live-held", "live-cpu")}
+    assert all(j.state == "PENDING" for j in pending.values())
+    assert {j.job_id for j in jobs if j.state == "PENDING"} == {
+        j.job_id for j in pending.values()}
+    assert pending["live-pending"].gpus == 8              # waiting for resources
+    assert pending["live-held"].gpus == 2                 # held; 2 tasks x 1 GPU
+    assert pending["live-cpu"].gpus == 0                  # CPU only
     assert not any(j.holding for j in pending.values())
     assert sum(j.gpus for j in jobs if j.holding) == 2 + 4 + 1 + 3
 
 
-def test_nodes_are_counted_once_with_gpus_type_and_availability(live):
-    nodes, rejected = parse_sinfo((FIXTURES / "sinfo-live.txt").read_text())
+def test_nodes_are_counted_once_with_gpus_type_and_availability(release, live):
+    nodes, rejected = parse_sinfo((release / "sinfo-live.txt").read_text())
     assert rejected == []
     assert [n.node for n in nodes] == ["gpu01", "gpu02", "gpu03", "gpu04"]
     assert all(n.gpus == 4 and n.gpu_type == "h100" and n.partitions == ("gpu",)

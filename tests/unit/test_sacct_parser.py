@@ -1,5 +1,6 @@
-"""sacct text to job records, on output recorded from the real test cluster
-(`gpu-usage cluster record-fixtures`) and on hostile and malformed input."""
+"""sacct text to job records, on output recorded from the real test cluster of every
+Slurm release (`gpu-usage cluster record-fixtures`, one folder per release under
+tests/fixtures/) and on hostile and malformed input."""
 
 import json
 from collections import Counter
@@ -11,49 +12,72 @@ from hypothesis import strategies as st
 
 from collector.sacct_parser import SACCT_FIELDS, parse_line, parse_sacct
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "slurm-22.05.8"
-MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
+RELEASES = sorted((Path(__file__).parents[1] / "fixtures").glob("slurm-*"))
+DEFAULT_WCKEY = "other"  # the users' default WCKey on the test cluster (testcluster/accounts)
 
 
-def _load(name):
-    result = parse_sacct((FIXTURES / name).read_text())
+def _manifest(release):
+    return json.loads((release / "manifest.json").read_text())
+
+
+def _load(release, name):
+    result = parse_sacct((release / name).read_text())
     assert result.rejected == [] and result.pending_arrays == []
     return result.records
 
 
+@pytest.fixture(scope="module", params=RELEASES, ids=lambda p: p.name)
+def release(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def workload():
-    records = _load("sacct-workload.txt")
+def manifest(release):
+    return _manifest(release)
+
+
+@pytest.fixture(scope="module")
+def workload(release, manifest):
+    """The records of each labelled submission (the manifest names its job id)."""
+    records = _load(release, "sacct-workload.txt")
     by_label = {}
-    for label, sub in MANIFEST["workload"].items():
+    for label, sub in manifest["workload"].items():
         base = sub["job_id"]
         by_label[label] = [r for r in records if r.job_id.split("_")[0].split("+")[0] == base]
     return by_label
 
 
-def test_manifest_matches_the_parser_field_list():
-    assert tuple(MANIFEST["fields"]) == SACCT_FIELDS
+def test_every_release_is_recorded():
+    assert {_manifest(r)["slurm_version"][:5] for r in RELEASES} == {"22.05", "24.11", "26.05"}
 
 
-@pytest.mark.parametrize("label,gpus,nodes,wckey,default", [
-    ("single-gpu", 1, 1, "pretrain", False),
-    ("gres-whole-node", 4, 1, "finetune", False),
-    ("multi-node", 8, 2, "pretrain", False),
-    ("gpus-per-task", 2, 1, "other", True),
-    ("cpu-only", 0, 1, "other", True),
+def test_manifest_matches_the_parser_field_list(manifest):
+    assert tuple(manifest["fields"]) == SACCT_FIELDS
+
+
+# GPUs and nodes follow from each submission's sbatch options (testcluster/workload.py),
+# the same on every release.
+@pytest.mark.parametrize("label,gpus,nodes", [
+    ("single-gpu", 1, 1),
+    ("gres-whole-node", 4, 1),
+    ("multi-node", 8, 2),
+    ("gpus-per-task", 2, 1),
+    ("cpu-only", 0, 1),
 ])
-def test_gpus_nodes_and_wckeys(workload, label, gpus, nodes, wckey, default):
+def test_gpus_nodes_and_wckeys(workload, manifest, label, gpus, nodes):
     [rec] = workload[label]
-    sub = MANIFEST["workload"][label]
+    sub = manifest["workload"][label]
     assert (rec.user, rec.account, rec.cluster) == (sub["user"], sub["account"], "testai")
-    assert (rec.gpus, rec.nodes, rec.wckey, rec.wckey_is_default) == (gpus, nodes, wckey, default)
+    assert (rec.gpus, rec.nodes) == (gpus, nodes)
+    assert (rec.wckey, rec.wckey_is_default) == (sub["wckey"] or DEFAULT_WCKEY,
+                                                 sub["wckey"] is None)
     assert rec.gpu_type == ("h100" if gpus else None)
     assert rec.state == "COMPLETED" and rec.started and rec.start_s <= rec.end_s
 
 
-def test_array_tasks_are_separate_allocations_of_one_array(workload):
+def test_array_tasks_are_separate_allocations_of_one_array(workload, manifest):
     tasks = workload["array"]
-    array_id = int(MANIFEST["workload"]["array"]["job_id"])
+    array_id = int(manifest["workload"]["array"]["job_id"])
     assert sorted(r.array_task_id for r in tasks) == [0, 1, 2, 3]
     assert {r.array_job_id for r in tasks} == {array_id}
     assert len({r.job_id_raw for r in tasks}) == 4
@@ -61,10 +85,10 @@ def test_array_tasks_are_separate_allocations_of_one_array(workload):
     assert next(r for r in tasks if r.array_task_id == 3).job_id_raw == array_id
 
 
-def test_het_job_components_and_requeued_runs(workload):
+def test_het_job_components_and_requeued_runs(workload, manifest):
     het = sorted(workload["hetjob"], key=lambda r: r.het_job_offset)
     assert [(r.het_job_offset, r.gpus) for r in het] == [(0, 1), (1, 0)]
-    assert {r.het_job_id for r in het} == {int(MANIFEST["workload"]["hetjob"]["job_id"])}
+    assert {r.het_job_id for r in het} == {int(manifest["workload"]["hetjob"]["job_id"])}
     runs = sorted(workload["requeued"], key=lambda r: r.submit_s)
     assert [r.state for r in runs] == ["REQUEUED", "COMPLETED"]
     assert runs[0].job_id_raw == runs[1].job_id_raw and runs[0].key != runs[1].key
@@ -86,20 +110,34 @@ def test_job_name_with_delimiter_quotes_and_markup_is_kept_whole(workload):
     assert rec.gpus == 1 and rec.state == "COMPLETED"
 
 
-def test_history_across_a_month_boundary():
-    records = _load("sacct-month-boundary.txt")
-    spec = MANIFEST["history"]
-    boundary = MANIFEST["files"]["sacct-month-boundary.txt"]["window"][0] + 3600
+def _slurmrestd_jobs(release, window):
+    """The same window's jobs as slurmrestd recorded them: the expected counts below."""
+    return json.loads((release / f"slurmrestd-{window}.json").read_text())["jobs"]
+
+
+def test_history_across_a_month_boundary(release, manifest):
+    records = _load(release, "sacct-month-boundary.txt")
+    spec = manifest["history"]
+    boundary = manifest["files"]["sacct-month-boundary.txt"]["window"][0] + 3600
     assert spec["months"] >= 2
     assert any(r.start_s < boundary < r.end_s for r in records if r.started)
     assert any(r.nodes > 1 and r.gpus == 4 * r.nodes for r in records)
-    assert any("|" in r.name for r in records)
+    rest = _slurmrestd_jobs(release, "month-boundary")
+    assert sum("|" in r.name for r in records) == sum("|" in j["name"] for j in rest)
     never = [r for r in records if not r.started]
     # sacct prints NNodes 1 and AllocCPUS 1 for these; they allocated nothing.
-    assert never and all((r.gpus, r.nodes, r.cpus, r.nodelist) == (0, 0, 0, "") for r in never)
+    assert len(never) == sum(j["nodes"] == "None assigned" for j in rest)
+    assert all((r.gpus, r.nodes, r.cpus, r.nodelist) == (0, 0, 0, "") for r in never)
     assert all(r.state == "CANCELLED" and r.start_s == r.end_s for r in never)
     assert Counter(r.gpu_type for r in records if r.gpus) == {"h100": sum(1 for r in records
                                                                            if r.gpus)}
+
+
+def test_the_recordings_together_hold_every_month_boundary_case():
+    """The 24.11 and 26.05 histories are smaller (3,000 jobs): their boundary windows hold
+    no job that never ran and no name with `|`; the 22.05 one does."""
+    records = [r for rel in RELEASES for r in _load(rel, "sacct-month-boundary.txt")]
+    assert any(not r.started for r in records) and any("|" in r.name for r in records)
 
 
 LINE = ("42|42|testai|anna|ehpc_llm01|gpu|normal|pretrain|COMPLETED|2026-10-01T00:00:00|"

@@ -1,9 +1,11 @@
-"""The account tree, events and reservations, read from recorded sacctmgr output."""
+"""The account tree, events and reservations, read from the sacctmgr output recorded on
+every Slurm release (one folder per release under tests/fixtures/)."""
 
 from pathlib import Path
 
 import pytest
 
+from collector.live_parser import parse_sinfo
 from collector.sacct_parser import FieldError
 from collector.sacctmgr_parser import (
     gpu_minutes,
@@ -12,38 +14,52 @@ from collector.sacctmgr_parser import (
     parse_reservations,
 )
 
-FIX = Path(__file__).parent.parent / "fixtures" / "slurm-22.05.8"
+RELEASES = sorted((Path(__file__).parent.parent / "fixtures").glob("slurm-*"))
+per_release = pytest.mark.parametrize("release", RELEASES, ids=lambda p: p.name)
 
 
-def _read(name: str) -> str:
-    return (FIX / name).read_text()
+def _read(release: Path, name: str) -> str:
+    return (release / name).read_text()
 
 
-def test_the_tree_has_parents_budgets_users_and_organisations():
-    accounts = {a.account: a for a in parse_accounts(_read("sacctmgr-assoc.txt"),
-                                                     _read("sacctmgr-account.txt"))}
-    assert len(accounts) == 32
+@per_release
+def test_the_tree_has_parents_budgets_users_and_organisations(release):
+    accounts = {a.account: a for a in parse_accounts(_read(release, "sacctmgr-assoc.txt"),
+                                                     _read(release, "sacctmgr-account.txt"))}
+    listed = {line.split("|", 1)[0]
+              for line in _read(release, "sacctmgr-account.txt").splitlines()}
+    assert accounts.keys() == listed and len(accounts) > 30
+    # The tree the test cluster creates (testcluster/accounts.py) on every release.
     assert accounts["root"].parent == ""
     assert accounts["eu_science"].parent == "eurohpc"
     assert accounts["ehpc_llm01"].parent == "eu_science"
     assert accounts["ehpc_llm01"].grp_gpu_minutes == 9000 * 60
     assert accounts["ehpc_llm01"].users == ("anna", "bram", "chen")
     assert accounts["com_acme"].organisation == "acme analytics sa"
-    assert sum(1 for a in accounts.values() if a.grp_gpu_minutes) == 6
+    # Account rows (no user) whose GrpTRESMins has an untyped gres/gpu entry.
+    budgeted = {line.split("|")[0] for line in _read(release, "sacctmgr-assoc.txt").splitlines()
+                if line.split("|")[1] == "" and "gres/gpu=" in line}
+    assert budgeted and {a for a, acc in accounts.items() if acc.grp_gpu_minutes} == budgeted
 
 
-def test_events_give_cluster_gpus_and_node_outages():
-    events = parse_events(_read("sacctmgr-events.txt"))
+@per_release
+def test_events_give_cluster_gpus_and_node_outages(release):
+    events = parse_events(_read(release, "sacctmgr-events.txt"))
     cluster = [e for e in events if e.kind == "cluster"]
-    assert [(e.gpus, e.nodes, e.end_s) for e in cluster] == [(16, 4, None)]
-    nodes = [e for e in events if e.kind == "node"]
-    assert {e.state for e in nodes} == {"DOWN", "DRAIN"}
-    assert all(e.gpus == 4 and e.end_s > e.start_s for e in nodes)
-    assert "xid 79, draining for RMA" in {e.reason for e in nodes}  # a comma in the reason
+    # The registered TRES equal the nodes and GPUs sinfo shows on the same cluster.
+    nodes, _ = parse_sinfo(_read(release, "sinfo-live.txt"))
+    assert [(e.gpus, e.nodes, e.end_s) for e in cluster] == [
+        (sum(n.gpus for n in nodes), len(nodes), None)]
+    outages = [e for e in events if e.kind == "node"]
+    assert {e.state for e in outages} == {"DOWN", "DRAIN"}
+    assert all(e.gpus == 4 and e.end_s > e.start_s for e in outages)
+    assert "xid 79, draining for RMA" in {e.reason for e in outages}  # a comma in the reason
 
 
-def test_a_maintenance_reservation_records_cpus_only_in_22_05():
-    (resv,) = parse_reservations(_read("sacctmgr-reservations.txt"))
+@per_release
+def test_a_maintenance_reservation_records_cpus_only(release):
+    """Its TRES are `cpu=32` on every recorded release (22.05, 24.11 and 26.05 alike)."""
+    (resv,) = parse_reservations(_read(release, "sacctmgr-reservations.txt"))
     assert resv.maintenance and resv.nodelist == "gpu[01-04]"
     assert resv.tres_gpus is None and resv.end_s - resv.start_s == 8 * 3600
 
