@@ -21,7 +21,10 @@ echo
 $gpu cluster summary
 echo
 eval "$($gpu cluster env)"   # SLURM_CONF: sacct and sacctmgr read this cluster
-policy=testcluster/facility.toml
+# The facility policy, its allocations placed on the backfilled months (so the demo
+# shows the same active, new and ended projects on whatever day it runs).
+policy=var/facility.toml
+$gpu cluster policy --out "$policy"
 # The backfill replaced the history, so read all of it again (a plain collect is
 # incremental: it reads only what is new since the last one).
 $gpu collect --config "$policy" --from-scratch

@@ -258,6 +258,31 @@ def summary(lay: Layout, months: int) -> None:
     print_summary(lay, Console(), months)
 
 
+@cluster.command()
+@_layout_options
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Write the facility policy here.")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The store directory it names (default: var/store).")
+def policy(lay: Layout, out: Path, store: Path | None) -> None:
+    """Write the test cluster's facility policy, its allocations placed on the last
+    backfill's months (testcluster/facility.toml's dates suit a history that starts in
+    2026-11; a backfill made on another day moves them with it).
+
+    \b
+    Example:
+      gpu-usage cluster policy --out var/facility.toml
+    """
+    from .backfill import recorded_spec
+    from .policy import policy_text
+
+    spec = recorded_spec(lay)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(policy_text(spec.start, store))
+    click.echo(f"wrote {out} (allocations placed on the history from "
+               f"{time.strftime('%Y-%m', time.gmtime(spec.start))})")
+
+
 @cluster.command("record-fixtures")
 @_layout_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),

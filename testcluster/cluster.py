@@ -315,20 +315,32 @@ def _start_slurmrestd(lay: Layout) -> None:
         processes.wait_until("slurmrestd", lambda: _rest_ready(lay), 30,
                              _alive_check(lay, "slurmrestd"), None, _output(lay, "slurmrestd"))
 
+    def start_jwt(*verbose: str) -> None:
+        _start(lay, Daemon("slurmrestd-jwt", releases.daemon_argv(
+            lay.root, "slurmrestd", [*verbose, "-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
+            user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon"), (lay.rest_port,)))
+
+    def wait_jwt() -> None:
+        processes.wait_until("slurmrestd-jwt", lambda: _listens(lay.rest_port), 30,
+                             _alive_check(lay, "slurmrestd-jwt"), None,
+                             _output(lay, "slurmrestd-jwt"))
+
     start_local()
-    _start(lay, Daemon("slurmrestd-jwt", releases.daemon_argv(
-        lay.root, "slurmrestd", ["-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
-        user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon"), (lay.rest_port,)))
+    start_jwt()
+    # Seen on a loaded machine: either one exits at start without a word. Once more,
+    # the JWT one verbose so that a second failure explains itself.
     try:
         wait_local()
     except ClusterError:
-        # Seen once on a loaded machine: it exited at start without a word. Once more.
         time.sleep(1)
         start_local()
         wait_local()
-    processes.wait_until("slurmrestd-jwt", lambda: _listens(lay.rest_port), 30,
-                         _alive_check(lay, "slurmrestd-jwt"), None,
-                         _output(lay, "slurmrestd-jwt"))
+    try:
+        wait_jwt()
+    except ClusterError:
+        time.sleep(1)
+        start_jwt("-vv")
+        wait_jwt()
     out = run_slurm(lay, ["scontrol", "token", f"username={REST_USER}",
                           f"lifespan={366 * 86400}"]).stdout.strip()
     _write(lay.rest_token_file, out.partition("=")[2] + "\n", 0o600)

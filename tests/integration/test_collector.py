@@ -17,12 +17,12 @@ from collector.sacct_parser import parse_sacct
 from collector.sacct_source import run_sacct
 from collector.store import Store, row_job
 from testcluster import backfill, history
+from testcluster.policy import policy_text
 
 from .conftest import run_cli, slurm
 
 pytestmark = pytest.mark.integration
 MONTHS, JOBS, SEED = 2, 4000, 23
-POLICY = Path(__file__).parents[2] / "testcluster" / "facility.toml"
 
 
 def gpu_usage(lay, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -34,12 +34,10 @@ def gpu_usage(lay, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 
 def write_policy(tmp: Path, start: int, timezone: str = "UTC") -> Path:
-    text = POLICY.read_text().replace('path = "var/store"', f'path = "{tmp / "store"}"')
-    text = text.replace('timezone = "UTC"', f'timezone = "{timezone}"')
-    text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = '
-                        f'{datetime.fromtimestamp(start, UTC).date()}')
+    """The test cluster's policy on the history that starts at `start` (its allocations
+    moved with it, so the same ones are active on any day the tests run)."""
     path = tmp / "facility.toml"
-    path.write_text(text)
+    path.write_text(policy_text(start, tmp / "store", timezone))
     return path
 
 

@@ -10,9 +10,11 @@ the outage arrive once, and the store then equals a collection from scratch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -181,14 +183,53 @@ def assert_caught_up(lay, site, ids: list[str]) -> None:
         month_report(lay, fresh, site["month"])
 
 
+BARRIER_SACCT = """#!/bin/sh
+# sacct for the fault tests: while $BARRIER/hold exists, every call after the first
+# says so ($BARRIER/waiting.PID) and waits for the test to remove it; then the real one.
+mkdir -p "$BARRIER/calls" && : > "$BARRIER/calls/$$"
+if [ -e "$BARRIER/hold" ] && [ "$(ls "$BARRIER/calls" | wc -l)" -ge 2 ]; then
+  : > "$BARRIER/waiting.$$"
+  i=0
+  while [ -e "$BARRIER/hold" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+fi
+exec {real} "$@"
+"""
+
+
+@contextlib.contextmanager
+def sacct_barrier(lay, tmp: Path):
+    """PATH with a sacct that holds a collection between two of its sacct calls."""
+    tmp.mkdir()
+    real = shutil.which("sacct", path=lay.env()["PATH"])
+    (tmp / "bin").mkdir()
+    wrapper = tmp / "bin" / "sacct"
+    wrapper.write_text(BARRIER_SACCT.format(real=real))
+    wrapper.chmod(0o755)
+    (tmp / "hold").touch()
+    env = dict(lay.env(), BARRIER=str(tmp), PATH=f"{tmp / 'bin'}:{lay.env()['PATH']}")
+    try:
+        yield env
+    finally:
+        (tmp / "hold").unlink(missing_ok=True)
+
+
 def test_slurmdbd_stopped_during_a_collection(lay, site):
+    """The collection has read its first window (in its open transaction) and waits at
+    the barrier before the next sacct call; slurmdbd is stopped there, then the call
+    goes on against a slurmdbd that is gone."""
     before, jobs_before, errors = last_good(lay, site)
-    # A collection from scratch reads every window again: long enough to stop
-    # slurmdbd while it runs.
-    running = start_cli(lay, "collect", "--config", str(site["policy"]), "--from-scratch")
-    time.sleep(1.0)
-    assert running.poll() is None, "the collection ended before the fault"
-    cluster.stop_daemon(lay, "slurmdbd")
+    gate = site["tmp"] / f"barrier-{time.monotonic_ns()}"
+    with sacct_barrier(lay, gate) as env:
+        running = subprocess.Popen(
+            [sys.executable, "-m", "collector", "collect", "--config", str(site["policy"]),
+             "--from-scratch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 120
+        while not list(gate.glob("waiting.*")):
+            assert running.poll() is None, running.communicate()
+            assert time.monotonic() < deadline, "the collection never reached its 2nd sacct"
+            time.sleep(0.1)
+        cluster.stop_daemon(lay, "slurmdbd")
     try:
         out, err = running.communicate(timeout=120)
         proc = subprocess.CompletedProcess(running.args, running.returncode, out, err)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import periods
+from collector import clock, periods
 from collector.config import load
 from collector.report import build_report
 from collector.store import Store
@@ -51,8 +51,20 @@ def wait_for(what: str, probe, timeout_s: float = 90):
 
 
 @pytest.fixture(scope="module")
-def policy(lay, cli_args, tmp_path_factory):
-    spec = some_history(lay, cli_args)
+def spec(lay, cli_args):
+    return some_history(lay, cli_args)
+
+
+@pytest.fixture(scope="module")
+def month_now(spec) -> int:
+    """The exporter's "now" for its month figures: the last hour of the history's last
+    month, so "this month" is a whole month of known history on any day the test runs
+    (the live figures, from squeue and sinfo, stay real)."""
+    return spec.end - H
+
+
+@pytest.fixture(scope="module")
+def policy(spec, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prometheus")
     path = write_policy(tmp, spec.start)
     text = path.read_text()
@@ -74,7 +86,7 @@ def running_job(lay):
 
 
 @pytest.fixture(scope="module")
-def prom(lay, policy, running_job, tmp_path_factory):
+def prom(lay, policy, running_job, month_now, tmp_path_factory):
     """Collect (the running job included), start the exporter and Prometheus."""
     gpu_usage(lay, "collect", "--config", str(policy))
     tmp = tmp_path_factory.mktemp("prom-server")
@@ -89,7 +101,8 @@ def prom(lay, policy, running_job, tmp_path_factory):
             open(tmp / "prometheus.log", "w") as prometheus_log:
         exporter = subprocess.Popen(
             [sys.executable, "-m", "collector", "exporter", "--config", str(policy),
-             "--address", "127.0.0.1", "--port", str(exporter_port)], env=lay.env(),
+             "--address", "127.0.0.1", "--port", str(exporter_port)],
+            env=dict(lay.env(), **{clock.ENV: str(month_now)}),
             stdout=subprocess.DEVNULL, stderr=exporter_log)
         server = subprocess.Popen(
             [shutil.which("prometheus") or "prometheus",
@@ -126,10 +139,11 @@ def one(base: str, promql: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def same_moment(prom, policy):
-    """The report of this month at the moment the exporter's view was made."""
+def same_moment(prom, policy, month_now):
+    """The report of the exporter's month at the moment its view was made."""
     settings = load(policy)
     until = one(prom, "gpu_usage_month_data_until_timestamp_seconds")
+    assert until == month_now
     with Store.open_reader(settings.store.path) as store:
         period = periods.parse_month("this", settings.facility.timezone, until)
         return build_report(store, settings, period, now=until)
@@ -145,7 +159,7 @@ def test_month_capacity_and_utilisation_equal_the_report(prom, same_moment):
         assert one(prom, f"gpu_usage_month_{key}_gpu_seconds") == approx_h(
             cap[f"{key}_gpu_hours"]), key
     assert one(prom, "gpu_usage_month_utilisation_ratio") == cap["utilisation"]
-    assert cap["allocated_gpu_hours"] > 0  # the running job counts up to now
+    assert cap["allocated_gpu_hours"] > 0
 
 
 def test_categories_and_pools_against_quota_equal_the_report(prom, same_moment):
@@ -160,7 +174,7 @@ def test_categories_and_pools_against_quota_equal_the_report(prom, same_moment):
         assert quota[name] == approx_h(c["quota_gpu_hours"]), name
         assert ratio[name] == c["used_of_quota"], name
         assert ytd[name] == approx_h(c["ytd_gpu_hours"]), name
-    assert sum(ytd.values()) > 1000 * H  # the backfilled history counts this year
+    assert sum(ytd.values()) >= sum(used.values()) > 0
     pools = by(prom, "gpu_usage_pool_used_gpu_seconds", "pool")
     assert pools == {p["pool"]: approx_h(p["gpu_hours"]) for p in same_moment["pools"]}
     assert one(prom, "gpu_usage_commercial_share_of_pool_ratio") == \
@@ -172,7 +186,8 @@ def test_allocations_equal_the_report(prom, same_moment):
     granted = by(prom, "gpu_usage_allocation_granted_gpu_seconds", "project")
     running = [a for a in same_moment["allocations"]
                if a["state"] in ("active", "new", "ended")]
-    assert len(running) >= 6 and set(used) == {a["project"] for a in running}
+    # The policy's allocations sit on the history (testcluster.policy): some run then.
+    assert running and set(used) == {a["project"] for a in running}
     for a in running:
         assert used[a["project"]] == approx_h(a["used_gpu_hours_total"]), a["project"]
         assert granted[a["project"]] == approx_h(a["granted_gpu_hours"]), a["project"]
