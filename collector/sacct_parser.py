@@ -1,12 +1,19 @@
 """sacct text to job records (pure; no I/O).
 
 The field list is `SACCT_FIELDS`, the same tuple the sacct door asks for. JobName
-comes last because it is the one free-text field: a name containing the `|`
-delimiter makes a line longer, and the surplus is joined back into the name.
-A line that cannot be read becomes a `Rejected` entry with its line number, the
-reason and the line itself; nothing is dropped silently. (A newline inside a job
-name splits the line: the first part reads with the name cut, the rest is
-rejected and so shows up.)
+and WCKey are free text that any cluster user writes, and sacct prints them raw: a
+newline in a job name starts a new line of output, so with sacct's default `|`
+delimiter a name can hold a whole forged record (of any user, account and GPU count).
+The door therefore asks for a delimiter drawn at random for each run
+(`--delimiter`), which no name written before the run can contain, and this parser
+reads a record as the line that holds exactly `len(SACCT_FIELDS) - 1` delimiters
+plus every following line that holds none (the rest of a name that held newlines).
+JobName comes last, so a record's own fields are never cut by a name. Lines are
+split at "\n" only: sacct separates records with it, and a name may hold any other
+line-breaking character (U+2028, \r, \x1c...). A line that cannot be read becomes
+a `Rejected` entry with its line number, the reason and its text; nothing is dropped
+silently. With the default `|` (recorded fixtures), a `|` inside the last field is
+joined back into the name.
 
 Slurm 22.05 quirks handled here:
 - sacct has no ArrayJobID / HetJobID fields in 22.05: array and heterogeneous
@@ -48,6 +55,7 @@ class ParseResult:
     records: list[JobRecord] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     pending_arrays: list[str] = field(default_factory=list)  # e.g. "123_[0-9]": no task yet
+    lines: int = 0  # lines of text read into a record, a rejection or a pending array
 
 
 class FieldError(ValueError):
@@ -117,9 +125,9 @@ def _int(text: str, name: str) -> int:
     return int(text)
 
 
-def parse_line(line: str, cluster: str | None = None) -> JobRecord | None:
-    """One sacct line as a record; None for a pending array not split into tasks yet."""
-    parts = line.split("|", _LAST)
+def parse_line(line: str, cluster: str | None = None, delimiter: str = "|") -> JobRecord | None:
+    """One sacct record as a record; None for a pending array not split into tasks yet."""
+    parts = line.split(delimiter, _LAST)
     if len(parts) <= _LAST:
         raise FieldError(f"{len(parts)} fields, expected {len(SACCT_FIELDS)}")
     (raw, job_id, cluster_text, user, account, partition, qos, wckey, state_text, submit_text,
@@ -152,19 +160,37 @@ def parse_line(line: str, cluster: str | None = None) -> JobRecord | None:
         _int(cpus, "AllocCPUS") if ran else 0, nodelist if ran else "", name)
 
 
-def parse_sacct(text: str, cluster: str | None = None) -> ParseResult:
-    """Every line of sacct --parsable2 --noheader output, read or rejected."""
+def parse_sacct(text: str, cluster: str | None = None, delimiter: str = "|") -> ParseResult:
+    """Every record of `sacct --parsable2 --noheader --delimiter=DELIMITER` output, read
+    or rejected; a record's name may run over several lines (see the module's doc)."""
+    if not delimiter or "\n" in delimiter:
+        raise ValueError(f"delimiter {delimiter!r}: expected a string without newlines")
     result = ParseResult()
-    for line_no, line in enumerate(text.splitlines(), 1):
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last record
+    i, count = 0, len(lines)
+    while i < count:
+        line, first = lines[i], i
+        i += 1
         if not line.strip():
+            result.lines += 1
             continue
+        # The lines after it that hold no delimiter are the rest of its job name.
+        while i < count and delimiter not in lines[i]:
+            i += 1
+        record_text = line if i == first + 1 else "\n".join(lines[first:i])
+        result.lines += i - first
         try:
-            record = parse_line(line, cluster)
+            record = parse_line(record_text, cluster, delimiter)
         except FieldError as exc:
-            result.rejected.append(Rejected(line_no, str(exc), line))
+            # Shown and kept with sacct's default "|": the same line reads the same in
+            # every run, whatever delimiter the run drew.
+            result.rejected.append(Rejected(first + 1, str(exc),
+                                            record_text.replace(delimiter, "|")))
             continue
         if record is None:
-            result.pending_arrays.append(line.split("|", 2)[1])
+            result.pending_arrays.append(line.split(delimiter, 2)[1])
         else:
             result.records.append(record)
     return result

@@ -11,6 +11,7 @@ exit codes.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import time
 
@@ -31,15 +32,26 @@ def sacct_time(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(max(epoch, 86400)))
 
 
-def _common(cluster: str | None) -> list[str]:
+def new_delimiter() -> str:
+    """A field delimiter for one sacct run: 64 random bits between two unit separators.
+
+    Job names and WCKeys are written by any user and printed raw; a name written
+    before this run cannot hold a delimiter drawn for it (sacct_parser's doc says how
+    records are then read). Short, because sacct prints it 17 times per job."""
+    return f"\x1f{secrets.token_urlsafe(8)}\x1f"
+
+
+def _common(cluster: str | None, delimiter: str) -> list[str]:
+    if not delimiter or "\n" in delimiter or "\0" in delimiter:
+        raise ValueError("the sacct delimiter must be non-empty text without newlines")
     return ["--allusers", "--allocations", "--duplicates", "--parsable2", "--noheader",
-            f"--format={','.join(SACCT_FIELDS)}",
+            f"--delimiter={delimiter}", f"--format={','.join(SACCT_FIELDS)}",
             *([f"--clusters={cluster}"] if cluster else [])]
 
 
-def sacct_argv(start_s: int, end_s: int, cluster: str | None = None) -> list[str]:
+def sacct_argv(start_s: int, end_s: int, cluster: str | None, delimiter: str) -> list[str]:
     """The sacct command for every allocation eligible or running in [start, end)."""
-    return ["sacct", *_common(cluster), f"--starttime={sacct_time(start_s)}",
+    return ["sacct", *_common(cluster, delimiter), f"--starttime={sacct_time(start_s)}",
             f"--endtime={sacct_time(end_s)}"]
 
 
@@ -59,18 +71,18 @@ def _run(argv: list[str], what: str, timeout_s: float, env: dict[str, str] | Non
     return proc.stdout
 
 
-def run_sacct(start_s: int, end_s: int, cluster: str | None = None,
+def run_sacct(start_s: int, end_s: int, cluster: str | None, delimiter: str,
               timeout_s: float = 600, env: dict[str, str] | None = None) -> str:
-    """The raw sacct text for the window; raises SlurmError."""
-    return _run(sacct_argv(start_s, end_s, cluster),
+    """The raw sacct text for the window, fields split by `delimiter`; raises SlurmError."""
+    return _run(sacct_argv(start_s, end_s, cluster, delimiter),
                 f"jobs {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)
 
 
-def run_sacct_jobs(job_ids: list[int], cluster: str | None = None, timeout_s: float = 600,
-                   env: dict[str, str] | None = None) -> str:
+def run_sacct_jobs(job_ids: list[int], cluster: str | None, delimiter: str,
+                   timeout_s: float = 600, env: dict[str, str] | None = None) -> str:
     """The raw sacct text of every record of these jobs, whenever they ran."""
     ids = ",".join(str(int(i)) for i in job_ids)
-    return _run(["sacct", *_common(cluster), f"--jobs={ids}"],
+    return _run(["sacct", *_common(cluster, delimiter), f"--jobs={ids}"],
                 f"{len(job_ids)} job(s) by id", timeout_s, env)
 
 

@@ -41,12 +41,15 @@ class SacctSource:
     window_target: int = 50_000
 
     def window(self, start_s: int, end_s: int) -> ParseResult:
-        return parse_sacct(door.run_sacct(start_s, end_s, self.cluster, self.timeout_s,
-                                          self.env), self.cluster)
+        delimiter = door.new_delimiter()  # a new one each run: see sacct_parser
+        return parse_sacct(door.run_sacct(start_s, end_s, self.cluster, delimiter,
+                                          self.timeout_s, self.env), self.cluster, delimiter)
 
     def by_ids(self, job_ids: list[int]) -> ParseResult:
-        return parse_sacct(door.run_sacct_jobs(job_ids, self.cluster, self.timeout_s,
-                                               self.env), self.cluster)
+        delimiter = door.new_delimiter()
+        return parse_sacct(door.run_sacct_jobs(job_ids, self.cluster, delimiter,
+                                               self.timeout_s, self.env), self.cluster,
+                           delimiter)
 
     def accounts(self) -> list[Account]:
         return parse_accounts(*door.run_sacctmgr_accounts(self.cluster, self.timeout_s,

@@ -81,8 +81,9 @@ def month_bounds(run_dir: Path) -> tuple[str, str]:
 def sacct_dump(first: str) -> list[str]:
     """The collector's own sacct command for everything from `first` (a date) to now."""
     from collector import clock
-    from collector.sacct_source import sacct_argv
-    return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), int(clock.now()))
+    from collector.sacct_source import new_delimiter, sacct_argv
+    return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), int(clock.now()),
+                      None, new_delimiter())
 
 
 def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from collector import clock
-from collector.sacct_parser import SACCT_FIELDS
+from collector.sacct_parser import SACCT_FIELDS, ParseResult, parse_sacct
 from collector.sacct_source import (
+    new_delimiter,
     run_sacct,
     run_sacctmgr_accounts,
     run_sacctmgr_events,
@@ -36,6 +37,17 @@ def slurm_version(lay: Layout) -> str:
     return run_slurm(lay, ["sinfo", "--version"]).stdout.split()[1]  # "slurm 22.05.8"
 
 
+def recorded_delimiter(release_dir: Path) -> str:
+    """The delimiter a release's sacct fixtures were recorded with (older ones: `|`)."""
+    manifest = json.loads((release_dir / "manifest.json").read_text())
+    return manifest.get("delimiter", "|")
+
+
+def read_recorded_sacct(path: Path, cluster: str | None = None) -> ParseResult:
+    """A recorded sacct file, read with the delimiter of its recording."""
+    return parse_sacct(path.read_text(), cluster, recorded_delimiter(path.parent))
+
+
 def record(lay: Layout, out_dir: Path) -> Path:
     """Record fixtures into out_dir/slurm-<version>/; return that directory."""
     version = slurm_version(lay)
@@ -49,15 +61,17 @@ def record(lay: Layout, out_dir: Path) -> Path:
     if spec.months >= 2:
         boundary = add_months(spec.start, 1)
         files["sacct-month-boundary.txt"] = (boundary - 3600, boundary + 3600)
+    delimiter = new_delimiter()  # as the collector asks: the manifest keeps it
     for name, (start, end) in files.items():
-        (target / name).write_text(run_sacct(start, end, env=lay.env()))
+        (target / name).write_text(run_sacct(start, end, None, delimiter, env=lay.env()))
     rest_version = record_slurmrestd(lay, target, files)
     manifest = {
         "slurm_version": version,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now())),
         "fields": list(SACCT_FIELDS),
+        "delimiter": delimiter,
         "slurmrestd_version": rest_version,
-        "files": {name: {"argv": sacct_argv(s, e), "window": [s, e]}
+        "files": {name: {"argv": sacct_argv(s, e, None, delimiter), "window": [s, e]}
                   for name, (s, e) in files.items()},
         "workload": {sub.label: {"job_id": sub.job_id, "user": sub.user,
                                  "account": sub.account, "wckey": sub.wckey}

@@ -62,55 +62,95 @@ class Tally:
 
 
 # --- sacct ------------------------------------------------------------------------------
-def _mutate_line(rng: random.Random, line: str) -> str:
-    fields = line.split("|")
-    kind = rng.randrange(7)
+# Free text a user writes into a job name or WCKey to forge records: newlines followed by
+# a whole sacct line (with the default "|", since the run's delimiter is unknown to them),
+# and every other line break Python's splitlines() would honour.
+FORGERIES = ("\n", "evil\n", "\r", "\u2028", "\x1c", "\x1e", "\x85", "\x1f")
+
+
+def _forged_line(rng: random.Random, real: list[str]) -> str:
+    """A line break and a whole record of another user's project with 100,000 GPUs."""
+    fields = rng.choice(real).split("|", 17)
+    fields[3], fields[4], fields[13] = "anna", "ehpc_llm01", "gres/gpu=100000"
+    return rng.choice(FORGERIES) + "|".join(fields)
+
+
+def _mutate_fields(rng: random.Random, fields: list[str], real: list[str]) -> list[str]:
+    kind = rng.randrange(5)
     if kind == 0:       # a field replaced by something hostile
         fields[rng.randrange(len(fields))] = rng.choice(HOSTILE_TEXT)
     elif kind == 1:     # a field dropped or doubled
         i = rng.randrange(len(fields))
         fields[i:i + 1] = [] if rng.random() < 0.5 else [fields[i], fields[i]]
-    elif kind == 2:     # cut short
-        return line[:rng.randrange(len(line) + 1)]
-    elif kind == 3:     # random characters inserted
-        i = rng.randrange(len(line) + 1)
-        return line[:i] + rng.choice(HOSTILE_TEXT) + line[i:]
-    elif kind == 4:     # two fields swapped
+    elif kind == 2:     # two fields swapped
         i, j = rng.randrange(len(fields)), rng.randrange(len(fields))
         fields[i], fields[j] = fields[j], fields[i]
-    elif kind == 5:     # a digit changed
-        digits = [i for i, c in enumerate(line) if c.isdigit()]
-        if digits:
-            i = rng.choice(digits)
-            return line[:i] + rng.choice("0123456789-") + line[i + 1:]
+    elif kind == 3:     # the user's own text (JobName, WCKey) holds a forged record
+        i = rng.choice((7, len(fields) - 1))
+        fields[i] = fields[i] + _forged_line(rng, real)
     else:               # several of the above
         for _ in range(rng.randrange(2, 5)):
-            line = _mutate_line(rng, line)
-        return line
-    return "|".join(fields)
+            fields = _mutate_fields(rng, fields, real)
+    return fields
+
+
+def _mutate_text(rng: random.Random, line: str) -> str:
+    kind = rng.randrange(3)
+    if kind == 0:       # cut short
+        return line[:rng.randrange(len(line) + 1)]
+    if kind == 1:       # random characters inserted
+        i = rng.randrange(len(line) + 1)
+        return line[:i] + rng.choice(HOSTILE_TEXT) + line[i:]
+    digits = [i for i, c in enumerate(line) if c.isdigit()]  # a digit changed
+    if digits:
+        i = rng.choice(digits)
+        return line[:i] + rng.choice("0123456789-") + line[i + 1:]
+    return line
 
 
 def sacct_lines() -> list[str]:
+    """Real recorded sacct lines, with the `|` they were recorded with."""
+    from .fixtures import recorded_delimiter
+
     lines = []
     for path in sorted(FIXTURES.glob("slurm-*/sacct-*.txt")):
-        lines += [x for x in path.read_text().splitlines() if x.strip()]
+        delimiter = recorded_delimiter(path.parent)
+        lines += [x.replace(delimiter, "|") for x in path.read_text().split("\n") if x.strip()]
     return lines
 
 
 def fuzz_sacct(n: int, seed: int = 1) -> Tally:
+    """Real lines printed with a run's random delimiter, as the collector asks sacct,
+    mutated; the forged records inside names must never become records."""
+    from collector.sacct_source import new_delimiter
+
     rng, real, tally = random.Random(seed), sacct_lines(), Tally()
     for _ in range(n):
-        picked = [rng.choice(real) for _ in range(rng.randrange(1, 6))]
-        lines = [_mutate_line(rng, x) if rng.random() < 0.8 else x for x in picked]
-        text = "\n".join(lines)
+        delimiter = new_delimiter()
+        lines = []
+        for line in (rng.choice(real) for _ in range(rng.randrange(1, 6))):
+            fields = line.split("|", 17)
+            if rng.random() < 0.8:
+                fields = _mutate_fields(rng, fields, real)
+            out = delimiter.join(fields)
+            lines.append(_mutate_text(rng, out) if rng.random() < 0.3 else out)
+        text = "\n".join(lines) + "\n"
         tally.inputs += 1
         try:
-            result = parse_sacct(text)
+            result = parse_sacct(text, None, delimiter)
         except Exception as exc:
             tally.failures.append(f"{type(exc).__name__}: {exc} <- {text[:300]!r}")
             continue
-        _count(tally, result, len([x for x in text.splitlines() if x.strip()]),
-               f"lines <- {text[:300]!r}")
+        split = text.split("\n")[:-1]
+        starts = [i for i, x in enumerate(split) if delimiter in x]
+        first = next((i for i, x in enumerate(split) if x.strip()), None)
+        expected = len(starts) + (first is not None and first not in starts)
+        if result.lines != len(split):
+            tally.failures.append(f"{len(split)} lines, {result.lines} read <- {text[:300]!r}")
+        if len(result.records) > len(lines):
+            tally.failures.append(f"forged: {len(result.records)} records from {len(lines)} "
+                                  f"<- {text[:300]!r}")
+        _count(tally, result, expected, f"records <- {text[:300]!r}")
     return tally
 
 

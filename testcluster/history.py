@@ -55,10 +55,17 @@ TIME_LIMITS_MIN = (1, 2, 5, 15, 30, 60, 240, 720, 1440, 2880)
 TARGET_UTILISATION = 0.78
 DENSE_JOBS_PER_MONTH = 100_000
 DENSE_UTILISATION = 0.60
+# A name that forges a record: a newline, then a whole sacct line (default `|`) that
+# gives another user's project 100,000 GPUs for a month. Slurm stores it and sacct
+# prints it raw; the collector must read it as the name of its own job.
+FORGED_NAME = ("rl-ppo\n9|9|testai|anna|ehpc_llm01|gpu|normal|pretrain|COMPLETED|"
+               "2026-10-01T00:00:00|2026-10-01T00:00:00|2026-10-01T00:00:00|"
+               "2026-10-31T00:00:00|gres/gpu=100000|1|8|gpu01|x")
+# Fifteen names: choosing among them draws as many random bits as before (same history).
 JOB_NAMES = (
     "llama-pretrain-7b", "ft_mistral_lora", "eval-harness", "tokenize_shard", "vit-l16",
     "eval|ablation|v2", 'run "baseline"', "<script>alert('x')</script>", "modèle-entraînement",
-    "训练-中文", "diffusion_xl", "whisper-ft", "bench_nccl", "rl-ppo", "x" * 200,
+    "训练-中文", "diffusion_xl", "whisper-ft", "bench_nccl", FORGED_NAME, "x" * 200,
 )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from collector import clock
 from collector.sacct_parser import parse_sacct
-from collector.sacct_source import run_sacct
+from collector.sacct_source import new_delimiter, run_sacct
 from testcluster import backfill, history
 
 from .conftest import run_cli, slurm
@@ -111,7 +111,9 @@ def test_summary_prints_each_backfilled_month_with_sreport_totals(lay, cli_args,
 
 
 def test_collector_door_and_parser_read_every_history_record_as_written(lay, hist):
-    result = parse_sacct(run_sacct(hist.start, int(clock.now()), env=lay.env()))
+    d = new_delimiter()
+    result = parse_sacct(run_sacct(hist.start, int(clock.now()), None, d, env=lay.env()),
+                         None, d)
     assert result.rejected == [] and result.pending_arrays == []
     got = {(r.job_id_raw, r.submit_s): r for r in result.records if r.job_id_raw < 5_000_000}
     assert len(got) == len(hist.jobs)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from collector.sacct_parser import parse_sacct
-from collector.sacct_source import run_sacct
+from collector.sacct_source import new_delimiter, run_sacct
 from collector.store import Store, row_job
 from testcluster import backfill, history
 from testcluster.policy import policy_text
@@ -156,7 +156,8 @@ def test_the_store_holds_exactly_what_sacct_shows(lay, hist, policy):
         until = store.last_collection("testai").window_end_s
         stored = {(r[0], r[1], r[2]): row_job(r[:-1])
                   for r in store.conn.execute("SELECT * FROM jobs")}
-    source = parse_sacct(run_sacct(hist.start, until, env=lay.env()), "testai")
+    d = new_delimiter()
+    source = parse_sacct(run_sacct(hist.start, until, None, d, env=lay.env()), "testai", d)
     assert source.rejected == []
     finished = {r.key: r for r in source.records if r.end_s is not None and r.end_s < until}
     assert len(finished) >= len(hist.jobs) - 5

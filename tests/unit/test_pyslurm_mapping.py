@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from collector import pyslurm_source
 from collector.pyslurm_source import JOB_FIELDS
 from collector.records import JobRecord
-from collector.sacct_parser import parse_sacct
 from collector.sacctmgr_parser import parse_accounts
+from testcluster.fixtures import read_recorded_sacct
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RELEASES = sorted(p for p in FIXTURES.glob("slurm-*") if (p / "pyslurm-workload.json").exists())
@@ -54,7 +54,7 @@ def _pyslurm(release: Path, window: str) -> dict[int, dict]:
 
 def _newest_runs(release: Path, window: str) -> dict[int, JobRecord]:
     """sacct's records of the window, the newest run of each job id."""
-    result = parse_sacct((release / f"sacct-{window}.txt").read_text(), CLUSTER)
+    result = read_recorded_sacct(release / f"sacct-{window}.txt", CLUSTER)
     assert not result.rejected
     newest: dict[int, JobRecord] = {}
     for record in result.records:
@@ -142,7 +142,7 @@ def test_pyslurm_gives_the_newest_run_of_each_job_sacct_lists(release, window):
     newest = _newest_runs(release, window)
     assert jobs.keys() == newest.keys()
     assert all(jobs[i]["submit_time"] == newest[i].submit_s for i in jobs)
-    every = parse_sacct((release / f"sacct-{window}.txt").read_text(), CLUSTER).records
+    every = read_recorded_sacct(release / f"sacct-{window}.txt", CLUSTER).records
     missing = [r for r in every if r not in newest.values()]
     assert all(r.state == "REQUEUED" for r in missing)
     if window == "workload":

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.sacct_parser import SACCT_FIELDS, parse_line, parse_sacct
+from collector.sacct_source import new_delimiter
+from testcluster.fixtures import read_recorded_sacct
 
 RELEASES = sorted((Path(__file__).parents[1] / "fixtures").glob("slurm-*"))
 DEFAULT_WCKEY = "other"  # the users' default WCKey on the test cluster (testcluster/accounts)
@@ -21,7 +23,7 @@ def _manifest(release):
 
 
 def _load(release, name):
-    result = parse_sacct((release / name).read_text())
+    result = read_recorded_sacct(release / name)
     assert result.rejected == [] and result.pending_arrays == []
     return result.records
 
@@ -156,7 +158,7 @@ def test_an_unknown_state_is_kept_and_marked():
 
 
 @pytest.mark.parametrize("bad,reason", [
-    (LINE.split("|", 5)[0], "fields"),
+    ("|".join(LINE.split("|")[:5]), "fields"),
     (LINE.replace("2026-10-01T01:00:00", "yesterday"), "Start"),
     (LINE.replace("42|42|", "42|4x2|"), "JobID"),
     (LINE.replace("gres/gpu=4", "gres/gpu=four"), "gres/gpu"),
@@ -183,7 +185,67 @@ def test_a_pending_array_not_split_yet_is_counted_not_dropped():
              min_size=len(SACCT_FIELDS) - 2, max_size=len(SACCT_FIELDS) + 2).map("|".join),
     st.just(LINE)), max_size=20))
 def test_any_input_is_read_or_rejected_never_crashes_or_vanishes(lines):
+    """Every line is read into exactly one outcome: a line with the delimiter starts a
+    record, a line without one continues the name before it (or, first, is rejected)."""
     text = "\n".join(lines)
     result = parse_sacct(text)
-    nonblank = [x for x in text.splitlines() if x.strip()]
-    assert len(result.records) + len(result.rejected) + len(result.pending_arrays) == len(nonblank)
+    split = text.split("\n")
+    if split and split[-1] == "":
+        split.pop()
+    starts = [i for i, x in enumerate(split) if "|" in x]
+    first = next((i for i, x in enumerate(split) if x.strip()), None)
+    outcomes = len(result.records) + len(result.rejected) + len(result.pending_arrays)
+    assert result.lines == len(split)
+    assert outcomes == len(starts) + (first is not None and first not in starts)
+
+
+# -- forged records: free text that any user writes -----------------------------------
+
+def printed(line: str, delimiter: str) -> str:
+    """A recorded `|` line as sacct prints it with --delimiter (JobName keeps its `|`)."""
+    return delimiter.join(line.split("|", len(SACCT_FIELDS) - 1))
+
+
+FORGED = LINE.replace("|anna|ehpc_llm01|", "|mallory|ehpc_clim03|").replace(
+    "gres/gpu=4", "gres/gpu=100000")
+
+
+@pytest.mark.parametrize("breaker", ["\n", "\r\n", "\r", "\u2028", "\u2029", "\x1c", "\x1e",
+                                     "\x85", "\x0b", "\x0c"])
+@pytest.mark.parametrize("field", ["JobName", "WCKey"])
+def test_a_forged_record_in_a_name_or_wckey_stays_text_of_its_job(breaker, field):
+    delimiter = new_delimiter()
+    i = SACCT_FIELDS.index(field)
+    fields = LINE.split("|", len(SACCT_FIELDS) - 1)
+    fields[i] = f"evil{breaker}{FORGED}{breaker}{FORGED}"
+    other = printed(LINE.replace("42|42", "43|43"), delimiter)
+    text = delimiter.join(fields) + "\n" + other + "\n"
+    result = parse_sacct(text, "testai", delimiter)
+    if field == "JobName" or "\n" not in breaker:
+        assert [(r.job_id_raw, r.user, r.account, r.gpus) for r in result.records] == [
+            (42, "anna", "ehpc_llm01", 4), (43, "anna", "ehpc_llm01", 4)]
+        assert result.rejected == []
+        got = result.records[0].name if field == "JobName" else result.records[0].wckey
+        assert got == fields[i]
+    else:
+        # A newline in the WCKey (not the last field) cuts the record in two: both parts
+        # are rejected with their text (the forged lines inside them), nothing is forged.
+        assert [(r.job_id_raw, r.user) for r in result.records] == [(43, "anna")]
+        assert [r.line_no for r in result.rejected] == [1, 3]
+        assert "mallory" in result.rejected[0].line
+    assert all(r.user != "mallory" and r.gpus < 100000 for r in result.records)
+    assert result.lines == text.count("\n")
+
+
+def test_each_run_draws_another_delimiter_that_no_newline_can_split():
+    seen = {new_delimiter() for _ in range(1000)}
+    assert len(seen) == 1000
+    assert all("\n" not in d and "|" not in d and len(d) >= 12 for d in seen)
+
+
+def test_rejected_records_are_kept_with_the_default_delimiter():
+    delimiter = new_delimiter()
+    bad = printed(LINE.replace("gres/gpu=4", "gres/gpu=four"), delimiter)
+    [rejected] = parse_sacct(bad + "\n", "testai", delimiter).rejected
+    assert delimiter not in rejected.line and rejected.line == LINE.replace("gres/gpu=4",
+                                                                            "gres/gpu=four")

@@ -14,10 +14,10 @@ from typing import ClassVar
 import pytest
 
 from collector import pyslurm_source, slurmrestd_parser
-from collector.sacct_parser import parse_sacct
 from collector.sacct_source import SlurmError
 from collector.sacctmgr_parser import parse_accounts
 from collector.slurmrestd_source import RestClient, pick_version
+from testcluster.fixtures import read_recorded_sacct
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RELEASES = sorted(p for p in FIXTURES.glob("slurm-*") if (p / "slurmrestd-workload.json").exists())
@@ -32,7 +32,7 @@ def test_fixtures_cover_three_releases():
 @pytest.mark.parametrize("release", RELEASES, ids=lambda p: p.name)
 @pytest.mark.parametrize("window", ["workload", "month-boundary"])
 def test_slurmrestd_gives_the_same_records_as_sacct(release, window):
-    sacct = parse_sacct((release / f"sacct-{window}.txt").read_text(), "testai")
+    sacct = read_recorded_sacct(release / f"sacct-{window}.txt", "testai")
     rest = slurmrestd_parser.parse_jobs(
         json.loads((release / f"slurmrestd-{window}.json").read_text()), "testai")
     assert not sacct.rejected and not rest.rejected
