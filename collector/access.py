@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .config import LOGIN, Auth, ConfigError
+from .secretfile import SecretFileError, read_secret_file
 
 Role = Literal["operator", "pi", "none"]
 
@@ -48,10 +49,9 @@ def read_secret(auth: Auth) -> str:
     names where it looked, never what it found."""
     if auth.proxy_secret_file is not None:
         try:
-            secret = auth.proxy_secret_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"[dashboard.auth] proxy_secret_file {auth.proxy_secret_file}: "
-                              f"cannot read: {exc.strerror}") from exc
+            secret = read_secret_file(auth.proxy_secret_file, "proxy_secret_file")
+        except SecretFileError as exc:
+            raise ConfigError(f"[dashboard.auth] {exc}") from exc
         where = f"proxy_secret_file {auth.proxy_secret_file}"
     else:
         secret = os.environ.get(auth.proxy_secret_env or "", "").strip()

@@ -73,6 +73,13 @@ def check(config_path: Path | None) -> None:
     click.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
 
 
+def _private_files() -> None:
+    """Files this command writes (the store, its lock, reports) hold every user's jobs:
+    create them readable by their owner only (the systemd units set UMask=0077 too)."""
+    import os
+    os.umask(0o077)
+
+
 def _settings(config_path: Path | None):
     from . import config as cfg
 
@@ -109,6 +116,7 @@ def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
     from .sacct_source import SlurmError
     from .store import StoreBusy, StoreError
 
+    _private_files()
     settings = _settings(config_path)
     try:
         with progress_bar(enabled=not quiet) as progress:
@@ -163,6 +171,7 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
     from .store import Store, StoreError
     from .usage import PeriodAlignmentError
 
+    _private_files()
     settings = _settings(config_path)
     tz = settings.facility.timezone
     chosen = [(k, v) for k, v in (("month", month), ("quarter", quarter), ("year", year)) if v]
@@ -225,6 +234,7 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
     import os
     import sys
 
+    _private_files()
     settings = _settings(config_path)
     if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pandas") is None:
         click.echo("error: the dashboard needs Streamlit and pandas: "
@@ -288,6 +298,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
     from .store import Store, StoreBusy, StoreError
     from .verify import TOLERANCE_MINUTES, SreportFormatError, save_check, verify_period
 
+    _private_files()
     settings = _settings(config_path)
     tz = settings.facility.timezone
     chosen = []
@@ -350,6 +361,7 @@ def exporter(config_path: Path | None, address: str | None, port: int | None) ->
 
     from .exporter import serve
 
+    _private_files()
     settings = _settings(config_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()

@@ -18,6 +18,7 @@ from . import slurmrestd_parser
 from .config import Settings
 from .sacct_parser import ParseResult, parse_sacct
 from .sacctmgr_parser import Account, parse_accounts
+from .secretfile import SecretFileError, read_secret_file
 from .slurmrestd_source import RestClient
 
 SOURCES = ("sacct", "slurmrestd", "pyslurm")
@@ -87,10 +88,9 @@ def read_token(settings: Settings, env: dict[str, str] | None = None) -> str | N
     rest = settings.slurmrestd
     if rest.token_file is not None:
         try:
-            return rest.token_file.read_text().strip() or None
-        except OSError as exc:
-            raise door.SlurmError(f"cannot read the slurmrestd token file {rest.token_file}: "
-                                  f"{exc.strerror}") from exc
+            return read_secret_file(rest.token_file, "the slurmrestd token file") or None
+        except SecretFileError as exc:
+            raise door.SlurmError(str(exc)) from exc
     return (env if env is not None else os.environ).get(rest.token_env) or None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -148,6 +149,17 @@ def db_path(store_dir: Path) -> Path:
     return Path(store_dir) / DB_FILE
 
 
+def _lock_holder(fd: int) -> str:
+    """The pid written in the lock file by its holder; a holder that has just taken the
+    lock writes it within moments, so look a few times before saying "?"."""
+    for _ in range(20):
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text:
+            return text
+        time.sleep(0.05)
+    return "?"
+
+
 class Store:
     """A connection to the store; `open_writer` for the collector, `open_reader` else."""
 
@@ -159,19 +171,23 @@ class Store:
     def open_writer(cls, store_dir: Path) -> Store:
         store_dir = Path(store_dir)
         try:
-            store_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(store_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            # Every user's jobs live here: owner only (the units add their group).
+            store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(store_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StoreError(f"cannot create the store in {store_dir}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            holder = _lock_holder(fd)
             os.close(fd)
             raise StoreBusy(f"another collection (pid {holder}) is writing {store_dir}; "
                             "this one exits without changing anything") from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # The pid first, then cut what an older, longer pid left: the file never reads
+        # empty while the lock is held.
+        mine = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, mine, 0)
+        os.ftruncate(fd, len(mine))
         try:
             conn = _connect(db_path(store_dir), readonly=False)
             _ensure_schema(conn)

@@ -60,6 +60,7 @@ def site(lay, cli_args, tmp_path_factory):
     mine = used[0]["account"]
     secret = secrets.token_hex(24)
     (tmp / "proxy-secret").write_text(secret + "\n")
+    (tmp / "proxy-secret").chmod(0o640)   # readable by others: refused
     path.write_text(path.read_text() + f"""
 [dashboard.auth]
 proxy_secret_file = "{tmp / 'proxy-secret'}"

@@ -91,6 +91,7 @@ def test_the_secret_comes_from_a_file_or_the_environment_and_is_never_echoed(tmp
                                                                              monkeypatch):
     f = tmp_path / "secret"
     f.write_text(SECRET + "\n")
+    f.chmod(0o640)
     assert read_secret(auth(proxy_secret_env=None, proxy_secret_file=f)) == SECRET
     monkeypatch.setenv("GPU_USAGE_PROXY_SECRET", SECRET)
     assert read_secret(auth()) == SECRET
@@ -169,6 +170,8 @@ def test_secrets_stay_out_of_config_check_and_errors(tmp_path, monkeypatch):
     token, secret = "eyJhbGciOi.JWT-" + "t" * 30, "proxy-" + "s" * 30
     (tmp_path / "jwt").write_text(token)
     (tmp_path / "proxy").write_text(secret)
+    (tmp_path / "jwt").chmod(0o600)
+    (tmp_path / "proxy").chmod(0o640)
     path = tmp_path / "f.toml"
     path.write_text(POLICY + f'[slurmrestd]\nurl = "http://127.0.0.1:9"\nuser = "slurm"\n'
                     f'token_file = "{tmp_path / "jwt"}"\n[store]\npath = "{tmp_path / "s"}"\n'
@@ -184,3 +187,51 @@ def test_secrets_stay_out_of_config_check_and_errors(tmp_path, monkeypatch):
     failed = runner.invoke(main, ["collect", "--config", str(path), "--quiet"])
     assert failed.exit_code == 1 and "127.0.0.1:9" in failed.output
     assert token not in failed.output and secret not in failed.output
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602, 0o666])
+def test_a_secret_file_that_others_can_read_is_refused_naming_the_fix(tmp_path, mode):
+    f = tmp_path / "secret"
+    f.write_text(SECRET)
+    f.chmod(mode)
+    with pytest.raises(ConfigError) as err:
+        read_secret(auth(proxy_secret_env=None, proxy_secret_file=f))
+    msg = str(err.value)
+    assert f"proxy_secret_file {f} is readable by every user" in msg
+    assert f"chmod o-rwx {f}" in msg and "install -m 0640 -o root -g gpu-usage" in msg
+    assert SECRET not in msg
+
+
+def test_a_world_readable_slurmrestd_token_stops_the_collection(tmp_path):
+    from collector.config import load
+    from collector.sacct_source import SlurmError
+    from collector.sources import read_token
+
+    token = tmp_path / "jwt"
+    token.write_text("eyJhbGciOi.JWT-secret")
+    path = tmp_path / "f.toml"
+    path.write_text(POLICY + f'[slurmrestd]\nurl = "http://127.0.0.1:9"\nuser = "slurm"\n'
+                    f'token_file = "{token}"\n')
+    settings = load(path)
+    token.chmod(0o644)
+    with pytest.raises(SlurmError, match=r"slurmrestd token file .* readable by every user"):
+        read_token(settings)
+    token.chmod(0o640)
+    assert read_token(settings) == "eyJhbGciOi.JWT-secret"
+
+
+@pytest.mark.parametrize(("url", "ok"), [
+    ("http://127.0.0.1:6820", True), ("http://localhost:6820", True), ("http://[::1]:6820", True),
+    ("https://rest.example.org:6820", True), ("unix:/run/slurmrestd.sock", True),
+    ("http://rest.example.org:6820", False), ("http://10.0.0.5:6820", False),
+    ("http://127.0.0.1.evil.example:80", False),
+])
+def test_a_jwt_is_never_sent_over_plain_http_to_another_host(tmp_path, url, ok):
+    from collector.config import load
+    path = tmp_path / "f.toml"
+    path.write_text(POLICY + f'[slurmrestd]\nurl = "{url}"\n')
+    if ok:
+        assert load(path).slurmrestd.url == url
+    else:
+        with pytest.raises(ConfigError, match="JWT in clear text"):
+            load(path)

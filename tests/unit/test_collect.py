@@ -3,6 +3,7 @@ incremental, idempotent, all-or-nothing, one collector at a time."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -129,7 +130,8 @@ def test_a_malformed_line_is_kept_and_counted_not_dropped(tmp_path):
 
 def test_a_second_collector_is_refused_while_one_writes(tmp_path):
     settings, env = fakeslurm.make(tmp_path)
-    with Store.open_writer(settings.store.path), pytest.raises(StoreBusy, match="pid"):
+    with Store.open_writer(settings.store.path), \
+            pytest.raises(StoreBusy, match=f"another collection \\(pid {os.getpid()}\\)"):
         collect(settings, now=NOW, env=env)
 
 
