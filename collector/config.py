@@ -12,6 +12,7 @@ import tomllib
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -72,6 +73,12 @@ class Slurmrestd(_Model):
     def _scheme(cls, value: str) -> str:
         if not re.match(r"^(unix:/|https?://)", value):
             raise ValueError(f"{value!r} must start with unix:/, http:// or https://")
+        if value.startswith("http://"):
+            # The JWT goes in a header: over plain HTTP anyone on the path reads it.
+            host = urlsplit(value).hostname or ""
+            if not is_loopback(host):
+                raise ValueError(f"{value!r} would send the JWT in clear text to {host}: use "
+                                 "https://, a slurmrestd on this host (127.0.0.1), or unix:/")
         return value
 
 
