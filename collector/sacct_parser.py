@@ -6,9 +6,11 @@ newline in a job name starts a new line of output, so with sacct's default `|`
 delimiter a name can hold a whole forged record (of any user, account and GPU count).
 The door therefore asks for a delimiter drawn at random for each run
 (`--delimiter`), which no name written before the run can contain, and this parser
-reads a record as the line that holds exactly `len(SACCT_FIELDS) - 1` delimiters
-plus every following line that holds none (the rest of a name that held newlines).
-JobName comes last, so a record's own fields are never cut by a name. Lines are
+reads a record as the lines that hold its `len(SACCT_FIELDS) - 1` delimiters (more
+than one line when the WCKey holds a newline) plus every following line that holds
+none (the rest of a job name that held newlines; JobName comes last). The fields
+before WCKey (ids, cluster, user, account, partition, QOS) are Slurm's own, so a
+record's first line always holds a delimiter. Lines are
 split at "\n" only: sacct separates records with it, and a name may hold any other
 line-breaking character (U+2028, \r, \x1c...). A line that cannot be read becomes
 a `Rejected` entry with its line number, the reason and its text; nothing is dropped
@@ -176,7 +178,16 @@ def parse_sacct(text: str, cluster: str | None = None, delimiter: str = "|") -> 
         if not line.strip():
             result.lines += 1
             continue
-        # The lines after it that hold no delimiter are the rest of its job name.
+        # A newline in the WCKey splits a record's delimiters over several lines: take
+        # lines while the record still lacks some (never past a whole record's worth),
+        # then every line without one (the rest of the job name).
+        found = line.count(delimiter)
+        while found < _LAST and i < count:
+            more = lines[i].count(delimiter)
+            if found + more > _LAST:
+                break
+            found += more
+            i += 1
         while i < count and delimiter not in lines[i]:
             i += 1
         record_text = line if i == first + 1 else "\n".join(lines[first:i])

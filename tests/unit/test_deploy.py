@@ -1,8 +1,9 @@
 """The files in deploy/: Prometheus config and rules pass promtool (and the rules'
 own unit tests), every metric the rules and the Grafana dashboard query is one the
-exporter serves, and the systemd units pass `systemd-analyze verify` and call
-gpu-usage with arguments it accepts. promtool (Debian's prometheus package) and
-systemd-analyze are installed by the README's test command; their absence fails."""
+exporter serves, and the systemd units pass `systemd-analyze verify`, are sandboxed
+to an exposure of at most 3.0 (`systemd-analyze security`), and call gpu-usage with
+arguments it accepts. promtool (Debian's prometheus package) and systemd-analyze are
+installed by the README's test command; their absence fails."""
 
 from __future__ import annotations
 
@@ -128,6 +129,67 @@ def test_systemd_units_verify(tmp_path):
     proc = run([analyze, "verify", *(str(tmp_path / u.name) for u in units())])
     assert proc.returncode == 0, proc.stderr
     assert "ignoring" not in proc.stderr, proc.stderr
+
+
+# `systemd-analyze security`: 0 is fully sandboxed, 10 fully exposed; the units
+# shipped before the sandbox scored 8.5.
+MAX_EXPOSURE = 3.0
+EXPOSURE = re.compile(r"Overall exposure level for (\S+): (\d+(?:\.\d+)?)")
+MEMORY_MAX = {"gpu-usage-collect.service": "2G", "gpu-usage-dashboard.service": "2G",
+              "gpu-usage-exporter.service": "1G", "gpu-usage-report.service": "1G"}
+LOOPBACK_ONLY = {"gpu-usage-dashboard.service", "gpu-usage-exporter.service"}
+
+
+def services() -> list[Path]:
+    return sorted(SYSTEMD.glob("*.service"))
+
+
+def test_every_service_is_sandboxed_to_an_exposure_of_3_or_lower():
+    # --offline reads the unit file alone: no running systemd, user or ExecStart needed.
+    # --threshold is in tenths; above it the command exits 1.
+    analyze = need("systemd-analyze")
+    scores: dict[str, float] = {}
+    problems = []
+    for unit in services():
+        proc = run([analyze, "security", "--offline=yes",
+                    f"--threshold={round(MAX_EXPOSURE * 10)}", str(unit)])
+        found = EXPOSURE.search(proc.stdout)
+        assert found is not None and found[1] == unit.name, proc.stdout[-3000:] + proc.stderr
+        scores[unit.name] = float(found[2])
+        if proc.returncode != 0 or "ignoring" in proc.stderr:
+            problems.append(f"{unit.name} exit {proc.returncode}: {proc.stderr.strip()}")
+    table = ", ".join(f"{name} {score:.1f}" for name, score in scores.items())
+    assert set(scores) == set(MEMORY_MAX), table
+    assert max(scores.values()) <= MAX_EXPOSURE and not problems, (
+        f"overall exposure (at most {MAX_EXPOSURE}): {table}; " + "; ".join(problems))
+
+
+def directives(unit: Path) -> dict[str, list[str]]:
+    """Every value of each key (a key may repeat, as SystemCallFilter= does)."""
+    found: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def test_services_keep_their_files_private_and_slurm_reachable():
+    for unit in services():
+        name, d = unit.name, directives(unit)
+        # The store and the reports hold every user's jobs.
+        assert d.get("UMask") == ["0077"] and d.get("StateDirectoryMode") == ["0750"], name
+        assert d.get("User") == ["gpu-usage"], name
+        assert d.get("WorkingDirectory") == ["/var/lib/gpu-usage"], name
+        assert d.get("MemoryMax") == [MEMORY_MAX[name]], name
+        # munge's UNIX socket; slurmctld and slurmdbd over TCP.
+        assert d.get("RestrictAddressFamilies") == ["AF_UNIX AF_INET AF_INET6"], name
+        if name in LOOPBACK_ONLY:  # they listen on loopback
+            assert d.get("IPAddressDeny") == ["any"], name
+            assert d.get("IPAddressAllow") == ["localhost"], name
+        else:  # slurmdbd and slurmctld may be on other hosts
+            assert "IPAddressDeny" not in d and "IPAddressAllow" not in d, name
+    assert directives(SYSTEMD / "gpu-usage-collect.service").get("SuccessExitStatus") == ["75"]
 
 
 def _leaf(args: list[str]) -> tuple[click.Command, list[str]]:
