@@ -168,7 +168,7 @@ def _start_mariadb(lay: Layout) -> None:
         if proc.returncode != 0:
             raise processes.failed("mariadb-install-db", proc)
     log = lay.log_dir / "mariadb.log"
-    _start(lay, Daemon("mariadb", [
+    argv = [
         "mariadbd", "--no-defaults", f"--datadir={lay.mariadb_dir}",
         f"--socket={lay.mariadb_socket}", f"--port={lay.mariadb_port}",
         "--bind-address=127.0.0.1", "--user=root", f"--log-error={log}",
@@ -176,9 +176,27 @@ def _start_mariadb(lay: Layout) -> None:
         # slurmdbd's recommended settings; a large log file speeds up big backfills.
         "--innodb-buffer-pool-size=512M", "--innodb-log-file-size=256M",
         "--innodb-lock-wait-timeout=900", "--max-allowed-packet=64M",
-    ], _daemon_env(lay), (lay.mariadb_port,)))
-    processes.wait_until("MariaDB", lambda: database.can_connect(lay), 60,
-                         _alive_check(lay, "mariadb"), log, _output(lay, "mariadb"))
+    ]
+    pid = _start(lay, Daemon("mariadb", argv, _daemon_env(lay), (lay.mariadb_port,)))
+    try:
+        processes.wait_until("MariaDB", lambda: database.can_connect(lay), 60,
+                             _alive_check(lay, "mariadb"), log, _output(lay, "mariadb"))
+    except ClusterError as exc:
+        # Seen twice under load: mariadbd gone at start, no word in its log. Once more,
+        # saying how the first one ended.
+        how = processes.exit_status(pid) or "no exit status"
+        if processes.pid_of(lay.pid_dir, "mariadb", lay.run_dir) is not None:
+            raise
+        with open(_output(lay, "mariadb"), "a") as out:
+            out.write(f"gpu-usage: mariadbd ended at start ({how}); starting it once more\n")
+        time.sleep(1)
+        _start(lay, Daemon("mariadb", argv, _daemon_env(lay), (lay.mariadb_port,)))
+        try:
+            processes.wait_until("MariaDB (started twice)", lambda: database.can_connect(lay),
+                                 60, _alive_check(lay, "mariadb"), log,
+                                 _output(lay, "mariadb"))
+        except ClusterError as again:
+            raise ClusterError(f"{again}\n(the first start: {exc}; {how})") from exc
     database.ensure_slurm_user(lay)
 
 

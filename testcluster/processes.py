@@ -128,7 +128,21 @@ def start(daemon: Daemon, run_dir: Path, pid_dir: Path, log_dir: Path) -> int:
     finally:
         out.close()
     (pid_dir / f"{daemon.name}.pid").write_text(f"{proc.pid}\n")
+    _children[proc.pid] = proc
     return proc.pid
+
+
+# The daemons this process started, so that one that dies at start can say how.
+_children: dict[int, subprocess.Popen] = {}
+
+
+def exit_status(pid: int | None) -> str:
+    """How a daemon this process started ended ('exit 1', 'killed by SIGKILL'), or ''."""
+    proc = _children.get(pid) if pid is not None else None
+    if proc is None or proc.poll() is None:
+        return ""
+    code = proc.returncode
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
 
 
 def wait_until(
