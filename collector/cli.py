@@ -339,7 +339,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
 @main.command()
 @_CONFIG_OPTION
 @click.option("--address", default=None, help="Listen address [default: [exporter] address, "
-              "0.0.0.0].")
+              "127.0.0.1]; another address serves every figure without login (warned).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None,
               help="Listen port [default: [exporter] port, 9877]; 0 picks a free one.")
 def exporter(config_path: Path | None, address: str | None, port: int | None) -> None:

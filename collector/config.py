@@ -87,14 +87,20 @@ class Store(_Model):
 
 
 class Exporter(_Model):
-    """`gpu-usage exporter`: where it listens and how fresh its prepared data is."""
+    """`gpu-usage exporter`: where it listens, how fresh its prepared data is, and
+    whether it names projects. It has no login of its own: it listens on localhost
+    unless told otherwise (a Prometheus on another host goes through a TLS and
+    basic-auth proxy). Per-allocation series carry project names and their granted
+    and used GPU time, so they are served only with `project_labels = true`;
+    without it the allocations show summed per category."""
 
-    address: str = "0.0.0.0"
+    address: str = "127.0.0.1"
     port: int = Field(default=9877, ge=1, le=65535)
     live_refresh_s: float = Field(default=30, ge=1)      # squeue/sinfo at most this often
     store_poll_s: float = Field(default=15, ge=1)        # look for a finished collection
     store_refresh_s: float = Field(default=300, ge=10)   # rebuild anyway (running jobs, "now")
     slurm_timeout_s: float = Field(default=20, gt=0)
+    project_labels: bool = False                         # gpu_usage_allocation_*{project}
 
 
 LOGIN = r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$"  # a login / SSO user name (no spaces)

@@ -6,12 +6,19 @@ view from squeue and sinfo at most every `live_refresh_s`. A scrape only turns
 the current views into text: it never runs Slurm or reads the store, so its time
 does not depend on the number of jobs, and a broken source shows as
 `gpu_usage_exporter_source_up{source=...} 0` beside the last good figures, never
-as an error page.
+as an error page. squeue's jobs are counted per account as they are read and folded
+per category (snapshot.py): a queue of a million pending array tasks costs each
+refresh, never a scrape (docs/benchmark-scrape.json).
+
+There is no login: the exporter listens on localhost by default and warns at
+start when it does not; a Prometheus on another host reaches it through a reverse
+proxy with TLS and basic auth.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,17 +28,20 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from .clock import now as clock_now
-from .config import Settings
+from .config import Settings, is_loopback
 from .metrics import ExporterStatus, families
-from .policy import AccountMap
 from .sacct_source import SlurmError
 from .snapshot import (
+    LiveFigures,
+    LiveJobs,
+    LiveNodes,
     LiveView,
     StoreView,
     latest_collection_id,
     live_accounts,
-    read_jobs_now,
-    read_nodes_now,
+    live_figures,
+    read_live_jobs,
+    read_live_nodes,
     read_store_view,
 )
 from .store import Store, StoreError
@@ -43,7 +53,8 @@ class Exporter(Collector):
     """The prepared views and the custom collector over them.
 
     Refreshes run in one thread (`refresh`), scrapes in the HTTP server's threads
-    (`collect`); a refresh replaces whole immutable views, so no lock is needed."""
+    (`collect`); a refresh replaces whole immutable views, so no lock is needed. A
+    scrape reads `view` and `figures` only, never the live view's counts."""
 
     def __init__(self, settings: Settings, env: dict[str, str] | None = None,
                  clock: Callable[[], float] = clock_now):
@@ -53,7 +64,7 @@ class Exporter(Collector):
         self.status = ExporterStatus()
         self.view: StoreView | None = None
         self.live: LiveView | None = None
-        self.amap: AccountMap | None = None
+        self.figures: LiveFigures | None = None     # the live families, by category
         self._seen_collection = -1
         self._next_store_check = 0.0
         self._next_live = 0.0
@@ -64,10 +75,10 @@ class Exporter(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            yield from families(self.settings, self.view, self.live, self.amap, self.status)
+            yield from families(self.settings, self.view, self.figures, self.status)
         except Exception:  # a scrape must never fail; the figures are gone, health stays
             log.exception("building the metrics failed")
-            yield from families(self.settings, None, None, None, self.status)
+            yield from families(self.settings, None, None, self.status)
 
     # --- refreshing -------------------------------------------------------------------
     def _timed(self, source: str, read: Callable[[], object], poll: bool = False
@@ -110,22 +121,28 @@ class Exporter(Collector):
             return False
         self.view = view
         self._seen_collection = newest
-        if self.live is not None:
-            self.amap = live_accounts(settings, self.view, self.live)
+        self._refold()  # the account tree may have changed: accounts map anew
         return True
 
     def refresh_live(self) -> bool:
-        """Read squeue and sinfo; a source that fails keeps its last good data."""
-        jobs = self._timed("squeue", lambda: read_jobs_now(self.settings, self.env))
-        nodes = self._timed("sinfo", lambda: read_nodes_now(self.settings, self.env))
+        """Read squeue and sinfo, counted as they are read (the read's duration
+        includes the counting); a source that fails keeps its last good data."""
+        jobs = self._timed("squeue", lambda: read_live_jobs(self.settings, self.env))
+        nodes = self._timed("sinfo", lambda: read_live_nodes(self.settings, self.env))
         if jobs is None and nodes is None:
             return False
-        prev = self.live or LiveView(0, (), (), 0)
+        prev = self.live or LiveView(0, LiveJobs(), LiveNodes(), 0)
         self.live = LiveView(self.clock(), jobs[0] if jobs else prev.jobs,
                              nodes[0] if nodes else prev.nodes,
                              (jobs[1] if jobs else 0) + (nodes[1] if nodes else 0))
-        self.amap = live_accounts(self.settings, self.view, self.live)
+        self._refold()
         return True
+
+    def _refold(self) -> None:
+        """Map the live counts to categories: per account, never per job."""
+        if self.live is not None:
+            amap = live_accounts(self.settings, self.view, self.live)
+            self.figures = live_figures(self.settings, self.live, amap)
 
     def refresh(self) -> None:
         """One round of the loop: whatever is due."""
@@ -144,9 +161,25 @@ class Exporter(Collector):
             stop.wait(max(0.2, due))
 
 
+def exposure_warning(settings: Settings, address: str) -> str | None:
+    """What a non-loopback address gives away (there is no login); None on localhost."""
+    if is_loopback(address):
+        return None
+    what = "every category's usage, quota and GPUs now"
+    if settings.exporter.project_labels:
+        what += ", and every project's allocation (granted, used; project_labels = true),"
+    return (f"warning: the exporter listens on {address or 'every interface'}, not "
+            f"localhost: {what} are served without login to anyone who can reach the "
+            "port. Put a reverse proxy with TLS and basic auth in front (README.md, "
+            "\"Prometheus exporter\") and listen on 127.0.0.1, or firewall the port.")
+
+
 def serve(settings: Settings, address: str, port: int, stop: threading.Event,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Prepare the views once, then serve /metrics and refresh until `stop` is set."""
+    warning = exposure_warning(settings, address)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     exporter = Exporter(settings)
     exporter.refresh()
     registry = CollectorRegistry(auto_describe=False)

@@ -2,15 +2,15 @@
 
 Conventions: base units (GPU-seconds, seconds, Unix timestamps), ratios 0..1,
 `_total` only on counters. Labels are bounded: pool, category, partition, GPU
-type, the exporter's sources, and allocations (a finite, configured set; only
-those running this month: finished and upcoming ones drop out). Never users or
-job ids. Usage figures are the report's own (`gpu-usage report --month this` at
+type, the exporter's sources, and, only with `[exporter] project_labels = true`,
+allocations (a finite, configured set; only those running this month: finished
+and upcoming ones drop out); without it allocations are summed per category.
+Never users or job ids. Usage figures are the report's own (`gpu-usage report --month this` at
 the same moment), so Prometheus, the report and the dashboard agree.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -20,9 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from . import __version__
 from .config import Settings
 from .periods import local_midnight
-from .policy import AccountMap
 from .report import UNMAPPED
-from .snapshot import LiveView, StoreView
+from .snapshot import LiveFigures, StoreView
 
 PREFIX = "gpu_usage"
 SOURCES = ("store", "squeue", "sinfo")
@@ -145,6 +144,30 @@ def _pool_families(r: dict) -> list[Metric]:
     return [used, quota]
 
 
+def _exported_allocations(view: StoreView) -> list[dict]:
+    return [a for a in view.report["allocations"] if a["state"] in EXPORTED_ALLOCATION_STATES]
+
+
+def category_allocation_families(settings: Settings, view: StoreView) -> list[Metric]:
+    """This month's allocations summed per category: no project names."""
+    labels = ("pool", "category")
+    granted = _gauge("category_allocations_granted_gpu_seconds", "GPU time granted to the "
+                     "category's allocations running this month.", labels)
+    used = _gauge("category_allocations_used_gpu_seconds", "GPU time used by the category's "
+                  "allocations running this month, each since it started.", labels)
+    pools = {c.name: c.pool for c in settings.categories}
+    sums: dict[tuple[str, str], list[float]] = {(p, c): [0.0, 0.0] for c, p in pools.items()}
+    for a in _exported_allocations(view):
+        key = (pools.get(a["category"], UNMAPPED), a["category"])
+        total = sums.setdefault(key, [0.0, 0.0])
+        total[0] += a["granted_gpu_hours"] or 0
+        total[1] += a["used_gpu_hours_total"] or 0
+    for key, (g, u) in sorted(sums.items()):
+        granted.add_metric(list(key), _h_to_s(g))
+        used.add_metric(list(key), _h_to_s(u))
+    return [granted, used]
+
+
 def allocation_families(view: StoreView) -> list[Metric]:
     """Per allocation of this month: granted, used, plan, projection."""
     labels = ("project", "account", "category")
@@ -162,9 +185,7 @@ def allocation_families(view: StoreView) -> list[Metric]:
         "end": _gauge("allocation_end_timestamp_seconds", "When the allocation ends.", labels),
     }
     tz = view.report["period"]["timezone"]
-    for a in view.report["allocations"]:
-        if a["state"] not in EXPORTED_ALLOCATION_STATES:
-            continue
+    for a in _exported_allocations(view):
         key = [a["project"], a["account"], a["category"]]
         fams["granted"].add_metric(key, _h_to_s(a["granted_gpu_hours"]))
         fams["used"].add_metric(key, _h_to_s(a["used_gpu_hours_total"]))
@@ -208,51 +229,27 @@ def health_families(view: StoreView | None) -> list[Metric]:
     return [last_ok, last_try, took, runs, errors, ingested, rejected]
 
 
-def live_families(settings: Settings, live: LiveView, amap: AccountMap) -> list[Metric]:
-    """GPUs in the cluster, available, allocated and pending now."""
+def live_families(live: LiveFigures) -> list[Metric]:
+    """GPUs in the cluster, available, allocated and pending now. The figures were
+    summed when squeue and sinfo were read: a scrape costs the same at any queue
+    length."""
     total = _gauge("cluster_gpus", "GPUs on the cluster's nodes now.", ("gpu_type",))
     avail = _gauge("cluster_gpus_available", "GPUs on nodes that can run jobs now (not down, "
                    "drained, failed or in maintenance).", ("gpu_type",))
-    by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    pairs = {(part, n.gpu_type) for n in live.nodes if n.gpus for part in n.partitions}
-    for n in live.nodes:
-        by_type[n.gpu_type][0] += n.gpus
-        by_type[n.gpu_type][1] += n.gpus if n.available else 0
-    for t, (gpus, available) in sorted(by_type.items()):
+    for t, gpus, available in live.gpus:
         total.add_metric([t], gpus)
         avail.add_metric([t], available)
-    holding: dict[tuple, int] = defaultdict(int)
-    pending: dict[tuple, int] = defaultdict(int)
-    running: dict[tuple, int] = defaultdict(int)
-    categories = [(c.pool, c.name) for c in settings.categories]
-    for j in live.jobs:
-        key = (amap.pool_of(j.account) or UNMAPPED, amap.category_of(j.account) or UNMAPPED)
-        if j.holding:
-            holding[(*key, j.partition, j.gpu_type)] += j.gpus
-            running[key] += 1
-            pairs.add((j.partition, j.gpu_type))
-        elif j.state == "PENDING":
-            pending[(*key, j.partition)] += j.gpus
-    # Every category shows a value, zero included, for the partitions and GPU types in use.
-    for pool, cat in categories:
-        for part, gpu_type in pairs or {("", "")}:
-            holding.setdefault((pool, cat, part, gpu_type), 0)
     allocated = _gauge("gpus_allocated", "GPUs held by running jobs now.",
                        ("pool", "category", "partition", "gpu_type"))
-    for key, gpus in sorted(holding.items()):
+    for key, gpus in live.allocated:
         allocated.add_metric(list(key), gpus)
     waiting = _gauge("gpus_pending", "GPUs asked for by pending jobs now.",
                      ("pool", "category", "partition"))
-    for pool, cat in categories:
-        if not any(k[:2] == (pool, cat) for k in pending):
-            pending[(pool, cat, "")] = 0
-    for key, gpus in sorted(pending.items()):
+    for key, gpus in live.pending:
         waiting.add_metric(list(key), gpus)
     jobs = _gauge("jobs_running", "Running jobs (array tasks counted each) now.",
                   ("pool", "category"))
-    for pool, cat in categories:
-        running.setdefault((pool, cat), 0)
-    for key, n in sorted(running.items()):
+    for key, n in live.running:
         jobs.add_metric(list(key), n)
     unreadable = _gauge("live_unreadable_lines", "squeue and sinfo lines of the last refresh "
                         "that could not be read.")
@@ -280,14 +277,17 @@ def exporter_families(status: ExporterStatus) -> list[Metric]:
     return [up, errors, last, took]
 
 
-def families(settings: Settings, view: StoreView | None, live: LiveView | None,
-             amap: AccountMap | None, status: ExporterStatus) -> list[Metric]:
+def families(settings: Settings, view: StoreView | None, live: LiveFigures | None,
+             status: ExporterStatus) -> list[Metric]:
     """Every family of one scrape. Missing views leave their families out; the
-    exporter's own families always say why."""
+    exporter's own families always say why. Per-allocation families name projects:
+    only with `[exporter] project_labels = true`."""
     out = info_families(settings)
     if view is not None:
-        out += month_families(view) + allocation_families(view)
+        out += month_families(view) + category_allocation_families(settings, view)
+        if settings.exporter.project_labels:
+            out += allocation_families(view)
     out += health_families(view)
-    if live is not None and amap is not None:
-        out += live_families(settings, live, amap)
+    if live is not None:
+        out += live_families(live)
     return out + exporter_families(status)

@@ -4,17 +4,25 @@ a live view of jobs and nodes from squeue and sinfo. A scrape only reads these.
 
 Both views are immutable; the exporter swaps a whole new one in, so a scrape never
 sees half of a refresh.
+
+squeue's jobs are counted per account as they are read and then dropped: users
+decide how long the queue is (a pending array of 100,000 tasks is one line of
+sbatch), so nothing a scrape does may walk it. `live_figures` folds the counts
+into the few samples of the live families (per category, partition and GPU type)
+whenever the live view or the account map changes; a scrape only emits those.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from . import clock, periods, usage
 from .config import Settings
-from .live_parser import LiveJob, NodeGpus, parse_sinfo, parse_squeue
+from .live_parser import HOLDING_STATES, LiveJob, NodeGpus, parse_sinfo, parse_squeue
 from .policy import AccountMap, map_accounts
-from .report import build_report
+from .report import UNMAPPED, build_report
 from .sacct_source import run_sinfo, run_squeue
 from .store import Store
 
@@ -42,11 +50,47 @@ class StoreView:
 
 
 @dataclass(frozen=True)
+class LiveJobs:
+    """squeue's jobs counted per account: all the live families need of them."""
+
+    holding_gpus: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (account, partition, GPU type) -> GPUs held by running jobs
+    running: dict[str, int] = field(default_factory=dict)  # account -> running jobs
+    pending_gpus: dict[tuple[str, str], int] = field(default_factory=dict)
+    # (account, partition) -> GPUs asked for by pending jobs
+
+    def accounts(self) -> set[str]:
+        return ({a for a, _, _ in self.holding_gpus} | set(self.running)
+                | {a for a, _ in self.pending_gpus})
+
+
+@dataclass(frozen=True)
+class LiveNodes:
+    """sinfo's nodes summed per GPU type."""
+
+    gpus_by_type: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # GPU type -> (GPUs, GPUs on nodes that can run jobs)
+    pairs: frozenset[tuple[str, str]] = frozenset()  # (partition, GPU type) with GPUs
+
+
+@dataclass(frozen=True)
 class LiveView:
     taken_s: float
-    jobs: tuple[LiveJob, ...]
-    nodes: tuple[NodeGpus, ...]
+    jobs: LiveJobs
+    nodes: LiveNodes
     rejected: int                        # squeue/sinfo lines that could not be read
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """The samples of the live families, sorted, by label values: what a scrape emits."""
+
+    gpus: tuple[tuple[str, int, int], ...]                   # GPU type, GPUs, available
+    allocated: tuple[tuple[tuple[str, str, str, str], int], ...]
+    # (pool, category, partition, GPU type) -> GPUs held
+    pending: tuple[tuple[tuple[str, str, str], int], ...]    # (pool, category, partition)
+    running: tuple[tuple[tuple[str, str], int], ...]         # (pool, category) -> jobs
+    rejected: int
 
 
 def latest_collection_id(store: Store, cluster: str) -> int:
@@ -85,6 +129,48 @@ def read_jobs_now(settings: Settings, env: dict[str, str] | None = None
     return tuple(jobs), len(bad)
 
 
+def count_jobs(jobs: Iterable[LiveJob]) -> LiveJobs:
+    """Per account: GPUs held (by partition and GPU type), running jobs (array tasks
+    each), GPUs asked for by pending jobs (by partition). One pass over the jobs."""
+    holding: dict[tuple[str, str, str], int] = defaultdict(int)
+    running: dict[str, int] = defaultdict(int)
+    pending: dict[tuple[str, str], int] = defaultdict(int)
+    for j in jobs:
+        if j.state in HOLDING_STATES:
+            holding[(j.account, j.partition, j.gpu_type)] += j.gpus
+            running[j.account] += 1
+        elif j.state == "PENDING":
+            pending[(j.account, j.partition)] += j.gpus
+    return LiveJobs(dict(holding), dict(running), dict(pending))
+
+
+def count_nodes(nodes: Iterable[NodeGpus]) -> LiveNodes:
+    """GPUs and available GPUs per type, and the partitions' GPU types."""
+    by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    pairs = set()
+    for n in nodes:
+        by_type[n.gpu_type][0] += n.gpus
+        by_type[n.gpu_type][1] += n.gpus if n.available else 0
+        if n.gpus:
+            pairs.update((part, n.gpu_type) for part in n.partitions)
+    return LiveNodes({t: (g, a) for t, (g, a) in by_type.items()}, frozenset(pairs))
+
+
+def read_live_jobs(settings: Settings, env: dict[str, str] | None = None
+                   ) -> tuple[LiveJobs, int]:
+    """squeue's jobs, counted per account, and the lines that could not be read;
+    raises SlurmError."""
+    jobs, bad = read_jobs_now(settings, env)
+    return count_jobs(jobs), bad
+
+
+def read_live_nodes(settings: Settings, env: dict[str, str] | None = None
+                    ) -> tuple[LiveNodes, int]:
+    """sinfo's nodes, summed per GPU type; raises SlurmError."""
+    nodes, bad = read_nodes_now(settings, env)
+    return count_nodes(nodes), bad
+
+
 def read_nodes_now(settings: Settings, env: dict[str, str] | None = None
                    ) -> tuple[tuple[NodeGpus, ...], int]:
     """Every node with its GPUs and state; raises SlurmError."""
@@ -96,4 +182,33 @@ def read_nodes_now(settings: Settings, env: dict[str, str] | None = None
 def live_accounts(settings: Settings, view: StoreView | None, live: LiveView) -> AccountMap:
     """Categories of the accounts of live jobs (a new account maps by pattern or list)."""
     parents = view.parents if view else {}
-    return map_accounts(settings, parents, {j.account for j in live.jobs})
+    return map_accounts(settings, parents, live.jobs.accounts())
+
+
+def live_figures(settings: Settings, live: LiveView, amap: AccountMap) -> LiveFigures:
+    """The live families' samples by category: the per-account counts mapped and
+    summed (work per account, not per job). Every configured category shows a value,
+    zero included, for the partitions and GPU types in use."""
+    def category(account: str) -> tuple[str, str]:
+        return amap.pool_of(account) or UNMAPPED, amap.category_of(account) or UNMAPPED
+
+    holding: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    pending: dict[tuple[str, str, str], int] = defaultdict(int)
+    running: dict[tuple[str, str], int] = defaultdict(int)
+    for (account, part, gpu_type), gpus in live.jobs.holding_gpus.items():
+        holding[(*category(account), part, gpu_type)] += gpus
+    for account, n in live.jobs.running.items():
+        running[category(account)] += n
+    for (account, part), gpus in live.jobs.pending_gpus.items():
+        pending[(*category(account), part)] += gpus
+    pairs = live.nodes.pairs | {k[1:] for k in live.jobs.holding_gpus}
+    categories = [(c.pool, c.name) for c in settings.categories]
+    for pool, cat in categories:
+        for part, gpu_type in pairs or {("", "")}:
+            holding.setdefault((pool, cat, part, gpu_type), 0)
+        if not any(k[:2] == (pool, cat) for k in pending):
+            pending[(pool, cat, "")] = 0
+        running.setdefault((pool, cat), 0)
+    gpus = tuple((t, g, a) for t, (g, a) in sorted(live.nodes.gpus_by_type.items()))
+    return LiveFigures(gpus, tuple(sorted(holding.items())), tuple(sorted(pending.items())),
+                       tuple(sorted(running.items())), live.rejected)

@@ -8,6 +8,9 @@ in it: com_acme (commercial), 2 GPUs since 10-31 20:00 -> 24 GPU-hours. The
 recorded squeue has 10 GPUs held (1 on com_acme, 9 on accounts this synthetic tree
 does not know) and 10 asked for by pending jobs; sinfo has 4 nodes of 4 H100s,
 gpu04 drained.
+
+Per-allocation series name projects and are served only with `[exporter]
+project_labels = true`; `exporter_for` turns it on unless a test says otherwise.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import clock
+from collector import clock, snapshot
 from collector.collect import collect
-from collector.exporter import Exporter, serve
+from collector.config import Exporter as ExporterSettings
+from collector.config import Settings
+from collector.exporter import Exporter, exposure_warning, serve
+from collector.live_parser import LiveJob
 
 from . import fakeslurm
 
@@ -44,11 +50,21 @@ def cluster(tmp_path):
     return settings, env, data
 
 
-def exporter_for(settings, env, now=NOW) -> tuple[Exporter, CollectorRegistry]:
+def exporter_for(settings, env, now=NOW, project_labels=True
+                 ) -> tuple[Exporter, CollectorRegistry]:
+    """An exporter on a fresh registry; with project labels unless told otherwise
+    (the full scrape, as the test cluster's policy and the shipped rules have it)."""
+    if project_labels != settings.exporter.project_labels:
+        settings = with_exporter(settings, project_labels=project_labels)
     exporter = Exporter(settings, env=env, clock=lambda: now)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(exporter)
     return exporter, registry
+
+
+def with_exporter(settings: Settings, **changes) -> Settings:
+    return settings.model_copy(update={"exporter": settings.exporter.model_copy(
+        update=changes)})
 
 
 @pytest.fixture
@@ -221,3 +237,138 @@ def test_serves_metrics_over_http_until_stopped(cluster, monkeypatch):
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def sample_keys(registry) -> set[tuple[str, tuple]]:
+    text = generate_latest(registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items())))
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_by_default_no_project_is_named_only_category_sums_of_allocations(cluster):
+    settings, env, _ = cluster
+    assert settings.exporter.project_labels is False and ExporterSettings().project_labels \
+        is False
+    exporter, registry = exporter_for(settings, env, project_labels=False)
+    exporter.refresh()
+    keys = sample_keys(registry)
+    assert not {name for name, _ in keys if name.startswith("gpu_usage_allocation_")}
+    assert not {name for name, labels in keys if "project" in dict(labels)
+                or "account" in dict(labels)}
+    assert not {v for _, labels in keys for _, v in labels} & {"nl_x", "ehpc_a"}
+    # nl_x (science, ended this month) and ehpc_a (eu_science): 100 GPU-hours each.
+    science = {"pool": "national", "category": "science"}
+    assert value(registry, "category_allocations_granted_gpu_seconds", **science) == 100 * H
+    assert value(registry, "category_allocations_used_gpu_seconds", **science) == 43 * H
+    eu = {"pool": "eurohpc", "category": "eu_science"}
+    assert value(registry, "category_allocations_used_gpu_seconds", **eu) == 32 * H
+    assert value(registry, "category_allocations_granted_gpu_seconds", pool="eurohpc",
+                 category="commercial") == 0
+
+
+def test_project_labels_are_served_when_the_policy_opts_in(cluster):
+    settings, env, _ = cluster
+    exporter, registry = exporter_for(settings, env, project_labels=True)
+    exporter.refresh()
+    nl_x = {"project": "nl_x", "account": "nl_x", "category": "science"}
+    assert value(registry, "allocation_granted_gpu_seconds", **nl_x) == 100 * H
+    assert value(registry, "category_allocations_granted_gpu_seconds", pool="national",
+                 category="science") == 100 * H     # the sums stay beside them
+
+
+def test_the_exporter_listens_on_localhost_unless_told_otherwise(cluster):
+    settings, _, _ = cluster
+    assert ExporterSettings().address == "127.0.0.1"
+    assert settings.exporter.address == "127.0.0.1"
+    assert exposure_warning(settings, "127.0.0.1") is None
+    assert exposure_warning(settings, "::1") is None
+
+
+def test_a_non_loopback_address_warns_at_start_what_is_served_without_login(
+        cluster, monkeypatch, capsys):
+    settings, env, _ = cluster
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_DIR", env["FAKE_SLURM_DIR"])
+    monkeypatch.setenv(clock.ENV, str(NOW))
+    stop = threading.Event()
+    stop.set()                                   # start, serve once, stop
+    serve(settings, "0.0.0.0", 0, stop)
+    err = capsys.readouterr().err
+    assert "warning: the exporter listens on 0.0.0.0" in err
+    assert "every category's" in err and "without login" in err
+    assert "TLS and basic auth" in err and "README.md" in err
+    assert "project" not in err                  # project labels are off here
+    opted_in = exposure_warning(with_exporter(settings, project_labels=True), "0.0.0.0")
+    assert "every project's allocation" in opted_in
+    assert exposure_warning(settings, "").startswith(
+        "warning: the exporter listens on every interface")
+    serve(settings, "127.0.0.1", 0, stop)
+    assert "warning" not in capsys.readouterr().err
+
+
+ACCOUNTS = ("com_acme", "nl_x", "ehpc_a", "stranger")   # commercial, science, eu, unmapped
+
+
+def queue(n: int) -> tuple[LiveJob, ...]:
+    """n jobs over the same labels: running and pending on two partitions and two GPU
+    types, most of them pending array tasks, as a long queue has it."""
+    jobs = []
+    for i in range(n):
+        account, part = ACCOUNTS[i % 4], ("gpu", "big")[i // 4 % 2]
+        gpu_type = ("h100", "a100")[i // 8 % 2]
+        state = "RUNNING" if i % 16 < 8 else "PENDING"
+        jobs.append(LiveJob(f"9000_{i}", state, account, part, 1 + i % 3, gpu_type, 1))
+    return tuple(jobs)
+
+
+class WatchedJobs(tuple):
+    """A job list that records (and refuses) every walk over it once armed."""
+
+    armed = False
+
+    def __iter__(self):
+        if self.armed:
+            WALKS.append("iter")
+            raise AssertionError("the scrape walked the job list")
+        return super().__iter__()
+
+
+WALKS: list[str] = []
+
+
+def with_queue(monkeypatch, jobs) -> None:
+    monkeypatch.setattr(snapshot, "read_jobs_now", lambda settings, env=None: (jobs, 0))
+
+
+def test_the_samples_do_not_depend_on_the_queue_length(cluster, monkeypatch):
+    settings, env, _ = cluster
+    scrapes = {}
+    for n in (64, 100_000):
+        with_queue(monkeypatch, queue(n))
+        exporter, registry = exporter_for(settings, env)
+        exporter.refresh()
+        scrapes[n] = (sample_keys(registry), registry)
+    assert scrapes[64][0] == scrapes[100_000][0]
+    held = {"pool": "eurohpc", "category": "commercial", "partition": "gpu", "gpu_type": "h100"}
+    # com_acme's running jobs on gpu/h100: i % 16 == 0, each 1 + i % 3 GPUs.
+    expected = sum(1 + i % 3 for i in range(100_000) if i % 16 == 0)
+    assert value(scrapes[100_000][1], "gpus_allocated", **held) == expected
+
+
+def test_a_scrape_after_a_refresh_of_100000_jobs_does_no_per_job_work(cluster, monkeypatch):
+    settings, env, _ = cluster
+    jobs = WatchedJobs(queue(100_000))
+    with_queue(monkeypatch, jobs)
+    exporter, registry = exporter_for(settings, env)
+    exporter.refresh()
+    WatchedJobs.armed = True
+    try:
+        WALKS.clear()
+        text = generate_latest(registry).decode()
+        assert WALKS == []
+        assert 'gpu_usage_jobs_running{category="commercial",pool="eurohpc"} 12500.0' in text
+        assert value(registry, "gpus_pending", pool="(unmapped)", category="(unmapped)",
+                     partition="big") == sum(1 + i % 3 for i in range(100_000)
+                                             if i % 4 == 3 and i // 4 % 2 and i % 16 >= 8)
+    finally:
+        WatchedJobs.armed = False
