@@ -14,9 +14,12 @@ import base64
 import json
 import re
 import secrets
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +74,8 @@ pis = {{ {PI} = ["{mine}"] }}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with dashboard(path, dict(lay.env()), log=ARTIFACTS / "dashboard-auth.log") as direct, \
             nginx_proxy(tmp / "nginx", free_port(), direct, PASSWORDS, secret) as proxied:
-        yield {"direct": direct, "proxy": proxied, "report": rep, "month": month,
+        yield {"direct": direct, "proxy": proxied, "report": rep, "month": month, "tmp": tmp,
+               "policy": path,
                "mine": mine, "secret": secret,
                "others": [a["account"] for a in used[1:]],
                "my_users": {u["user"] for u in rep["users"] if u["account"] == mine},
@@ -187,3 +191,56 @@ def test_a_real_browser_through_nginx_shows_the_operator_view(site):
         assert f"Signed in as {OPERATOR} (operator)" in body
     finally:
         driver.quit()
+
+
+def _listeners(port: int) -> set[str]:
+    """Local addresses of the TCP sockets listening on `port` (from /proc/net/tcp*)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:   # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+def test_the_exporter_serves_loopback_only_and_no_project_by_default(lay, site):
+    """The policy without an [exporter] address or project_labels: the exporter listens
+    on 127.0.0.1 only, and its scrape names no project or account, only the per-category
+    allocation sums."""
+    kept, section = [], ""
+    for line in site["policy"].read_text().splitlines():
+        if line.startswith("["):
+            section = line
+        if section == "[exporter]" and line.split("=")[0].strip() in ("address", "port",
+                                                                      "project_labels"):
+            continue
+        kept.append(line)
+    policy = site["tmp"] / "defaults.toml"
+    policy.write_text("\n".join(kept) + "\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "collector", "exporter", "--config",
+                             str(policy), "--port", str(port)], env=lay.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    body = r.read().decode()
+                if "gpu_usage_category_allocations_granted_gpu_seconds" in body:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "exporter not up"
+            time.sleep(0.5)
+        assert _listeners(port) == {"0100007F"}   # 127.0.0.1, and nothing else
+        assert 'project="' not in body and 'account="' not in body
+        assert "gpu_usage_allocation_granted_gpu_seconds" not in body
+        for a in site["report"]["accounts"]:
+            assert not mentions(body, a["account"]), a["account"]
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "without login" not in err   # no warning: it listened on loopback
