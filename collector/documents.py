@@ -5,7 +5,10 @@ document shows what `--format json` prints for the same period.
 Neither needs a browser or an office suite. Text from Slurm (account names,
 organisations) is escaped before it reaches reportlab's markup, and written to
 Excel as plain strings, so it is shown as text and never read as markup or a
-formula.
+formula. Long text is cut as render.py says: the PDF shows at most SHOWN_MAX (200)
+characters of any field, so a name of thousands of characters without a space still
+fits a table row on a page; an Excel cell holds at most CELL_MAX (32,000). A cut
+field ends with "… [cut, N characters]".
 """
 
 from __future__ import annotations
@@ -14,7 +17,18 @@ import io
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from .render import SECTIONS, SHARE_COLUMNS, cell, get_rows, service_lines, title_of
+from .render import (
+    CELL_MAX,
+    SECTIONS,
+    SHARE_COLUMNS,
+    SHOWN_MAX,
+    cell,
+    cut,
+    cut_fields,
+    get_rows,
+    service_lines,
+    title_of,
+)
 
 DOCUMENT_FORMATS = ("pdf", "xlsx")
 
@@ -61,7 +75,7 @@ def _excel_value(value: object) -> object:
     if isinstance(value, str):
         # Control characters are not allowed in a worksheet: shown as U+FFFD.
         from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-        return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+        return ILLEGAL_CHARACTERS_RE.sub("\ufffd", cut(value, CELL_MAX))
     return value
 
 
@@ -251,6 +265,9 @@ def _size_chart(report: dict, font: str):
 
 def pdf(report: dict) -> bytes:
     """A4 document: a title page, then the eight parts of a monthly report."""
+    # A table row cannot break across pages: every field is cut to SHOWN_MAX characters
+    # (reportlab's LayoutError on a name of 4,000 characters otherwise).
+    report = cut_fields(report, SHOWN_MAX)
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet

@@ -3,6 +3,22 @@
 Only layout happens here: every number comes from report.py. CSV is one file of
 sections, each introduced by a `# section` line and its own header row, so that
 a spreadsheet or `awk` can pick the table it needs.
+
+Text from Slurm and the policy file has no length limit and may start like a formula;
+documents have limits and spreadsheets evaluate formulas. These functions decide it
+for every format (documents.py and the dashboard's downloads use them too):
+
+- `cut` shortens one field: at most SHOWN_MAX characters where people read the text
+  (PDF, Markdown, the terminal table) and CELL_MAX where a spreadsheet reads it (CSV,
+  XLSX; Excel holds at most 32,767 characters in a cell). A cut field ends with
+  "… [cut, N characters]", N its full length. JSON keeps every field whole.
+- `csv_cell` makes one CSV cell, and `csv_text`, the only CSV writer, puts every cell
+  through it. Text that a spreadsheet would read as a formula (its first character,
+  or its first after leading white space, one of = + - @ tab CR LF NUL: OWASP's CSV
+  injection guidance) gets a leading single quote, which spreadsheets show as text;
+  the csv module quotes a cell holding the delimiter, quotes or a line break. Text
+  is a `str` value (a list is joined into one): a number (int or float, numpy's too)
+  is written as the number it is, so -0.25 stays -0.25.
 """
 
 from __future__ import annotations
@@ -11,9 +27,15 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 FORMATS = ("table", "csv", "md", "json")
+
+SHOWN_MAX = 200      # characters of one field shown in a PDF, Markdown or terminal table
+CELL_MAX = 32_000    # characters of one CSV or XLSX cell (Excel's limit: 32,767)
+# A text cell starting with one of these is a formula to Excel, LibreOffice or Sheets.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
 
 # (section title, key in the report, columns); nested keys use "a.b".
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -70,6 +92,43 @@ def cell(column: str, value: object) -> str:
     return str(value)
 
 
+def cut(text: str, limit: int) -> str:
+    """The text if it has at most `limit` characters, else its start and a marker that
+    says how long it was, `limit` characters in all."""
+    if len(text) <= limit:
+        return text
+    mark = f"\u2026 [cut, {len(text):,} characters]"
+    return text[:max(0, limit - len(mark))] + mark
+
+
+def cut_fields(value: Any, limit: int = SHOWN_MAX) -> Any:
+    """A copy of the report (or any part of it) with every string, keys included, cut
+    to `limit` characters; numbers and the rest unchanged."""
+    if isinstance(value, str):
+        return cut(value, limit)
+    if isinstance(value, dict):
+        return {cut_fields(k, limit): cut_fields(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [cut_fields(v, limit) for v in value]
+    return value
+
+
+def csv_cell(value: object) -> object:
+    """One CSV cell: text cut to CELL_MAX and, if a spreadsheet would read it as a
+    formula, prefixed with a single quote; a list is text (joined with "; "), None an
+    empty cell, and a number stays the number it is."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        value = "; ".join(map(str, value))
+    if not isinstance(value, str):
+        return value
+    text = cut(value, CELL_MAX)
+    if text[:1] in FORMULA_START or text.lstrip()[:1] in FORMULA_START:
+        return "'" + text
+    return text
+
+
 def title_of(report: dict) -> str:
     p = report["period"]
     return (f"{report['facility']} ({report['cluster']}): GPU usage {p['label']} "
@@ -103,17 +162,28 @@ def render(report: dict, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
-def _csv(report: dict) -> str:
+def csv_text(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    """A header and rows as CSV text, every cell through `csv_cell`: the one CSV writer
+    of the report and of the dashboard's downloads."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    for _, key, columns in SECTIONS:
-        out.write(f"# {key}\n")
-        writer.writerow(columns)
-        for row in get_rows(report, key):
-            writer.writerow(["; ".join(map(str, row[c])) if isinstance(row[c], list)
-                             else ("" if row[c] is None else row[c]) for c in columns])
-        out.write("\n")
+    minimal = csv.writer(out, lineterminator="\n")
+    # CPython before 3.11.9 leaves a field with a bare CR unquoted when the line ends in
+    # LF (gh-67044), and a reader splits the row there: such a row has its text quoted.
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    minimal.writerow([csv_cell(h) for h in header])
+    for row in rows:
+        cells = [csv_cell(v) for v in row]
+        bare_cr = any(isinstance(c, str) and "\r" in c for c in cells)
+        (quoted if bare_cr else minimal).writerow(cells)
     return out.getvalue()
+
+
+def _csv(report: dict) -> str:
+    parts = []
+    for _, key, columns in SECTIONS:
+        rows = ([row[c] for c in columns] for row in get_rows(report, key))
+        parts += [f"# {key}\n", csv_text(columns, rows), "\n"]
+    return "".join(parts)
 
 
 _MD_ACTIVE = re.compile(r"([\\`*_\[\]!|~$])")
@@ -127,6 +197,7 @@ def md_escape(text: str) -> str:
 
 
 def _markdown(report: dict) -> str:
+    report = cut_fields(report)
     lines = [f"# {md_escape(title_of(report))}", ""]
     for title, key, columns in SECTIONS:
         rows = get_rows(report, key)
@@ -150,6 +221,7 @@ def _table(report: dict, width: int = 160) -> str:
     from rich.table import Table
     from rich.text import Text
 
+    report = cut_fields(report)
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
     console.print(title_of(report), style="bold", markup=False, highlight=False)
     for title, key, columns in SECTIONS:

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from collector.render import md_escape
+from collector.render import csv_text, md_escape
 from dashboard import charts, queries, state
 
 period = state.current_period()
@@ -53,7 +53,10 @@ else:
                                           "GPU-h granted (red line)"), use_container_width=True)
 
 d1, d2 = st.columns(2)
-d1.download_button("Users (CSV)", users.to_csv(index=False), mime="text/csv",
+# csv_text: the report's CSV writer, so no user or account name reaches a spreadsheet
+# as a formula.
+d1.download_button("Users (CSV)", csv_text(users.columns, users.itertuples(index=False)),
+                   mime="text/csv",
                    file_name=f"gpu-usage-{period.label}-users.csv")
 d2.download_button("My projects (JSON)", json.dumps(rep, indent=2, ensure_ascii=False),
                    file_name=f"gpu-usage-{period.label}-projects.json",

@@ -1,10 +1,12 @@
 """The PDF and Excel report documents of the synthetic October: the PDF renders and its
 text holds the category table's numbers; every Excel cell equals the JSON report;
-hostile strings from Slurm stay text."""
+hostile strings from Slurm stay text; no text cell of the CSV report or of the
+dashboard's CSV downloads starts like a formula; long fields are cut, not a crash."""
 
 from __future__ import annotations
 
 import copy
+import csv
 import io
 import json
 import subprocess
@@ -16,7 +18,16 @@ from openpyxl import load_workbook
 from collector import periods
 from collector.cli import main
 from collector.documents import SHEETS, header, pdf, xlsx
-from collector.render import SECTIONS, get_rows
+from collector.render import (
+    CELL_MAX,
+    SECTIONS,
+    SHOWN_MAX,
+    csv_cell,
+    cut,
+    get_rows,
+    md_escape,
+    render,
+)
 from collector.report import build_report
 from collector.store import Store
 
@@ -109,3 +120,200 @@ def test_report_cli_writes_documents_and_refuses_binary_to_a_terminal(october, t
         assert result.exit_code == 0, result.output
         written = (tmp_path / "reports" / f"2026-10.{fmt}").read_bytes()
         assert written[:4] == (b"%PDF" if fmt == "pdf" else b"PK\x03\x04")
+
+
+# --- formula injection in CSV (issue 17, item 6) -------------------------------------------
+# Every start that makes a spreadsheet read a text cell as a formula, bare and after
+# white space; the rest holds the delimiter, quotes and a pipe, as a real attack would.
+PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", " =", "\t@", "  -", " \r+")
+PAYLOAD = "cmd|' /C calc'!A0,\"x\";HYPERLINK(\"http://evil.example\")"
+
+
+def text_columns(rep: dict) -> set[tuple[str, str]]:
+    """(section, column) of every text column of the CSV report."""
+    found = {("allocations", "projected_exhaustion"), ("allocations", "warnings")}
+    for _, key, columns in SECTIONS:
+        for row in get_rows(rep, key):
+            found |= {(key, c) for c in columns if isinstance(row[c], str)}
+    return found
+
+
+def hostile_report(rep: dict, prefixes: tuple[str, ...]) -> dict:
+    """The report with one row per prefix in every table, every text field of that row
+    starting with the prefix; a single-row section (commercial) takes the first one.
+    Two numbers are negative: -5 and -0.25."""
+    rep = copy.deepcopy(rep)
+    cols = text_columns(rep)
+
+    def poisoned(key: str, row: dict, prefix: str) -> dict:
+        return {c: ([prefix + PAYLOAD] if c == "warnings" else prefix + PAYLOAD)
+                if (key, c) in cols else v for c, v in row.items()}
+
+    for _, key, _ in SECTIONS:
+        *parents, last = key.split(".")
+        holder = rep
+        for p in parents:
+            holder = holder[p]
+        rows = holder[last]
+        if isinstance(rows, dict):
+            holder[last] = poisoned(key, rows, prefixes[0])
+        elif rows:
+            holder[last] = [poisoned(key, rows[0], p) for p in prefixes] + rows
+    rep["categories"][len(prefixes)]["gpu_hours"] = -5      # the first real rows
+    rep["categories"][len(prefixes) + 1]["difference_gpu_hours"] = -0.25
+    return rep
+
+
+def csv_sections(text: str) -> dict[str, list[list[str]]]:
+    """The CSV report parsed back with csv.reader: {section: [header, *rows]}."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) == 1 and row[0].startswith("# "):
+            current = sections.setdefault(row[0][2:], [])
+        elif row:
+            current.append(row)
+    return sections
+
+
+def assert_neutralised(text: str, rep: dict) -> int:
+    """Every text cell of the CSV report is the report's text with a leading quote when
+    it starts like a formula; every number parses back as the number. Returns how many
+    cells were neutralised."""
+    sections, cols, quoted = csv_sections(text), text_columns(rep), 0
+    assert set(sections) == {key for _, key, _ in SECTIONS}
+    for _, key, columns in SECTIONS:
+        header_row, *rows = sections[key]
+        assert tuple(header_row) == columns
+        for got, want in zip(rows, get_rows(rep, key), strict=True):
+            for c, cell_text in zip(columns, got, strict=True):
+                value = want[c]
+                if (key, c) in cols and value:
+                    value = "; ".join(value) if isinstance(value, list) else value
+                    hostile = value.startswith(PREFIXES)
+                    assert cell_text == ("'" + value if hostile else value), (key, c)
+                    quoted += hostile
+                elif isinstance(value, int | float) and not isinstance(value, bool):
+                    assert float(cell_text) == value and cell_text[:1] != "'", (key, c)
+    return quoted
+
+
+@pytest.mark.parametrize("first", range(len(PREFIXES)))
+def test_csv_report_neutralises_every_formula_start_in_every_text_column(october, first):
+    prefixes = PREFIXES[first:] + PREFIXES[:first]   # the single-row section takes each
+    rep = hostile_report(october[0], prefixes)
+    text = render(rep, "csv")
+    quoted = assert_neutralised(text, rep)
+    n_cols = len(text_columns(rep))
+    assert quoted >= len(PREFIXES) * (n_cols - 2)  # the hostile rows all reached the CSV
+    sections = csv_sections(text)
+    cats = sections["categories"]
+    used, diff = cats[0].index("gpu_hours"), cats[0].index("difference_gpu_hours")
+    assert cats[1 + len(PREFIXES)][used] == "-5"       # a negative number stays a number
+    assert cats[2 + len(PREFIXES)][diff] == "-0.25"
+
+
+def test_csv_cell_decides_by_type_not_by_look():
+    np = pytest.importorskip("numpy")
+    assert csv_cell("-5") == "'-5" and csv_cell("=1+1") == "'=1+1"
+    assert csv_cell(-5) == -5 and csv_cell(-0.25) == -0.25
+    assert csv_cell(np.float64(-1.5)) == -1.5 and csv_cell(np.int64(-3)) == -3
+    assert csv_cell("anna") == "anna" and csv_cell("a=b-c") == "a=b-c" and csv_cell("") == ""
+    assert csv_cell(" @x") == "' @x" and csv_cell("\t-x") == "'\t-x"
+    assert csv_cell(None) == "" and csv_cell(True) is True
+    assert csv_cell(["=a", "b"]) == "'=a; b"
+    assert csv_cell("x" * 40_000) == cut("x" * 40_000, CELL_MAX)
+
+
+@pytest.fixture
+def dashboard_downloads(october, monkeypatch):
+    """Run a dashboard page on a given report; returns {label: downloaded text}."""
+    pytest.importorskip("streamlit", reason="the dashboard extra is not installed")
+    from streamlit.delta_generator import DeltaGenerator
+    from streamlit.testing.v1 import AppTest
+
+    from collector import clock
+    from dashboard import state
+
+    from .dashboard_fixture import VIEWS
+
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(october[1]))
+    monkeypatch.setenv(clock.ENV, str(NOW))
+    got: dict[str, str] = {}
+    original = DeltaGenerator.download_button
+
+    def recording(self, label, data, *args, **kwargs):
+        got[label] = data.decode() if isinstance(data, bytes) else data
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", recording)
+
+    def run(page: str, rep: dict) -> dict[str, str]:
+        monkeypatch.setattr(state, "report", lambda period: rep)
+        monkeypatch.setattr(state, "document", lambda period, fmt: b"stand-in")
+        got.clear()
+        at = AppTest.from_file(str(VIEWS / f"{page}.py"), default_timeout=60)
+        at.session_state["period_month"] = "2026-10"
+        at.session_state["report_month"] = "2026-10"
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        return dict(got)
+
+    return run
+
+
+def test_dashboard_csv_downloads_neutralise_every_formula_start(october, dashboard_downloads):
+    rep = hostile_report(october[0], PREFIXES)
+    report_csv = dashboard_downloads("reports", rep)["CSV"]
+    assert report_csv == render(rep, "csv")
+    assert assert_neutralised(report_csv, rep) >= len(PREFIXES) * 10
+
+    mine = copy.deepcopy(october[0])   # allocations stay real: the page draws burn-downs
+    mine["users"] = [{"user": p + PAYLOAD, "account": PAYLOAD + p, "gpu_hours": 1.0}
+                     for p in PREFIXES] + [{"user": "anna", "account": p + "x",
+                                            "gpu_hours": -0.25 if p == "-" else -5}
+                                           for p in PREFIXES]
+    rows = list(csv.reader(io.StringIO(dashboard_downloads("projects", mine)["Users (CSV)"])))
+    assert rows[0] == ["user", "account", "gpu_hours"]
+    for got, want in zip(rows[1:], mine["users"], strict=True):
+        for c, cell_text in zip(("user", "account"), got[:2], strict=True):
+            hostile = want[c].startswith(PREFIXES)
+            assert cell_text == ("'" + want[c] if hostile else want[c]), c
+        assert float(got[2]) == want["gpu_hours"] and got[2][:1] != "'"
+    assert sum(r[0].startswith("'") for r in rows[1:]) == len(PREFIXES)       # users
+    assert sum(r[1].startswith("'") for r in rows[1:]) == len(PREFIXES)       # accounts
+    assert {r[2] for r in rows[1:]} >= {"-5.0", "-0.25"}   # numbers, not neutralised text
+
+
+# --- long fields (issue 17, item 8) --------------------------------------------------------
+def test_an_unbroken_name_of_thousands_of_characters_is_cut_in_every_format(october, tmp_path):
+    rep = copy.deepcopy(october[0])
+    long_org, huge = "O" * 4_000, "H" * 40_000
+    rep["accounts"][0]["organisation"] = long_org
+    rep["unmapped_accounts"][0]["account"] = huge
+    text = pdf_text(pdf(rep), tmp_path)            # reportlab's LayoutError before
+    flat = "".join(text.split())
+    assert "…[cut,4,000characters]" in flat and "…[cut,40,000characters]" in flat
+    assert "O" * (SHOWN_MAX + 1) not in flat
+
+    wb = load_workbook(io.BytesIO(xlsx(rep)))
+    org = next(c for c in wb["Accounts"]["D"] if c.value and c.value.startswith("OOO"))
+    assert org.value == long_org                     # under Excel's limit: whole
+    big = wb["Unmapped accounts"]["A2"].value
+    assert len(big) == CELL_MAX and big.endswith("… [cut, 40,000 characters]")
+
+    sections = csv_sections(render(rep, "csv"))
+    assert [long_org] == [c for r in sections["accounts"] for c in r if c.startswith("OOO")]
+    assert sections["unmapped_accounts"][1][0] == cut(huge, CELL_MAX)
+
+    md = render(rep, "md")
+    assert md_escape(cut(long_org, SHOWN_MAX)) in md and "O" * SHOWN_MAX not in md
+    assert max(len(line) for line in md.splitlines()) < 40 * SHOWN_MAX
+    assert render(rep, "json").count("O" * 4_000) == 1   # the data format keeps it whole
+
+
+def test_cut_keeps_the_limit_and_says_how_long_the_text_was():
+    assert cut("short", SHOWN_MAX) == "short"
+    assert cut("x" * SHOWN_MAX, SHOWN_MAX) == "x" * SHOWN_MAX
+    long = cut("y" * 20_000, SHOWN_MAX)
+    assert len(long) == SHOWN_MAX and long.endswith("… [cut, 20,000 characters]")
