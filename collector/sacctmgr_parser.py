@@ -57,7 +57,9 @@ class Reservation:
 
 def _rows(text: str, fields: tuple[str, ...], what: str) -> list[dict[str, str]]:
     rows = []
-    for line_no, line in enumerate(text.splitlines(), 1):
+    # "\n" only: sacctmgr ends rows with it, and an organisation or a reason may hold
+    # any other line-breaking character (U+2028, \r, \x1c...) as text.
+    for line_no, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         parts = line.split("|", len(fields) - 1)

@@ -79,3 +79,11 @@ def test_gpu_minutes_reads_the_untyped_gpu_entry():
     assert gpu_minutes("cpu=100,gres/gpu=540000") == 540000
     assert gpu_minutes("gres/gpu:h100=60") is None
     assert gpu_minutes("") is None
+
+
+def test_line_breaks_other_than_newline_in_an_organisation_stay_text():
+    from collector.sacctmgr_parser import parse_accounts
+    assoc = "root|||\nnl_x||root|\n"
+    account = "root|root|root\nnl_x|Org\u2028with\rbreaks\x1c|desc\u2029x\n"
+    acc = {a.account: a for a in parse_accounts(assoc, account)}["nl_x"]
+    assert acc.organisation == "Org\u2028with\rbreaks\x1c" and acc.description == "desc\u2029x"
