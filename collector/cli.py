@@ -202,9 +202,17 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
         return
     out = Path(str(out).replace("{period}", period.label))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
+    # A fresh temporary name (O_EXCL, 0600): nobody can plant a file or link there first.
+    import os
+    import tempfile
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     click.echo(f"wrote {fmt} report for {period.label} to {out}", err=True)
 
 

@@ -82,7 +82,7 @@ def _fields(line: str, count: int) -> list[str]:
 def parse_squeue(text: str) -> tuple[list[LiveJob], list[Rejected]]:
     """Jobs from `squeue --noheader -O ...` with `SQUEUE_FIELDS`."""
     jobs, rejected = [], []
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -113,7 +113,7 @@ def parse_sinfo(text: str) -> tuple[list[NodeGpus], list[Rejected]]:
     """Nodes from `sinfo --noheader --Node -O ...` with `SINFO_FIELDS`, each once."""
     nodes: dict[str, NodeGpus] = {}
     rejected = []
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -54,7 +54,6 @@ Differences from the sacct door, on purpose or because pyslurm 25.11.2 cannot:
 - `user_name` is resolved on the collecting host (getpwuid); a uid the host does not
   know reads as the uid's digits, where sacct prints slurmdbd's user name.
 - Organisation and description of accounts are empty (no Accounts in pyslurm 25.11.2).
-- A name holding a newline or `|` stays one value (sacct's text splits it).
 - `Jobs.load` always reads job steps (no JOBCOND_FLAG_NO_STEP option): slower, not
   different.
 """

@@ -58,17 +58,21 @@ def sacct_argv(start_s: int, end_s: int, cluster: str | None, delimiter: str) ->
 def _run(argv: list[str], what: str, timeout_s: float, env: dict[str, str] | None) -> str:
     full_env = dict(os.environ if env is None else env, TZ="UTC")
     try:
-        proc = subprocess.run(argv, env=full_env, capture_output=True, text=True,
-                              timeout=timeout_s, check=False, errors="replace")
+        # newline="": no universal newlines, so a \r in a job name stays a \r (the
+        # parsers split at \n only).
+        proc = subprocess.run(argv, env=full_env, capture_output=True, timeout=timeout_s,
+                              check=False)
     except FileNotFoundError as exc:
         raise SlurmError(f"{argv[0]} not found: install slurm-client or put it on PATH") from exc
     except subprocess.TimeoutExpired as exc:
         raise SlurmError(f"{argv[0]} timed out after {timeout_s:.0f} s ({what}); is slurmdbd "
                          "overloaded or unreachable?") from exc
+    stdout = proc.stdout.decode(errors="replace")
     if proc.returncode != 0:
+        stderr = proc.stderr.decode(errors="replace")
         raise SlurmError(f"{argv[0]} exited {proc.returncode} ({what}): "
-                         f"{proc.stderr.strip()[:500] or '(no message)'}")
-    return proc.stdout
+                         f"{stderr.strip()[:500] or '(no message)'}")
+    return stdout
 
 
 def run_sacct(start_s: int, end_s: int, cluster: str | None, delimiter: str,
@@ -142,7 +146,9 @@ def run_sreport_accounts(start_s: int, end_s: int, cluster: str | None = None,
                          timeout_s: float = 300, env: dict[str, str] | None = None) -> str:
     """sreport's GPU-minutes of every account (parents include their children) and
     user in [start, end): the independent figure the report is checked against."""
+    # No "Proper Name" column: it is the user's GECOS name, which users may set (chfn).
     return _run(["sreport", "--noheader", "--parsable2", "-t", "minutes", "-T", "gres/gpu",
                  "cluster", "AccountUtilizationByUser", f"start={sacct_time(start_s)}",
-                 f"end={sacct_time(end_s)}", *([f"cluster={cluster}"] if cluster else [])],
+                 f"end={sacct_time(end_s)}", *([f"cluster={cluster}"] if cluster else []),
+                 "format=Cluster,Account,Login,Used"],
                 f"sreport {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -149,6 +150,14 @@ def db_path(store_dir: Path) -> Path:
     return Path(store_dir) / DB_FILE
 
 
+def _owner_only(store_dir: Path) -> None:
+    """Take group and other access away from the store directory and its files."""
+    for path in (store_dir, *store_dir.iterdir()):
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and mode & 0o077:
+            path.chmod(stat.S_IMODE(mode) & 0o700)
+
+
 def _lock_holder(fd: int) -> str:
     """The pid written in the lock file by its holder; a holder that has just taken the
     lock writes it within moments, so look a few times before saying "?"."""
@@ -171,8 +180,10 @@ class Store:
     def open_writer(cls, store_dir: Path) -> Store:
         store_dir = Path(store_dir)
         try:
-            # Every user's jobs live here: owner only (the units add their group).
+            # Every user's jobs live here: owner only, also for a store an older version
+            # made 0755/0644 (mkdir and O_CREAT's modes apply to new files only).
             store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _owner_only(store_dir)
             fd = os.open(store_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise StoreError(f"cannot create the store in {store_dir}: {exc.strerror}") from exc

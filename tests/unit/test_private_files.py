@@ -42,3 +42,30 @@ def test_store_lock_and_reports_are_owner_only(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert mode(out) == 0o600, fmt
     assert mode(tmp_path / "reports") == 0o700
+
+
+def test_a_store_an_older_version_left_open_is_closed_to_others(tmp_path):
+    from collector.store import Store
+
+    store = tmp_path / "store"
+    store.mkdir(mode=0o755)
+    store.chmod(0o755)
+    (store / "gpu-usage.sqlite").write_bytes(b"")
+    (store / "gpu-usage.sqlite").chmod(0o644)
+    (store / "collect.lock").write_text("")
+    (store / "collect.lock").chmod(0o664)
+    with Store.open_writer(store):
+        pass
+    assert mode(store) == 0o700
+    assert {p.name: mode(p) for p in store.iterdir() if p.is_file()} == \
+        {p.name: 0o600 for p in store.iterdir() if p.is_file()}
+
+
+def test_carriage_returns_from_slurm_stay_text(tmp_path):
+    """No universal newlines on Slurm's output: a \\r in a job name is not a line end."""
+    from collector.sacct_source import _run
+
+    script = tmp_path / "fake"
+    script.write_text("#!/bin/sh\nprintf 'a\\rb\\r\\nc\\n'\n")
+    script.chmod(0o755)
+    assert _run([str(script)], "test", 10, dict(os.environ)) == "a\rb\r\nc\n"

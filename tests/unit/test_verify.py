@@ -7,21 +7,22 @@ import pytest
 
 from collector.verify import SreportFormatError, compare, parse_sreport_accounts
 
-# `sreport -n -P -t minutes -T gres/gpu cluster AccountUtilizationByUser` (Slurm 22.05)
+# `sreport -n -P -t minutes -T gres/gpu cluster AccountUtilizationByUser
+# format=Cluster,Account,Login,Used` (Slurm 22.05)
 SREPORT = """\
-testai|root|||gres/gpu|4380
-testai|eurohpc|||gres/gpu|1440
-testai|eu_science|||gres/gpu|960
-testai|ehpc_a|||gres/gpu|960
-testai|ehpc_a|anna|Anna|gres/gpu|960
-testai|commercial|||gres/gpu|480
-testai|com_acme|||gres/gpu|480
-testai|com_acme|kim|Kim|gres/gpu|480
-testai|national|||gres/gpu|2760
-testai|science|||gres/gpu|2760
-testai|nl_x|||gres/gpu|2760
-testai|nl_x|maria|Maria|gres/gpu|2760
-testai|stray|||gres/gpu|180
+testai|root||4380
+testai|eurohpc||1440
+testai|eu_science||960
+testai|ehpc_a||960
+testai|ehpc_a|anna|960
+testai|commercial||480
+testai|com_acme||480
+testai|com_acme|kim|480
+testai|national||2760
+testai|science||2760
+testai|nl_x||2760
+testai|nl_x|maria|2760
+testai|stray||180
 """
 PARENTS = {"root": "", "eurohpc": "root", "eu_science": "eurohpc", "ehpc_a": "eu_science",
            "commercial": "eurohpc", "com_acme": "commercial", "national": "root",
@@ -36,7 +37,7 @@ def test_parser_keeps_account_lines_only():
 
 def test_a_line_that_is_not_sreport_output_is_named():
     with pytest.raises(SreportFormatError, match="line 2"):
-        parse_sreport_accounts("testai|root|||gres/gpu|1\ngarbage\n")
+        parse_sreport_accounts("testai|root||1\ngarbage\n")
 
 
 def test_parents_include_their_children_and_equal_figures_agree():
