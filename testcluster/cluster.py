@@ -131,7 +131,15 @@ def _output(lay: Layout, name: str) -> Path:
 
 
 def _alive_check(lay: Layout, name: str):
-    return lambda: processes.pid_of(lay.pid_dir, name, lay.run_dir) is not None
+    def alive() -> bool:
+        try:
+            pid = int((lay.pid_dir / f"{name}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return False
+        mine = processes.started_alive(pid)
+        return mine if mine is not None else processes.pid_of(lay.pid_dir, name,
+                                                              lay.run_dir) is not None
+    return alive
 
 
 def _start_munge(lay: Layout) -> None:
@@ -185,7 +193,7 @@ def _start_mariadb(lay: Layout) -> None:
         # Seen twice under load: mariadbd gone at start, no word in its log. Once more,
         # saying how the first one ended.
         how = processes.exit_status(pid) or "no exit status"
-        if processes.pid_of(lay.pid_dir, "mariadb", lay.run_dir) is not None:
+        if processes.started_alive(pid):
             raise
         with open(_output(lay, "mariadb"), "a") as out:
             out.write(f"gpu-usage: mariadbd ended at start ({how}); starting it once more\n")

@@ -136,6 +136,14 @@ def start(daemon: Daemon, run_dir: Path, pid_dir: Path, log_dir: Path) -> int:
 _children: dict[int, subprocess.Popen] = {}
 
 
+def started_alive(pid: int | None) -> bool | None:
+    """Whether a daemon this process started still runs (from its Popen object, not
+    from /proc/PID/environ, which a daemon that changes its credentials at start may
+    briefly refuse to show); None for a pid this process did not start."""
+    proc = _children.get(pid) if pid is not None else None
+    return None if proc is None else proc.poll() is None
+
+
 def exit_status(pid: int | None) -> str:
     """How a daemon this process started ended ('exit 1', 'killed by SIGKILL'), or ''."""
     proc = _children.get(pid) if pid is not None else None
