@@ -274,12 +274,25 @@ def test_mariadb_restarted(lay, site):
 
 
 def test_two_collectors_at_once_one_runs_one_exits_75(lay, site):
-    procs = [start_cli(lay, "collect", "--config", str(site["policy"]), "--from-scratch")
-             for _ in range(2)]
-    results = sorted((p.wait(timeout=300), p.stderr.read(), p.pid) for p in procs)
-    assert [code for code, _, _ in results] == [0, 75], results
-    assert f"another collection (pid {results[0][2]}) is writing" in results[1][1]
-    assert "exits without changing anything" in results[1][1]
+    """The first collection holds the store's lock and waits at the sacct barrier; the
+    second starts only then, so the two overlap for certain."""
+    gate = site["tmp"] / f"barrier-{time.monotonic_ns()}"
+    with sacct_barrier(lay, gate) as env:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "collector", "collect", "--config", str(site["policy"]),
+             "--from-scratch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        deadline = time.monotonic() + 120
+        while not list(gate.glob("waiting.*")):
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the collection never reached its 2nd sacct"
+            time.sleep(0.1)
+        second = cli(lay, "collect", "--config", str(site["policy"]), "--from-scratch",
+                     timeout_s=60)
+    _, err = first.communicate(timeout=300)
+    assert (first.returncode, second.returncode) == (0, 75), (err, second.stderr)
+    assert f"another collection (pid {first.pid}) is writing" in second.stderr
+    assert "exits without changing anything" in second.stderr
     stored_jobs(site["store"])  # integrity_check ok
 
 
