@@ -159,8 +159,19 @@ def _owner_only(store_dir: Path) -> None:
 
 
 def _lock_holder(fd: int) -> str:
-    """The pid written in the lock file by its holder; a holder that has just taken the
-    lock writes it within moments, so look a few times before saying "?"."""
+    """The pid of the process holding the flock on `fd`'s file: the kernel's word
+    (/proc/locks), since the file's own content may still be the previous holder's
+    pid for a moment after the new holder took the lock; the content as a fallback."""
+    st = os.fstat(fd)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 26553 fd:01:1234 0 EOF" ("->" marks waiters)
+            if "->" not in fields and "FLOCK" in fields and dev in fields:
+                return fields[fields.index(dev) - 1]
+    except OSError:
+        pass
     for _ in range(20):
         text = os.pread(fd, 32, 0).decode(errors="replace").strip()
         if text:

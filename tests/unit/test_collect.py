@@ -194,3 +194,24 @@ def test_from_scratch_forgets_records_that_slurm_no_longer_has(tmp_path):
     done = collect(settings, now=NOW + 120, env=env, from_scratch=True)
     assert done.jobs_new == 7 and totals(settings)[0] == 7
     assert totals(settings)[1] == (4 * 10 + 1 * 3 + 1 * 1 + 1 * 2) * 3600
+
+
+def test_the_busy_message_names_the_lock_holder_not_stale_file_content(tmp_path):
+    """The lock file may still hold the previous holder's pid for a moment after a new
+    holder took the lock: the message takes the holder from the kernel (/proc/locks)."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from collector.store import Store\n"
+                               f"w = Store.open_writer({str(tmp_path)!r})\n"
+                               "print('locked', flush=True)\ntime.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (tmp_path / "collect.lock").write_text("999999\n")   # a previous holder's pid
+        with pytest.raises(StoreBusy, match=rf"another collection \(pid {holder.pid}\)"):
+            Store.open_writer(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
