@@ -213,22 +213,30 @@ def sacct_barrier(lay, tmp: Path):
         (tmp / "hold").unlink(missing_ok=True)
 
 
-def test_slurmdbd_stopped_during_a_collection(lay, site):
-    """The collection has read its first window (in its open transaction) and waits at
-    the barrier before the next sacct call; slurmdbd is stopped there, then the call
-    goes on against a slurmdbd that is gone."""
-    before, jobs_before, errors = last_good(lay, site)
+@contextlib.contextmanager
+def held_collection(lay, site):
+    """A `collect --from-scratch` held at the sacct barrier (its first window read, the
+    store's lock held); the barrier opens when the block ends."""
     gate = site["tmp"] / f"barrier-{time.monotonic_ns()}"
     with sacct_barrier(lay, gate) as env:
-        running = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "collector", "collect", "--config", str(site["policy"]),
              "--from-scratch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         deadline = time.monotonic() + 120
         while not list(gate.glob("waiting.*")):
-            assert running.poll() is None, running.communicate()
+            assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the collection never reached its 2nd sacct"
             time.sleep(0.1)
+        yield proc
+
+
+def test_slurmdbd_stopped_during_a_collection(lay, site):
+    """The collection has read its first window (in its open transaction) and waits at
+    the barrier before the next sacct call; slurmdbd is stopped there, then the call
+    goes on against a slurmdbd that is gone."""
+    before, jobs_before, errors = last_good(lay, site)
+    with held_collection(lay, site) as running:
         cluster.stop_daemon(lay, "slurmdbd")
     try:
         out, err = running.communicate(timeout=120)
@@ -276,17 +284,7 @@ def test_mariadb_restarted(lay, site):
 def test_two_collectors_at_once_one_runs_one_exits_75(lay, site):
     """The first collection holds the store's lock and waits at the sacct barrier; the
     second starts only then, so the two overlap for certain."""
-    gate = site["tmp"] / f"barrier-{time.monotonic_ns()}"
-    with sacct_barrier(lay, gate) as env:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "collector", "collect", "--config", str(site["policy"]),
-             "--from-scratch"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True)
-        deadline = time.monotonic() + 120
-        while not list(gate.glob("waiting.*")):
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the collection never reached its 2nd sacct"
-            time.sleep(0.1)
+    with held_collection(lay, site) as first:
         second = cli(lay, "collect", "--config", str(site["policy"]), "--from-scratch",
                      timeout_s=60)
     _, err = first.communicate(timeout=300)
