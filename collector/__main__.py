@@ -1,6 +1,6 @@
 """`python -m collector` runs the gpu-usage command line."""
 
-from .cli import main
+from collector.cli import main
 
 if __name__ == "__main__":  # not when a worker process imports it
     main()

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .config import LOGIN, Auth, ConfigError
-from .secretfile import SecretFileError, read_secret_file
+from collector.config import LOGIN, Auth, ConfigError
+from collector.secretfile import SecretFileError, read_secret_file
 
 Role = Literal["operator", "pi", "none"]
 

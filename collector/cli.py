@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from collector import __version__
 
 _CONFIG_OPTION = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -62,7 +62,7 @@ def check(config_path: Path | None) -> None:
     Example:
       gpu-usage config check --config testcluster/facility.toml
     """
-    from . import config as cfg
+    from collector import config as cfg
 
     try:
         settings = cfg.load(config_path)
@@ -81,7 +81,7 @@ def _private_files() -> None:
 
 
 def _settings(config_path: Path | None):
-    from . import config as cfg
+    from collector import config as cfg
 
     try:
         return cfg.load(config_path)
@@ -110,11 +110,11 @@ def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
       gpu-usage collect --config /etc/gpu-usage/facility.toml
       gpu-usage collect --from-scratch    # after restoring slurmdbd from an archive
     """
-    from .collect import collect as run
-    from .progress import progress_bar
-    from .sacct_parser import FieldError
-    from .sacct_source import SlurmError
-    from .store import StoreBusy, StoreError
+    from collector.collect import collect as run
+    from collector.progress import progress_bar
+    from collector.slurm.commands import SlurmError
+    from collector.slurm.sacct_parser import FieldError
+    from collector.store.database import StoreBusy, StoreError
 
     _private_files()
     settings = _settings(config_path)
@@ -165,11 +165,11 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
       gpu-usage report --month last --format csv --out 'reports/{period}.csv'
       gpu-usage report --month 2026-10 --format pdf --out reports/2026-10.pdf
     """
-    from . import periods
-    from .render import render
-    from .report import build_report
-    from .store import Store, StoreError
-    from .usage import PeriodAlignmentError
+    from collector.documents.text import render
+    from collector.engine import periods
+    from collector.engine.report import build_report
+    from collector.engine.usage import PeriodAlignmentError
+    from collector.store.database import Store, StoreError
 
     _private_files()
     settings = _settings(config_path)
@@ -193,7 +193,7 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
     if fmt in ("pdf", "xlsx"):
-        from .documents import render_document
+        from collector.documents.office import render_document
         data = render_document(built, fmt)
     else:
         data = render(built, fmt).encode()
@@ -248,8 +248,8 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
         click.echo("error: the dashboard needs Streamlit and pandas: "
                    "pip install 'gpu-usage[dashboard]'", err=True)
         raise SystemExit(1)
-    from .access import read_secret
-    from .config import ConfigError, is_loopback, resolve_path
+    from collector.access import read_secret
+    from collector.config import ConfigError, is_loopback, resolve_path
 
     cfg = settings.dashboard
     listen = cfg.address if address is None else address
@@ -301,10 +301,16 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
       gpu-usage verify --config /etc/gpu-usage/facility.toml
       gpu-usage verify --month 2026-09 --month 2026-10 --details
     """
-    from . import clock, periods
-    from .sacct_source import SlurmError
-    from .store import Store, StoreBusy, StoreError
-    from .verify import TOLERANCE_MINUTES, SreportFormatError, save_check, verify_period
+    from collector import clock
+    from collector.engine import periods
+    from collector.engine.verify import (
+        TOLERANCE_MINUTES,
+        SreportFormatError,
+        save_check,
+        verify_period,
+    )
+    from collector.slurm.commands import SlurmError
+    from collector.store.database import Store, StoreBusy, StoreError
 
     _private_files()
     settings = _settings(config_path)
@@ -367,7 +373,7 @@ def exporter(config_path: Path | None, address: str | None, port: int | None) ->
     import signal
     import threading
 
-    from .exporter import serve
+    from collector.export.exporter import serve
 
     _private_files()
     settings = _settings(config_path)

@@ -23,16 +23,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import clock
-from . import sacct_source as door
-from .config import Settings
-from .periods import default_history_start, local_midnight
-from .records import JobRecord
-from .rollup import LocalDays, bucket_origin, start_cell, usage_cells
-from .sacct_parser import FieldError, ParseResult
-from .sacctmgr_parser import parse_events, parse_reservations
-from .sources import open_source
-from .store import Collection, Store, job_row, row_job
+from collector import clock
+from collector.config import Settings
+from collector.engine.periods import default_history_start, local_midnight
+from collector.engine.rollup import LocalDays, bucket_origin, start_cell, usage_cells
+from collector.slurm import commands as door
+from collector.slurm.records import JobRecord
+from collector.slurm.sacct_parser import FieldError, ParseResult
+from collector.slurm.sacctmgr_parser import parse_events, parse_reservations
+from collector.slurm.sources import open_source
+from collector.store.database import Collection, Store, job_row, row_job
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 

@@ -3,7 +3,7 @@ through the collector's one door) and returns plain dicts or pandas DataFrames.
 
 No Streamlit here: the pages cache these at the edge and only lay them out, and
 tests call them directly. Every figure comes from the usage engine
-(`collector.report.build_report` and `collector.usage`), so the dashboard, the
+(`collector.engine.report.build_report` and `collector.engine.usage`), so the dashboard, the
 report documents and the exporter show the same numbers.
 """
 
@@ -15,13 +15,14 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from collector import clock, periods, usage
+from collector import clock
 from collector.config import Settings
-from collector.periods import Period
-from collector.policy import descendants, map_accounts
-from collector.report import UNMAPPED, build_report
-from collector.store import Store
-from collector.verify import load_checks
+from collector.engine import periods, usage
+from collector.engine.periods import Period
+from collector.engine.policy import descendants, map_accounts
+from collector.engine.report import UNMAPPED, build_report
+from collector.engine.verify import load_checks
+from collector.store.database import Store
 
 PERIOD_KINDS = ("month", "quarter", "year", "custom")
 
@@ -236,7 +237,7 @@ class Live:
 def live(settings: Settings) -> Live:
     """GPUs running and pending per category now, from squeue and sinfo (through the
     collector's door to Slurm); raises SlurmError."""
-    from collector.snapshot import read_jobs_now, read_nodes_now
+    from collector.export.views import read_jobs_now, read_nodes_now
 
     jobs, bad_jobs = read_jobs_now(settings)
     nodes, bad_nodes = read_nodes_now(settings)

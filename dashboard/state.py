@@ -15,9 +15,9 @@ import streamlit as st
 from collector import access, clock
 from collector.access import Viewer
 from collector.config import ConfigError, Settings, load
-from collector.documents import header
-from collector.periods import Period, PeriodError
-from collector.store import StoreError
+from collector.documents.office import header
+from collector.engine.periods import Period, PeriodError
+from collector.store.database import StoreError
 
 from . import queries
 
@@ -159,7 +159,7 @@ def checks() -> pd.DataFrame:
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner="Making the document...", max_entries=16)
 def _document(path: str, period: Period, fmt: str, version: tuple[int, float]) -> bytes:
-    from collector.documents import render_document
+    from collector.documents.office import render_document
     return render_document(_report(path, period, version), fmt)
 
 
@@ -171,7 +171,7 @@ def document(period: Period, fmt: str) -> bytes:
 
 def live() -> tuple[queries.Live | None, str | None]:
     """The live view, or (None, why not) when squeue/sinfo cannot be reached."""
-    from collector.sacct_source import SlurmError
+    from collector.slurm.commands import SlurmError
     operator_only()
     try:
         return _live(config_path()), None

@@ -39,9 +39,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from collector import clock
 from collector.config import Settings
-from collector.exporter import Exporter
-from collector.live_parser import parse_squeue
-from collector.snapshot import LiveView, count_jobs, live_accounts, live_figures
+from collector.export.exporter import Exporter
+from collector.export.views import LiveView, count_jobs, live_accounts, live_figures
+from collector.slurm.live_parser import parse_squeue
 
 SIZES = (1_000, 100_000, 1_000_000)
 MAX_RUNNING = 4_000            # 250 nodes x 8 GPUs: a cluster runs a few thousand jobs

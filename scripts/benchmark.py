@@ -81,7 +81,7 @@ def month_bounds(run_dir: Path) -> tuple[str, str]:
 def sacct_dump(first: str) -> list[str]:
     """The collector's own sacct command for everything from `first` (a date) to now."""
     from collector import clock
-    from collector.sacct_source import new_delimiter, sacct_argv
+    from collector.slurm.commands import new_delimiter, sacct_argv
     return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), int(clock.now()),
                       None, new_delimiter())
 
@@ -129,8 +129,8 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
 
 
 def bench_sources(jobs: int, cli: list[str], env: dict[str, str], lay, work: Path) -> dict:
-    from collector.pyslurm_source import load_pyslurm
-    from collector.sacct_source import SlurmError
+    from collector.slurm.commands import SlurmError
+    from collector.slurm.pyslurm_source import load_pyslurm
 
     print(f"\n== {jobs:,} jobs in one month on Slurm {lay.slurm}: backfill", flush=True)
     subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",

@@ -174,7 +174,7 @@ def main() -> None:
 
 def store_jobs(config: Path) -> int:
     from collector.config import load
-    from collector.store import Store
+    from collector.store.database import Store
     with Store.open_reader(load(config).store.path) as store:
         return store.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
 

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 from collector import clock
-from collector.sacct_parser import SACCT_FIELDS, ParseResult, parse_sacct
-from collector.sacct_source import (
+from collector.slurm.commands import (
     new_delimiter,
     run_sacct,
     run_sacctmgr_accounts,
@@ -24,7 +23,8 @@ from collector.sacct_source import (
     run_squeue,
     sacct_argv,
 )
-from collector.slurmrestd_source import RestClient
+from collector.slurm.sacct_parser import SACCT_FIELDS, ParseResult, parse_sacct
+from collector.slurm.slurmrestd_source import RestClient
 
 from . import workload
 from .backfill import recorded_spec

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.config import ConfigError, load
-from collector.sacct_parser import FieldError, parse_sacct
-from collector.slurmrestd_parser import parse_jobs
+from collector.slurm.sacct_parser import FieldError, parse_sacct
+from collector.slurm.slurmrestd_parser import parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -122,7 +122,7 @@ def sacct_lines() -> list[str]:
 def fuzz_sacct(n: int, seed: int = 1) -> Tally:
     """Real lines printed with a run's random delimiter, as the collector asks sacct,
     mutated; the forged records inside names must never become records."""
-    from collector.sacct_source import new_delimiter
+    from collector.slurm.commands import new_delimiter
 
     rng, real, tally = random.Random(seed), sacct_lines(), Tally()
     for _ in range(n):

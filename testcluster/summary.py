@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from collector import clock
-from collector.sacct_parser import parse_time
+from collector.slurm.sacct_parser import parse_time
 
 from .accounts import CATEGORIES
 from .cluster import run_slurm

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from collector.render import md_escape
+from collector.documents.text import md_escape
 from dashboard import charts, queries, state
 
 cfg = state.settings()

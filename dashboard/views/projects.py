@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from collector.render import csv_text, md_escape
+from collector.documents.text import csv_text, md_escape
 from dashboard import charts, queries, state
 
 period = state.current_period()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from collector.render import render
+from collector.documents.text import render
 from dashboard import queries, state
 
 cfg = state.settings()

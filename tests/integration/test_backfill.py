@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from collector import clock
-from collector.sacct_parser import parse_sacct
-from collector.sacct_source import new_delimiter, run_sacct
+from collector.slurm.commands import new_delimiter, run_sacct
+from collector.slurm.sacct_parser import parse_sacct
 from testcluster import backfill, history
 
 from .conftest import run_cli, slurm

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.sacct_parser import parse_sacct
-from collector.sacct_source import new_delimiter, run_sacct
-from collector.store import Store, row_job
+from collector.slurm.commands import new_delimiter, run_sacct
+from collector.slurm.sacct_parser import parse_sacct
+from collector.store.database import Store, row_job
 from testcluster import backfill, history
 from testcluster.policy import policy_text
 

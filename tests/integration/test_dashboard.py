@@ -23,8 +23,8 @@ import pytest
 from openpyxl import load_workbook
 
 from collector import clock
-from collector.documents import SHEETS, header
-from collector.render import SECTIONS, get_rows
+from collector.documents.office import SHEETS, header
+from collector.documents.text import SECTIONS, get_rows
 from testcluster import history
 from testcluster.browser import PAGES, chromium, dashboard, errors_on_page, open_page, wait_rendered
 

@@ -27,7 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector import clock
-from collector.store import db_path
+from collector.store.database import db_path
 from testcluster import cluster, workload
 from testcluster.browser import free_port
 

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from collector import clock
-from collector.sacct_parser import parse_sacct
-from collector.store import db_path
+from collector.slurm.sacct_parser import parse_sacct
+from collector.store.database import db_path
 from testcluster import workload
 from testcluster.history import FORGED_NAME
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from collector import clock, periods
+from collector import clock
 from collector.config import load
-from collector.report import build_report
-from collector.store import Store
+from collector.engine import periods
+from collector.engine.report import build_report
+from collector.store.database import Store
 from testcluster import workload
 from testcluster.ports import free_port
 

@@ -132,7 +132,7 @@ def test_every_source_equals_sreport(collected):
 
 
 def test_the_data_parser_version_is_discovered(collected):
-    from collector.slurmrestd_source import RestClient
+    from collector.slurm.slurmrestd_source import RestClient
     lay, _, _ = collected
     version = RestClient(f"unix:{lay.rest_socket}").discover()
     expected = {"22.05": "v0.0.38", "24.11": "v0.0.42", "26.05": "v0.0.44"}
@@ -140,8 +140,8 @@ def test_the_data_parser_version_is_discovered(collected):
 
 
 def test_pyslurm_matches_sacct_where_it_can_run(collected):
-    from collector.pyslurm_source import load_pyslurm
-    from collector.sacct_source import SlurmError
+    from collector.slurm.commands import SlurmError
+    from collector.slurm.pyslurm_source import load_pyslurm
     lay, _, configs = collected
     try:
         load_pyslurm()

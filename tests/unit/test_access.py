@@ -204,8 +204,8 @@ def test_a_secret_file_that_others_can_read_is_refused_naming_the_fix(tmp_path, 
 
 def test_a_world_readable_slurmrestd_token_stops_the_collection(tmp_path):
     from collector.config import load
-    from collector.sacct_source import SlurmError
-    from collector.sources import read_token
+    from collector.slurm.commands import SlurmError
+    from collector.slurm.sources import read_token
 
     token = tmp_path / "jwt"
     token.write_text("eyJhbGciOi.JWT-secret")

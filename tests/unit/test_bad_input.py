@@ -18,11 +18,11 @@ from prometheus_client import generate_latest
 from collector import clock
 from collector.collect import collect
 from collector.config import ConfigError, load
-from collector.documents import render_document
-from collector.periods import parse_month
-from collector.render import md_escape, render
-from collector.report import build_report
-from collector.store import Store
+from collector.documents.office import render_document
+from collector.documents.text import md_escape, render
+from collector.engine.periods import parse_month
+from collector.engine.report import build_report
+from collector.store.database import Store
 from testcluster import fuzz
 
 from . import fakeslurm

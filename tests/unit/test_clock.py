@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collector import clock, periods
+from collector import clock
+from collector.engine import periods
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("collector", "dashboard", "testcluster", "tests", "scripts")

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from collector.collect import Windows, collect
-from collector.sacct_source import SlurmError
-from collector.store import Store, StoreBusy, StoreError
+from collector.slurm.commands import SlurmError
+from collector.store.database import Store, StoreBusy, StoreError
 
 from . import fakeslurm
 
@@ -175,9 +175,9 @@ def test_windows_follow_the_job_density():
 
 
 def test_a_record_is_its_own_row_in_the_store():
-    from collector.records import JobRecord
-    from collector.sacct_parser import parse_line
-    from collector.store import JOB_COLUMNS, job_row, row_job
+    from collector.slurm.records import JobRecord
+    from collector.slurm.sacct_parser import parse_line
+    from collector.store.database import JOB_COLUMNS, job_row, row_job
 
     assert JobRecord._fields == JOB_COLUMNS
     record = parse_line(fakeslurm.JOBS[0])
@@ -203,7 +203,7 @@ def test_the_busy_message_names_the_lock_holder_not_stale_file_content(tmp_path)
     import sys
 
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from collector.store import Store\n"
+                               "from collector.store.database import Store\n"
                                f"w = Store.open_writer({str(tmp_path)!r})\n"
                                "print('locked', flush=True)\ntime.sleep(30)"],
                               stdout=subprocess.PIPE, text=True)

@@ -11,7 +11,8 @@ pytest.importorskip("streamlit", reason="the dashboard extra (streamlit) is not 
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from collector import clock, periods  # noqa: E402
+from collector import clock  # noqa: E402
+from collector.engine import periods  # noqa: E402
 from dashboard import queries  # noqa: E402
 
 from . import fakeslurm  # noqa: E402

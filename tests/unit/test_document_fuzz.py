@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from collector import periods
-from collector.documents import pdf, xlsx
-from collector.render import CELL_MAX, FORMULA_START, SECTIONS, SHOWN_MAX, get_rows, render
-from collector.report import build_report
-from collector.store import Store
+from collector.documents.office import pdf, xlsx
+from collector.documents.text import CELL_MAX, FORMULA_START, SECTIONS, SHOWN_MAX, get_rows, render
+from collector.engine import periods
+from collector.engine.report import build_report
+from collector.store.database import Store
 
 from .dashboard_fixture import NOW, make
 

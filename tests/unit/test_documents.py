@@ -15,10 +15,9 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from collector import periods
 from collector.cli import main
-from collector.documents import SHEETS, header, pdf, xlsx
-from collector.render import (
+from collector.documents.office import SHEETS, header, pdf, xlsx
+from collector.documents.text import (
     CELL_MAX,
     SECTIONS,
     SHOWN_MAX,
@@ -28,8 +27,9 @@ from collector.render import (
     md_escape,
     render,
 )
-from collector.report import build_report
-from collector.store import Store
+from collector.engine import periods
+from collector.engine.report import build_report
+from collector.store.database import Store
 
 from .dashboard_fixture import NOW, make
 

@@ -25,12 +25,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector import clock, snapshot
+from collector import clock
 from collector.collect import collect
 from collector.config import Exporter as ExporterSettings
 from collector.config import Settings
-from collector.exporter import Exporter, exposure_warning, serve
-from collector.live_parser import LiveJob
+from collector.export import views as snapshot
+from collector.export.exporter import Exporter, exposure_warning, serve
+from collector.slurm.live_parser import LiveJob
 
 from . import fakeslurm
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.live_parser import (
+from collector.slurm.live_parser import (
     NodeGpus,
     parse_gres_gpus,
     parse_sinfo,

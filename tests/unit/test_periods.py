@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from collector import periods
+from collector.engine import periods
 
 AMS = "Europe/Amsterdam"
 

@@ -3,7 +3,7 @@
 from datetime import date
 
 from collector.config import Settings
-from collector.policy import allocations, ancestors, descendants, map_accounts
+from collector.engine.policy import allocations, ancestors, descendants, map_accounts
 
 PARENTS = {"root": "", "eurohpc": "root", "eu_science": "eurohpc", "ehpc_a": "eu_science",
            "ehpc_a_sub": "ehpc_a", "national": "root", "science": "national",

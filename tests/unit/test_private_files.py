@@ -45,7 +45,7 @@ def test_store_lock_and_reports_are_owner_only(tmp_path):
 
 
 def test_a_store_an_older_version_left_open_is_closed_to_others(tmp_path):
-    from collector.store import Store
+    from collector.store.database import Store
 
     store = tmp_path / "store"
     store.mkdir(mode=0o755)
@@ -63,7 +63,7 @@ def test_a_store_an_older_version_left_open_is_closed_to_others(tmp_path):
 
 def test_carriage_returns_from_slurm_stay_text(tmp_path):
     """No universal newlines on Slurm's output: a \\r in a job name is not a line end."""
-    from collector.sacct_source import _run
+    from collector.slurm.commands import _run
 
     script = tmp_path / "fake"
     script.write_text("#!/bin/sh\nprintf 'a\\rb\\r\\nc\\n'\n")

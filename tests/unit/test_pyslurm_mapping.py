@@ -24,10 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector import pyslurm_source
-from collector.pyslurm_source import JOB_FIELDS
-from collector.records import JobRecord
-from collector.sacctmgr_parser import parse_accounts
+from collector.slurm import pyslurm_source
+from collector.slurm.pyslurm_source import JOB_FIELDS
+from collector.slurm.records import JobRecord
+from collector.slurm.sacctmgr_parser import parse_accounts
 from testcluster.fixtures import read_recorded_sacct
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

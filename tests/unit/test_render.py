@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector import periods
 from collector.collect import collect
-from collector.render import FORMATS, SECTIONS, render
-from collector.report import build_report
-from collector.store import Store
+from collector.documents.text import FORMATS, SECTIONS, render
+from collector.engine import periods
+from collector.engine.report import build_report
+from collector.store.database import Store
 
 from . import fakeslurm
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector import periods
 from collector.collect import collect
-from collector.policy import Allocation
-from collector.report import AllocationUse, allocation_entry, build_report, median_wait_s
-from collector.store import Store
+from collector.engine import periods
+from collector.engine.policy import Allocation
+from collector.engine.report import AllocationUse, allocation_entry, build_report, median_wait_s
+from collector.store.database import Store
 
 from . import fakeslurm
 
@@ -141,7 +141,7 @@ def test_an_allocation_burning_slowly_is_projected_to_leave_budget_unused():
 def test_allocation_states_against_the_period():
     from datetime import date
 
-    from collector.report import allocation_state
+    from collector.engine.report import allocation_state
 
     oct_ = periods.parse_month("2026-10", "UTC")
 

@@ -1,7 +1,6 @@
 """Rolling one job up: hour buckets, clipping, size classes, queue-wait bins."""
 
-from collector.records import JobRecord
-from collector.rollup import (
+from collector.engine.rollup import (
     NO_GPU,
     LocalDays,
     bucket_origin,
@@ -11,6 +10,7 @@ from collector.rollup import (
     usage_cells,
     wait_bin,
 )
+from collector.slurm.records import JobRecord
 
 H = 3600
 JOB = JobRecord(cluster="c", job_id_raw=1, job_id="1", array_job_id=None, array_task_id=None,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.sacct_parser import SACCT_FIELDS, parse_line, parse_sacct
-from collector.sacct_source import new_delimiter
+from collector.slurm.commands import new_delimiter
+from collector.slurm.sacct_parser import SACCT_FIELDS, parse_line, parse_sacct
 from testcluster.fixtures import read_recorded_sacct
 
 RELEASES = sorted((Path(__file__).parents[1] / "fixtures").glob("slurm-*"))

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.live_parser import parse_sinfo
-from collector.sacct_parser import FieldError
-from collector.sacctmgr_parser import (
+from collector.slurm.live_parser import parse_sinfo
+from collector.slurm.sacct_parser import FieldError
+from collector.slurm.sacctmgr_parser import (
     gpu_minutes,
     parse_accounts,
     parse_events,
@@ -82,7 +82,7 @@ def test_gpu_minutes_reads_the_untyped_gpu_entry():
 
 
 def test_line_breaks_other_than_newline_in_an_organisation_stay_text():
-    from collector.sacctmgr_parser import parse_accounts
+    from collector.slurm.sacctmgr_parser import parse_accounts
     assoc = "root|||\nnl_x||root|\n"
     account = "root|root|root\nnl_x|Org\u2028with\rbreaks\x1c|desc\u2029x\n"
     acc = {a.account: a for a in parse_accounts(assoc, account)}["nl_x"]

@@ -13,10 +13,10 @@ from typing import ClassVar
 
 import pytest
 
-from collector import pyslurm_source, slurmrestd_parser
-from collector.sacct_source import SlurmError
-from collector.sacctmgr_parser import parse_accounts
-from collector.slurmrestd_source import RestClient, pick_version
+from collector.slurm import pyslurm_source, slurmrestd_parser
+from collector.slurm.commands import SlurmError
+from collector.slurm.sacctmgr_parser import parse_accounts
+from collector.slurm.slurmrestd_source import RestClient, pick_version
 from testcluster.fixtures import read_recorded_sacct
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

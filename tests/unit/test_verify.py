@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from collector.verify import SreportFormatError, compare, parse_sreport_accounts
+from collector.engine.verify import SreportFormatError, compare, parse_sreport_accounts
 
 # `sreport -n -P -t minutes -T gres/gpu cluster AccountUtilizationByUser
 # format=Cluster,Account,Login,Used` (Slurm 22.05)

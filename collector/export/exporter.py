@@ -27,11 +27,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from .clock import now as clock_now
-from .config import Settings, is_loopback
-from .metrics import ExporterStatus, families
-from .sacct_source import SlurmError
-from .snapshot import (
+from collector.clock import now as clock_now
+from collector.config import Settings, is_loopback
+from collector.export.metrics import ExporterStatus, families
+from collector.export.views import (
     LiveFigures,
     LiveJobs,
     LiveNodes,
@@ -44,7 +43,8 @@ from .snapshot import (
     read_live_nodes,
     read_store_view,
 )
-from .store import Store, StoreError
+from collector.slurm.commands import SlurmError
+from collector.store.database import Store, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from . import clock
+from collector import clock
 
 
 class PeriodError(ValueError):

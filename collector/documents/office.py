@@ -17,7 +17,7 @@ import io
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from .render import (
+from collector.documents.text import (
     CELL_MAX,
     SECTIONS,
     SHARE_COLUMNS,
@@ -229,7 +229,7 @@ def _size_chart(report: dict, font: str):
     from reportlab.graphics.shapes import Drawing
     from reportlab.lib import colors
 
-    from .rollup import SIZE_CLASSES
+    from collector.engine.rollup import SIZE_CLASSES
 
     rows = report["job_mix"]["size"]
     cats = list(dict.fromkeys(r["category"] for r in rows))

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from .capacity import Capacity, capacity
-from .records import JobRecord
-from .rollup import LocalDays, bucket_origin, size_class, split_hours
-from .sacctmgr_parser import Event, Reservation
-from .store import UNUSUAL_STATE_SQL, Store
+from collector.engine.capacity import Capacity, capacity
+from collector.engine.rollup import LocalDays, bucket_origin, size_class, split_hours
+from collector.slurm.records import JobRecord
+from collector.slurm.sacctmgr_parser import Event, Reservation
+from collector.store.database import UNUSUAL_STATE_SQL, Store
 
 
 @dataclass(frozen=True)

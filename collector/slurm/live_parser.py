@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .sacct_parser import FieldError, Rejected, parse_tres
+from collector.slurm.sacct_parser import FieldError, Rejected, parse_tres
 
 SQUEUE_FIELDS = ("JobID", "State", "Account", "Partition", "tres-alloc", "NumNodes")
 SINFO_FIELDS = ("NodeList", "Partition", "StateLong", "Gres")

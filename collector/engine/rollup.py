@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .records import JobRecord
+from collector.slurm.records import JobRecord
 
 HOUR = 3600
 # Queue-wait bins (upper edges, seconds): the median is interpolated within a bin.

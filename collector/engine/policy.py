@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from .config import Settings
+from collector.config import Settings
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import clock, periods, usage
-from .config import Settings
-from .live_parser import HOLDING_STATES, LiveJob, NodeGpus, parse_sinfo, parse_squeue
-from .policy import AccountMap, map_accounts
-from .report import UNMAPPED, build_report
-from .sacct_source import run_sinfo, run_squeue
-from .store import Store
+from collector import clock
+from collector.config import Settings
+from collector.engine import periods, usage
+from collector.engine.policy import AccountMap, map_accounts
+from collector.engine.report import UNMAPPED, build_report
+from collector.slurm.commands import run_sinfo, run_squeue
+from collector.slurm.live_parser import HOLDING_STATES, LiveJob, NodeGpus, parse_sinfo, parse_squeue
+from collector.store.database import Store
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 
-from . import sacct_source as door
-from . import slurmrestd_parser
-from .config import Settings
-from .sacct_parser import ParseResult, parse_sacct
-from .sacctmgr_parser import Account, parse_accounts
-from .secretfile import SecretFileError, read_secret_file
-from .slurmrestd_source import RestClient
+from collector.config import Settings
+from collector.secretfile import SecretFileError, read_secret_file
+from collector.slurm import commands as door
+from collector.slurm import slurmrestd_parser
+from collector.slurm.sacct_parser import ParseResult, parse_sacct
+from collector.slurm.sacctmgr_parser import Account, parse_accounts
+from collector.slurm.slurmrestd_source import RestClient
 
 SOURCES = ("sacct", "slurmrestd", "pyslurm")
 
@@ -104,6 +104,6 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
         return RestSource(slurm.cluster, RestClient(rest.url, user if token else None, token,
                                                     slurm.timeout_s))
     if slurm.source == "pyslurm":
-        from .pyslurm_source import PyslurmSource
+        from collector.slurm.pyslurm_source import PyslurmSource
         return PyslurmSource(slurm.cluster)
     return SacctSource(slurm.cluster, slurm.timeout_s, env)

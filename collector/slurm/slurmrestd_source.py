@@ -24,8 +24,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from . import clock
-from .sacct_source import SlurmError
+from collector import clock
+from collector.slurm.commands import SlurmError
 
 # Data-parser versions whose job JSON slurmrestd_parser reads (oldest first).
 KNOWN_VERSIONS = ("v0.0.38", "v0.0.39", "v0.0.40", "v0.0.41", "v0.0.42", "v0.0.43", "v0.0.44")

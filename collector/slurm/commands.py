@@ -15,9 +15,14 @@ import secrets
 import subprocess
 import time
 
-from .live_parser import SINFO_FIELDS, SQUEUE_FIELDS, SQUEUE_STATES
-from .sacct_parser import SACCT_FIELDS
-from .sacctmgr_parser import ACCOUNT_FORMAT, ASSOC_FORMAT, EVENT_FORMAT, RESERVATION_FORMAT
+from collector.slurm.live_parser import SINFO_FIELDS, SQUEUE_FIELDS, SQUEUE_STATES
+from collector.slurm.sacct_parser import SACCT_FIELDS
+from collector.slurm.sacctmgr_parser import (
+    ACCOUNT_FORMAT,
+    ASSOC_FORMAT,
+    EVENT_FORMAT,
+    RESERVATION_FORMAT,
+)
 
 
 class SlurmError(RuntimeError):

@@ -67,11 +67,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import JobRecord, job_id_text
-from .sacct_parser import FieldError, ParseResult, Rejected
-from .sacct_source import SlurmError
-from .sacctmgr_parser import Account
-from .slurmrestd_parser import _number, _text
+from collector.slurm.commands import SlurmError
+from collector.slurm.records import JobRecord, job_id_text
+from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
+from collector.slurm.sacctmgr_parser import Account
+from collector.slurm.slurmrestd_parser import _number, _text
 
 FIX = ("install it against this cluster's Slurm: pip install 'gpu-usage[pyslurm]' on a "
        "host with Slurm {want} and its headers (slurm-dev / libslurm-dev), or set "

@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from .records import JobRecord
+from collector.slurm.records import JobRecord
 
 SACCT_FIELDS = (
     "JobIDRaw", "JobID", "Cluster", "User", "Account", "Partition", "QOS", "WCKey", "State",

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from . import clock, usage
-from .capacity import Capacity
-from .config import Settings
-from .periods import Period, local_midnight, months_of, year_to_date
-from .policy import AccountMap, Allocation, allocations, descendants, map_accounts
-from .rollup import NO_GPU, SIZE_CLASSES, WAIT_EDGES
-from .store import Collection, Store
+from collector import clock
+from collector.config import Settings
+from collector.engine import usage
+from collector.engine.capacity import Capacity
+from collector.engine.periods import Period, local_midnight, months_of, year_to_date
+from collector.engine.policy import AccountMap, Allocation, allocations, descendants, map_accounts
+from collector.engine.rollup import NO_GPU, SIZE_CLASSES, WAIT_EDGES
+from collector.store.database import Collection, Store
 
 UNMAPPED = "(unmapped)"
 

@@ -17,11 +17,11 @@ from datetime import date, datetime, timedelta
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from . import __version__
-from .config import Settings
-from .periods import local_midnight
-from .report import UNMAPPED
-from .snapshot import LiveFigures, StoreView
+from collector import __version__
+from collector.config import Settings
+from collector.engine.periods import local_midnight
+from collector.engine.report import UNMAPPED
+from collector.export.views import LiveFigures, StoreView
 
 PREFIX = "gpu_usage"
 SOURCES = ("store", "squeue", "sinfo")

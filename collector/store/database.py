@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .records import JobRecord
+from collector.slurm.records import JobRecord
 
 DB_FILE = "gpu-usage.sqlite"
 LOCK_FILE = "collect.lock"

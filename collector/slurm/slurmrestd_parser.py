@@ -26,9 +26,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .records import KNOWN_STATES, JobRecord, job_id_text
-from .sacct_parser import FieldError, ParseResult, Rejected
-from .sacctmgr_parser import Account
+from collector.slurm.records import KNOWN_STATES, JobRecord, job_id_text
+from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
+from collector.slurm.sacctmgr_parser import Account
 
 
 def _number(value: Any, name: str) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .sacct_parser import FieldError, parse_time, parse_tres
+from collector.slurm.sacct_parser import FieldError, parse_time, parse_tres
 
 ASSOC_FORMAT = ("Account", "User", "ParentName", "GrpTRESMins")
 ACCOUNT_FORMAT = ("Account", "Organization", "Description")

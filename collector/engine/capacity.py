@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .sacctmgr_parser import Event, Reservation
+from collector.slurm.sacctmgr_parser import Event, Reservation
 
 Interval = tuple[int, int]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import clock
-from .config import Settings
-from .periods import Period
-from .policy import descendants
-from .store import Store
+from collector import clock
+from collector.config import Settings
+from collector.engine.periods import Period
+from collector.engine.policy import descendants
+from collector.store.database import Store
 
 TOLERANCE_MINUTES = 1.0  # sreport rounds each hourly rollup to whole minutes
 
@@ -90,8 +90,8 @@ def compare(period: str, ours_seconds: Mapping[str, int], parents: Mapping[str, 
 def verify_period(store: Store, settings: Settings, period: Period,
                   env: dict[str, str] | None = None) -> Check:
     """Runs sreport for the period and compares; raises SlurmError, SreportFormatError."""
-    from . import usage
-    from .sacct_source import run_sreport_accounts
+    from collector.engine import usage
+    from collector.slurm.commands import run_sreport_accounts
 
     cluster = settings.slurm.cluster
     rows = usage.period_usage(store, cluster, period.start_s, period.end_s, period.end_s)
