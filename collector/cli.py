@@ -14,30 +14,15 @@ _CONFIG_OPTION = click.option(
     help="Policy file [default: $GPU_USAGE_CONFIG, else ./facility.toml].")
 
 
-class _Commands(click.Group):
-    """Loads the test-cluster commands only when asked for: they pull in tooling that
-    every other command (a report on a timer, say) would otherwise pay to import."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), "cluster"])
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name == "cluster":
-            from testcluster.cli import cluster
-
-            return cluster
-        return super().get_command(ctx, name)
-
-
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gpu-usage")
 def main() -> None:
     """GPU usage by user category against allocation quotas, from Slurm accounting.
 
     \b
     Example:
-      gpu-usage cluster up          # a local Slurm test cluster with GPU accounting
-      gpu-usage cluster status
+      gpu-usage collect --config /etc/gpu-usage/facility.toml
+      gpu-usage report --month last
     """
 
 

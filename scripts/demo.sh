@@ -6,25 +6,26 @@
 # report (and write it as JSON, CSV, Markdown, PDF and Excel), and start the
 # Prometheus exporter and the dashboard on it.
 # The cluster, the exporter and the dashboard keep running; stop them with:
-#   kill "$(cat var/exporter.pid)" "$(cat var/dashboard.pid)"; .venv/bin/gpu-usage cluster down
+#   kill "$(cat var/exporter.pid)" "$(cat var/dashboard.pid)"; .venv/bin/python -m testcluster down
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh testcluster,dashboard
 gpu=.venv/bin/gpu-usage
+testcluster=".venv/bin/python -m testcluster"   # the test cluster: outside the product
 echo
-$gpu cluster up
+$testcluster up
 echo
-$gpu cluster backfill --months "${DEMO_MONTHS:-3}" --jobs "${DEMO_JOBS:-30000}"
+$testcluster backfill --months "${DEMO_MONTHS:-3}" --jobs "${DEMO_JOBS:-30000}"
 echo
-$gpu cluster workload
+$testcluster workload
 echo
-$gpu cluster summary
+$testcluster summary
 echo
-eval "$($gpu cluster env)"   # SLURM_CONF: sacct and sacctmgr read this cluster
+eval "$($testcluster env)"   # SLURM_CONF: sacct and sacctmgr read this cluster
 # The facility policy, its allocations placed on the backfilled months (so the demo
 # shows the same active, new and ended projects on whatever day it runs).
 policy=var/facility.toml
-$gpu cluster policy --out "$policy"
+$testcluster policy --out "$policy"
 # The backfill replaced the history, so read all of it again (a plain collect is
 # incremental: it reads only what is new since the last one).
 $gpu collect --config "$policy" --from-scratch
@@ -93,4 +94,4 @@ PY
 echo "exporter:  $url  (pid $(cat var/exporter.pid), log var/exporter.log)"
 echo "dashboard: $dash  (pid $(cat var/dashboard.pid), log var/dashboard.log)"
 echo "reports:   var/reports/last-month.{json,csv,md,pdf,xlsx}"
-echo "stop:      kill \$(cat var/exporter.pid) \$(cat var/dashboard.pid); $gpu cluster down"
+echo "stop:      kill \$(cat var/exporter.pid) \$(cat var/dashboard.pid); $testcluster down"

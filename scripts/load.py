@@ -13,7 +13,7 @@ Prints the latencies (median, p95, max) and errors of each, and writes them as J
 (--out). Needs a store collected earlier, e.g. the 1,000,000-job one of
 scripts/benchmark.py, and its cluster up:
 
-  .venv/bin/gpu-usage cluster up --run-dir /tmp/bench/cluster --base-port 36800
+  .venv/bin/python -m testcluster up --run-dir /tmp/bench/cluster --base-port 36800
   .venv/bin/python scripts/load.py --config /tmp/bench/facility-1000000.toml \\
       --run-dir /tmp/bench/cluster --base-port 36800 --month 2026-10 \\
       --out docs/benchmark-load.json

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from . import releases
 from .layout import Layout
-from .processes import ClusterError, failed
+from .processes import ClusterError, failed, run_slurm
 
 WCKEYS = ("pretrain", "finetune", "inference", "other")
 
@@ -95,7 +95,6 @@ def parent_of(account: str) -> str:
 
 
 def _sacctmgr(lay: Layout, *args: str) -> str:
-    from .cluster import run_slurm
 
     return run_slurm(lay, ["sacctmgr", "-i", *args]).stdout
 

@@ -1,4 +1,4 @@
-"""`gpu-usage cluster ...`: start, fill and stop the local Slurm test cluster."""
+"""`python -m testcluster ...`: start, fill and stop the local Slurm test cluster."""
 
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ def cluster() -> None:
 
     \b
     Example:
-      gpu-usage cluster up && gpu-usage cluster backfill --months 3
-      eval "$(gpu-usage cluster env)" && sreport -T gres/gpu cluster utilization
-      gpu-usage cluster down
+      python -m testcluster up && python -m testcluster backfill --months 3
+      eval "$(python -m testcluster env)" && sreport -T gres/gpu cluster utilization
+      python -m testcluster down
     """
 
 
@@ -68,8 +68,8 @@ def up(lay: Layout, release: str | None) -> None:
 
     \b
     Example:
-      gpu-usage cluster up --run-dir /tmp/tc --base-port 26800
-      gpu-usage cluster up --slurm 24.11 --run-dir var/tc-2411 --base-port 26800
+      python -m testcluster up --run-dir /tmp/tc --base-port 26800
+      python -m testcluster up --slurm 24.11 --run-dir var/tc-2411 --base-port 26800
     """
     from . import accounts
     from . import cluster as tc
@@ -96,7 +96,7 @@ def down(lay: Layout) -> None:
 
     \b
     Example:
-      gpu-usage cluster down --run-dir /tmp/tc
+      python -m testcluster down --run-dir /tmp/tc
     """
     from . import cluster as tc
 
@@ -113,7 +113,7 @@ def status(lay: Layout) -> None:
 
     \b
     Example:
-      gpu-usage cluster status
+      python -m testcluster status
     """
     from . import cluster as tc
 
@@ -137,7 +137,7 @@ def env(lay: Layout) -> None:
 
     \b
     Example:
-      eval "$(gpu-usage cluster env)" && sinfo
+      eval "$(python -m testcluster env)" && sinfo
     """
     click.echo(f"export SLURM_CONF={lay.slurm_conf}")
     if lay.root is not None:
@@ -179,8 +179,8 @@ def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | 
 
     \b
     Example:
-      gpu-usage cluster backfill --months 3 --jobs 30000 --seed 42
-      gpu-usage cluster backfill --months 1 --jobs 1000000   # benchmark size
+      python -m testcluster backfill --months 3 --jobs 30000 --seed 42
+      python -m testcluster backfill --months 1 --jobs 1000000   # benchmark size
     """
     from . import backfill as bf
     from .history import HistorySpec, day, default_start
@@ -228,7 +228,7 @@ def workload(lay: Layout, no_wait: bool) -> None:
 
     \b
     Example:
-      gpu-usage cluster workload && eval "$(gpu-usage cluster env)" && sacct -a -X
+      python -m testcluster workload && eval "$(python -m testcluster env)" && sacct -a -X
     """
     from . import workload as wl
 
@@ -249,7 +249,7 @@ def summary(lay: Layout, months: int) -> None:
 
     \b
     Example:
-      gpu-usage cluster summary --months 3
+      python -m testcluster summary --months 3
     """
     from rich.console import Console
 
@@ -271,7 +271,7 @@ def policy(lay: Layout, out: Path, store: Path | None) -> None:
 
     \b
     Example:
-      gpu-usage cluster policy --out var/facility.toml
+      python -m testcluster policy --out var/facility.toml
     """
     from .backfill import recorded_spec
     from .policy import policy_text
@@ -297,7 +297,7 @@ def record_fixtures(lay: Layout, out_dir: Path) -> None:
 
     \b
     Example:
-      gpu-usage cluster backfill --months 3 && gpu-usage cluster record-fixtures
+      python -m testcluster backfill --months 3 && python -m testcluster record-fixtures
     """
     from .fixtures import record
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import database, ports, processes, releases
 from .layout import GPUS_PER_NODE, REST_USER, Layout
-from .processes import ClusterError, Daemon
+from .processes import ClusterError, Daemon, run_slurm
 from .slurmconf import render_gres_conf, render_slurm_conf, render_slurmdbd_conf
 
 HOST_PROGRAMS = ("munged", "mungekey", "mariadbd", "mariadb-install-db", "setpriv")
@@ -51,20 +51,6 @@ def check_programs(lay: Layout | None = None) -> None:
             "apt-get install slurmctld slurmd slurmdbd slurm-client slurmrestd munge "
             "mariadb-server (or run scripts/setup-debian.sh testcluster)"
         )
-
-
-def run_slurm(lay: Layout, argv: list[str], check: bool = True,
-              timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run a Slurm client command against this cluster (argument list, no shell, UTC)."""
-    env = dict(lay.env(), TZ="UTC")
-    try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ClusterError(f"{' '.join(argv)} timed out after {timeout_s:.0f} s") from exc
-    if check and proc.returncode != 0:
-        raise processes.failed(" ".join(argv), proc)
-    return proc
 
 
 def _prepare_dirs(lay: Layout) -> None:

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
-from .processes import ClusterError
+from .errors import ClusterError
 
 RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 DEFAULT_EPHEMERAL = (32768, 60999)

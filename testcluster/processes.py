@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ClusterError
+from .ports import ensure_free
+
 MARKER = "GPU_USAGE_TESTCLUSTER"
-
-
-class ClusterError(RuntimeError):
-    """A test-cluster operation failed; the message says what and where to look."""
 
 
 def failed(what: str, proc: subprocess.CompletedProcess, hint: str = "") -> ClusterError:
@@ -109,7 +108,6 @@ def start(daemon: Daemon, run_dir: Path, pid_dir: Path, log_dir: Path) -> int:
     running = pid_of(pid_dir, daemon.name, run_dir)
     if running is not None:
         return running
-    from .ports import ensure_free
     ensure_free(daemon.ports, daemon.name)
     env = dict(daemon.env)
     env[MARKER] = str(run_dir)
@@ -214,3 +212,18 @@ def terminate(pids: Iterable[int], timeout_s: float = 15.0) -> set[int]:
         if not _alive(pids):
             return set()
     return _alive(pids)
+
+
+def run_slurm(lay, argv: list[str], check: bool = True,
+              timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm client command against this cluster (argument list, no shell, UTC);
+    `lay` is the cluster's Layout."""
+    env = dict(lay.env(), TZ="UTC")
+    try:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True,
+                              timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ClusterError(f"{' '.join(argv)} timed out after {timeout_s:.0f} s") from exc
+    if check and proc.returncode != 0:
+        raise failed(" ".join(argv), proc)
+    return proc

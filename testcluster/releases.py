@@ -144,7 +144,8 @@ def enter(root: Path, run_dir: Path, bin_dir: Path) -> None:
     for cmd in CLIENTS:
         wrapper = bin_dir / cmd
         wrapper.write_text(
-            "#!/bin/sh\n# Written by `gpu-usage cluster up`: this command runs inside the Slurm "
+            "#!/bin/sh\n# Written by `python -m testcluster up`: this command runs inside the "
+            "Slurm "
             f"root {root}.\nexec chroot {root} /bin/sh -c 'cd \"$0\" 2>/dev/null || cd /; "
             f"exec \"$@\"' \"$PWD\" /usr/bin/{cmd} \"$@\"\n")
         wrapper.chmod(0o755)

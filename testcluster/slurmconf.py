@@ -19,7 +19,7 @@ def render_slurm_conf(lay: Layout) -> str:
     run = lay.run_dir
     first, last = lay.slurmd_port(0), lay.slurmd_port(NODE_COUNT - 1)
     return f"""\
-# Written by `gpu-usage cluster up`; edits are overwritten.
+# Written by `python -m testcluster up`; edits are overwritten.
 ClusterName={lay.cluster}
 SlurmctldHost={lay.hostname}(127.0.0.1)
 SlurmUser=root
@@ -75,7 +75,7 @@ PartitionName={PARTITION} Nodes={lay.nodelist} Default=YES MaxTime=7-00:00:00 St
 
 def render_gres_conf(lay: Layout) -> str:
     """gres.conf: four GPUs per node, backed by character devices in the run dir."""
-    lines = ["# Written by `gpu-usage cluster up`.", "AutoDetect=off"]
+    lines = ["# Written by `python -m testcluster up`.", "AutoDetect=off"]
     for node in lay.nodes:
         files = f"{lay.dev_dir}/{node}/nvidia[0-{GPUS_PER_NODE - 1}]"
         lines.append(f"NodeName={node} Name=gpu Type={GPU_TYPE} File={files}")
@@ -85,7 +85,7 @@ def render_gres_conf(lay: Layout) -> str:
 def render_slurmdbd_conf(lay: Layout) -> str:
     """slurmdbd.conf: slurmdbd reads it from the directory of SLURM_CONF (mode 600)."""
     return f"""\
-# Written by `gpu-usage cluster up`.
+# Written by `python -m testcluster up`.
 AuthType=auth/munge
 AuthInfo=socket={lay.munge_socket}
 AuthAltTypes=auth/jwt

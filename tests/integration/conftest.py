@@ -25,11 +25,16 @@ BASE_PORT = int(os.environ.get("GPU_USAGE_TEST_PORT", "26800"))
 
 
 def run_cli(*args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run `gpu-usage ARGS` as a separate process; fail with its output if it fails."""
-    proc = subprocess.run([sys.executable, "-m", "collector", *args], capture_output=True,
+    """Run `gpu-usage ARGS` (or, for `cluster ARGS`, the test cluster's own command
+    `python -m testcluster ARGS`) as a separate process; fail with its output if it
+    fails."""
+    module = "collector"
+    if args and args[0] == "cluster":
+        module, args = "testcluster", args[1:]
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
                           text=True, timeout=timeout_s, check=False)
     if proc.returncode != 0:
-        pytest.fail(f"gpu-usage {' '.join(args)} exited {proc.returncode}:\n"
+        pytest.fail(f"python -m {module} {' '.join(args)} exited {proc.returncode}:\n"
                     f"{proc.stdout}\n{proc.stderr}")
     return proc
 

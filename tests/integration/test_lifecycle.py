@@ -33,7 +33,7 @@ def test_up_down_up_keeps_data_and_down_leaves_nothing(lay):
         out = run_cli("cluster", "down", *args).stdout
         assert "processes stopped" in out
         assert_nothing_left(other)
-        status = subprocess.run([sys.executable, "-m", "collector", "cluster", "status", *args],
+        status = subprocess.run([sys.executable, "-m", "testcluster", "status", *args],
                                 capture_output=True, text=True, check=False)
         assert status.returncode == 3 and "running" not in status.stdout
         # The first cluster is untouched by the second one's down.
@@ -56,7 +56,7 @@ def test_a_failed_up_names_the_taken_port_and_stops_what_it_started(lay):
     holder.bind(("127.0.0.1", other.slurmdbd_port))
     holder.listen()
     try:
-        proc = subprocess.run([sys.executable, "-m", "collector", "cluster", "up", *args],
+        proc = subprocess.run([sys.executable, "-m", "testcluster", "up", *args],
                               capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode != 0, proc.stdout
         assert f"port {other.slurmdbd_port} for slurmdbd is taken by pid {os.getpid()}" \
@@ -77,7 +77,7 @@ def test_a_base_port_in_the_ephemeral_range_is_refused_before_anything_starts(tm
     first, last = ports.ephemeral_range()
     run_dir = make_run_dir("gpu-usage-eph-")
     try:
-        proc = subprocess.run([sys.executable, "-m", "collector", "cluster", "up",
+        proc = subprocess.run([sys.executable, "-m", "testcluster", "up",
                                "--run-dir", str(run_dir), "--base-port", str(first + 100)],
                               capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode != 0

@@ -1,5 +1,5 @@
 """squeue and sinfo parsing on output recorded from the real test cluster of every Slurm
-release (`gpu-usage cluster record-fixtures`: jobs running and pending, one node
+release (`python -m testcluster record-fixtures`: jobs running and pending, one node
 drained; one folder per release under tests/fixtures/) and on malformed input."""
 
 from __future__ import annotations

@@ -28,3 +28,12 @@ def test_every_dependency_is_pinned():
         if requirement.startswith("gpu-usage["):  # an extra of this project, pinned there
             continue
         assert re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][0-9A-Za-z.]*", requirement), requirement
+
+
+def test_the_test_cluster_is_not_part_of_the_product():
+    """`pip install gpu-usage` installs collector/ and dashboard/; the test cluster runs
+    from the repository as `python -m testcluster` and has no console script."""
+    include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert include == ["collector*", "dashboard*"]
+    assert set(PYPROJECT["project"]["scripts"]) == {"gpu-usage"}
+    assert "testcluster" not in PYPROJECT["tool"]["setuptools"].get("package-data", {})

@@ -1,5 +1,5 @@
 """sacct text to job records, on output recorded from the real test cluster of every
-Slurm release (`gpu-usage cluster record-fixtures`, one folder per release under
+Slurm release (`python -m testcluster record-fixtures`, one folder per release under
 tests/fixtures/) and on hostile and malformed input."""
 
 import json

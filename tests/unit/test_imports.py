@@ -1,0 +1,92 @@
+"""The map of the code holds: the product (collector/, dashboard/) never imports the
+test cluster, the doors and the store never import the engine or what is built on
+it, and no module imports itself through others (lazy imports inside functions
+count too)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+PACKAGES = ("collector", "dashboard", "testcluster")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base
+                           for a in node.names]
+            for t in targets:
+                while t and t not in files:
+                    t = t.rpartition(".")[0]
+                if t and t != name and not (ROOT / t.replace(".", "/") / "__init__.py"
+                                             ).is_file():
+                    edges.add(t)
+        graph[name] = edges
+    return graph
+
+
+GRAPH = _graph()
+
+
+def test_the_graph_is_read():
+    assert "collector.engine.report" in GRAPH and "collector.cli" in GRAPH
+    assert "collector.store.database" in GRAPH["collector.engine.report"] | {
+        t for m in GRAPH["collector.engine.report"] for t in GRAPH[m]}
+
+
+@pytest.mark.parametrize("package", ["collector", "dashboard"])
+def test_the_product_never_imports_the_test_cluster(package):
+    bad = {m: sorted(t for t in ts if t.startswith("testcluster"))
+           for m, ts in GRAPH.items() if m.startswith(package)}
+    assert not {m: t for m, t in bad.items() if t}
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    ("collector.slurm", ("collector.store", "collector.engine", "collector.export",
+                         "collector.documents", "collector.collect", "dashboard")),
+    ("collector.store", ("collector.engine", "collector.export", "collector.documents",
+                         "collector.collect", "dashboard")),
+    ("collector.engine", ("collector.export", "collector.documents", "dashboard")),
+    ("collector.documents", ("collector.store", "collector.slurm", "dashboard")),
+])
+def test_layers_import_downwards_only(layer, forbidden):
+    bad = {m: sorted(t for t in ts if t.startswith(forbidden))
+           for m, ts in GRAPH.items() if m.startswith(layer)}
+    assert not {m: t for m, t in bad.items() if t}
+
+
+def test_no_import_cycles():
+    cycles, state = [], {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(GRAPH.get(m, ())):
+            if state.get(t) == 1:
+                cycles.append(path[path.index(t):] + [t] if t in path else [m, t])
+            elif t not in state:
+                visit(t, [*path, t])
+        state[m] = 2
+
+    for m in sorted(GRAPH):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
