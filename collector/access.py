@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from collector.config import LOGIN, Auth, ConfigError
+from collector.engine.model import ProjectsReport, Report, Scope
 from collector.secretfile import SecretFileError, read_secret_file
 
 Role = Literal["operator", "pi", "none"]
@@ -83,7 +84,7 @@ def viewer(auth: Auth | None, headers: Mapping[str, str], secret: str | None) ->
     return Viewer(user, "none", why=f"{user} has no role here; ask the facility's operators")
 
 
-def scope_report(report: dict, who: Viewer) -> dict:
+def scope_report(report: Report, who: Viewer) -> Report | ProjectsReport:
     """The report as `who` may see it: whole for an operator; for a PI only the
     facility/period header and the rows of their own accounts (accounts, users,
     allocations); for anyone else nothing."""
@@ -92,12 +93,10 @@ def scope_report(report: dict, who: Viewer) -> dict:
     if who.role != "pi":
         raise PermissionError(who.why or "no access")
     mine = who.accounts
-    return {
-        "facility": report["facility"], "cluster": report["cluster"],
-        "generated_at": report["generated_at"], "last_collection": report["last_collection"],
-        "period": report["period"],
-        "scope": {"user": who.user, "accounts": sorted(mine)},
-        "accounts": [a for a in report["accounts"] if a["account"] in mine],
-        "users": [u for u in report["users"] if u["account"] in mine],
-        "allocations": [a for a in report["allocations"] if a["account"] in mine],
-    }
+    return ProjectsReport(
+        facility=report.facility, cluster=report.cluster, generated_s=report.generated_s,
+        last_collection_s=report.last_collection_s, period=report.period,
+        scope=Scope(who.user, tuple(sorted(mine))),
+        accounts=tuple(a for a in report.accounts if a.account in mine),
+        users=tuple(u for u in report.users if u.account in mine),
+        allocations=tuple(a for a in report.allocations if a.account in mine))

@@ -28,6 +28,7 @@ from collector.config import Settings
 from collector.engine.periods import default_history_start, local_midnight
 from collector.engine.rollup import LocalDays, bucket_origin, start_cell, usage_cells
 from collector.slurm import commands as door
+from collector.slurm.live_parser import parse_sinfo
 from collector.slurm.records import JobRecord
 from collector.slurm.sacct_parser import FieldError, ParseResult
 from collector.slurm.sacctmgr_parser import parse_events, parse_reservations
@@ -211,10 +212,11 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
     source = open_source(settings, env)
     cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600), target=source.window_target)
     started, t0 = clock.now(), time.monotonic()
-    with ThreadPoolExecutor(max_workers=5) as pool:
+    with ThreadPoolExecutor(max_workers=6) as pool:
         accounts = pool.submit(source.accounts)
         events = pool.submit(door.run_sacctmgr_events, cluster, history_from, timeout, env)
         resv = pool.submit(door.run_sacctmgr_reservations, cluster, history_from, timeout, env)
+        nodes = pool.submit(door.run_sinfo, cluster, timeout, env)
 
         def fetch() -> tuple[tuple[int, int], Future[ParseResult]] | None:
             window = cuts.take()
@@ -260,11 +262,27 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
             store.replace("reservations", cluster, [
                 (cluster, r.id, r.name, r.start_s, r.end_s, ",".join(r.flags), r.nodelist,
                  r.tres_gpus) for r in parse_reservations(resv.result())])
+            notes = [HELD] if hold else []
+            inventory_note = _record_inventory(store, cluster, nodes, now_s)
+            if inventory_note:
+                notes.append(inventory_note)
             store.record_collection(Collection(
                 cid, cluster, started, started + time.monotonic() - t0, "ok", start_s,
                 start_s + int(slurm.lookback_hours * 3600) if hold else now_s, tally.windows,
                 tally.new, tally.updated, tally.unchanged, tally.rejected, tally.pending_arrays,
-                HELD if hold else ""))
+                "; ".join(notes)))
+
+
+def _record_inventory(store: Store, cluster: str, nodes: Future[str], now_s: int) -> str:
+    """Each node's GPUs from sinfo into the inventory (capacity uses them for maintenance
+    time). sinfo asks slurmctld, not slurmdbd: when it fails the collection goes on with
+    the inventory it had, and says so."""
+    try:
+        parsed, _ = parse_sinfo(nodes.result())
+    except door.SlurmError as exc:
+        return f"node inventory not updated (sinfo failed: {exc})"[:1000]
+    store.record_inventory(cluster, ((n.node, n.gpu_type, n.gpus) for n in parsed), now_s)
+    return ""
 
 
 def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: int,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from collector.engine.report import UNMAPPED
+from collector.engine.model import UNMAPPED
 
 # Tableau 10 plus two; a category keeps its colour on every page and chart.
 _COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",

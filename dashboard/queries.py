@@ -1,14 +1,18 @@
-"""Named queries behind the dashboard: each reads the store (or Slurm's live view,
-through the collector's one door) and returns plain dicts or pandas DataFrames.
+"""Named queries behind the dashboard: each reads the store (through the engine and
+store.reads) or Slurm's live view (through the collector's one door) and returns the
+typed report, or plain dicts and pandas DataFrames made from it.
 
-No Streamlit here: the pages cache these at the edge and only lay them out, and
-tests call them directly. Every figure comes from the usage engine
-(`collector.engine.report.build_report` and `collector.engine.usage`), so the dashboard, the
-report documents and the exporter show the same numbers.
+This is the dashboard's edge: here the typed report's GPU-seconds become GPU-hours and
+its instants ISO text, by the same field metadata the documents use
+(collector.documents.convert), and tables are named by the report's document keys. No
+Streamlit here: the pages cache these and only lay them out, and tests call them
+directly. Every figure comes from the usage engine (`build_report`,
+`collector.engine.usage`), so the dashboard, the documents and the exporter agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,11 +21,14 @@ import pandas as pd
 
 from collector import clock
 from collector.config import Settings
+from collector.documents import convert
 from collector.engine import periods, usage
+from collector.engine.model import UNMAPPED, ProjectsReport, Report
 from collector.engine.periods import Period
 from collector.engine.policy import descendants, map_accounts
-from collector.engine.report import UNMAPPED, build_report
+from collector.engine.report import build_report
 from collector.engine.verify import load_checks
+from collector.store import reads
 from collector.store.database import Store
 
 PERIOD_KINDS = ("month", "quarter", "year", "custom")
@@ -50,19 +57,26 @@ def recent_months(settings: Settings, count: int = 24, now: float | None = None)
     return out
 
 
-def report(settings: Settings, period: Period, now: float | None = None) -> dict:
-    """The report of the period (what `gpu-usage report --format json` prints)."""
+def report(settings: Settings, period: Period, now: float | None = None) -> Report:
+    """The typed report of the period (`gpu-usage report` prints the same)."""
     with Store.open_reader(settings.store.path) as store:
         return build_report(store, settings, period, now)
+
+
+def document(rep: Report | ProjectsReport) -> dict:
+    """The report's document form (what `gpu-usage report --format json` prints): the
+    header texts the pages show come from here."""
+    return convert.to_json(rep, rep.period.timezone)
+
+
+def _frame(rep: Report | ProjectsReport, rows: tuple, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(convert.to_json(rows, rep.period.timezone), columns=columns)
 
 
 def store_version(settings: Settings) -> tuple[int, float]:
     """(newest collection id, its end): a cache key that changes after each collection."""
     with Store.open_reader(settings.store.path) as store:
-        row = store.conn.execute("SELECT coalesce(max(id), 0), coalesce(max(finished_s), 0) "
-                                 "FROM collections WHERE cluster=?",
-                                 (settings.slurm.cluster,)).fetchone()
-    return int(row[0]), float(row[1])
+        return reads.version(store, settings.slurm.cluster)
 
 
 def category_order(settings: Settings) -> list[str]:
@@ -70,29 +84,29 @@ def category_order(settings: Settings) -> list[str]:
 
 
 # --- Overview -------------------------------------------------------------------------
-def tiles(rep: dict, gpus_now: int | None) -> dict:
-    cap = rep["capacity"]
+def tiles(rep: Report, gpus_now: int | None) -> dict:
+    cap = convert.to_json(rep.capacity, rep.period.timezone)
     return {"available_gpu_hours": cap["available_gpu_hours"],
             "used_gpu_hours": cap["allocated_gpu_hours"], "utilisation": cap["utilisation"],
             "gpus_allocated_now": gpus_now, "gpus": cap["gpus"]}
 
 
-def categories(rep: dict) -> pd.DataFrame:
+def categories(rep: Report) -> pd.DataFrame:
     """Per category: used, quota, difference, share of quota, year to date."""
     cols = ["category", "pool", "gpu_hours", "quota_gpu_hours", "difference_gpu_hours",
             "used_of_quota", "quota_share", "share_of_available", "ytd_gpu_hours",
             "ytd_quota_gpu_hours"]
-    return pd.DataFrame(rep["categories"], columns=cols)
+    return _frame(rep, rep.categories, cols)
 
 
-def pools(rep: dict) -> pd.DataFrame:
+def pools(rep: Report) -> pd.DataFrame:
     cols = ["pool", "gpu_hours", "quota_gpu_hours", "quota_share", "share_of_available",
             "ytd_gpu_hours", "ytd_quota_gpu_hours"]
-    return pd.DataFrame(rep["pools"], columns=cols)
+    return _frame(rep, rep.pools, cols)
 
 
-def commercial(rep: dict) -> dict:
-    return dict(rep["commercial"])
+def commercial(rep: Report) -> dict:
+    return convert.to_json(rep.commercial, rep.period.timezone)
 
 
 def daily_by_category(settings: Settings, period: Period, now: float | None = None
@@ -102,7 +116,7 @@ def daily_by_category(settings: Settings, period: Period, now: float | None = No
     cluster, tz = settings.slurm.cluster, settings.facility.timezone
     with Store.open_reader(settings.store.path) as store:
         days = usage.daily_usage(store, cluster, period.start_s, period.end_s, now_s, tz)
-        parents = usage.tree(store, cluster).parents
+        parents = reads.tree(store, cluster).parents
     amap = map_accounts(settings, parents, {a for _, a, _ in days})
     sums: dict[tuple[int, str], int] = {}
     for (day, account, _), gpu_s in days.items():
@@ -122,7 +136,7 @@ def usage_rows(settings: Settings, period: Period, now: float | None = None) -> 
     cluster = settings.slurm.cluster
     with Store.open_reader(settings.store.path) as store:
         rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s)
-        parents = usage.tree(store, cluster).parents
+        parents = reads.tree(store, cluster).parents
     amap = map_accounts(settings, parents, {r.account for r in rows})
     phase = settings.wckeys
     data = [{"category": amap.category_of(r.account) or UNMAPPED,
@@ -149,30 +163,35 @@ def breakdown(rows: pd.DataFrame, by: str, **where: str) -> pd.DataFrame:
 # --- Allocations ----------------------------------------------------------------------
 ALLOCATION_COLUMNS = ["project", "account", "category", "state", "access_mode", "start", "end",
                       "granted_gpu_hours", "used_gpu_hours_total", "used_gpu_hours_period",
-                      "consumed", "planned_gpu_hours_to_date", "plan_ratio",
+                      "consumed", "planned_gpu_hours_to_date", "plan_ratio", "plan_status",
                       "projected_exhaustion", "projected_unused_gpu_hours", "warnings"]
 
 
-def allocations(rep: dict) -> pd.DataFrame:
+def allocations(rep: Report | ProjectsReport) -> pd.DataFrame:
     """Every allocation with granted, used, % consumed, the linear plan and projection;
-    plan_ratio = used / linear plan to date (over 1: ahead of plan)."""
+    plan_ratio = used / linear plan to date (over 1: ahead of plan); plan_status as the
+    engine decided it (engine.report.allocation_entry)."""
     rows = []
-    for a in rep["allocations"]:
-        planned = a["planned_gpu_hours_to_date"]
-        rows.append({**a, "project": a["project"] or a["account"],
-                     "plan_ratio": round(a["used_gpu_hours_total"] / planned, 4)
-                     if planned else None, "warnings": "; ".join(a["warnings"])})
+    for a in rep.allocations:
+        doc = convert.to_json(a, rep.period.timezone)
+        rows.append({**doc, "project": a.project or a.account,
+                     "plan_ratio": convert.convert(a.plan_ratio, "ratio", ""),
+                     "plan_status": a.plan_status, "warnings": "; ".join(doc["warnings"])})
     return pd.DataFrame(rows, columns=ALLOCATION_COLUMNS)
+
+
+OVER = ("used up", "over plan")
+UNDER = ("under plan",)
 
 
 def filter_allocations(df: pd.DataFrame, which: str) -> pd.DataFrame:
     """'all', 'over' (ahead of the linear plan by >10 % or used up) or 'under'
-    (behind it by half, or projected to leave budget unused)."""
+    (behind it by half once a quarter has passed, or projected to leave a quarter of
+    the budget unused): the plan status the engine computed, nothing recomputed here."""
     if which == "over":
-        keep = (df["plan_ratio"].fillna(0) > 1.1) | (df["consumed"] >= 1)
+        keep = df["plan_status"].isin(OVER)
     elif which == "under":
-        keep = (df["plan_ratio"].fillna(1) < 0.5) | (
-            df["projected_unused_gpu_hours"].fillna(0) > 0.25 * df["granted_gpu_hours"])
+        keep = df["plan_status"].isin(UNDER)
     else:
         return df
     return df[keep].reset_index(drop=True)
@@ -189,7 +208,7 @@ def burn_down(settings: Settings, account: str, now: float | None = None) -> pd.
     begin = periods.local_midnight(alloc.start, tz)
     finish = periods.local_midnight(alloc.end + timedelta(days=1), tz)
     with Store.open_reader(settings.store.path) as store:
-        members = descendants(account, usage.tree(store, cluster).parents)
+        members = descendants(account, reads.tree(store, cluster).parents)
         days = usage.daily_usage(store, cluster, begin, finish, now_s, tz)
     per_day: dict[int, int] = {}
     for (day, acc, _), gpu_s in days.items():
@@ -209,19 +228,18 @@ def burn_down(settings: Settings, account: str, now: float | None = None) -> pd.
 
 
 # --- Job mix --------------------------------------------------------------------------
-def job_sizes(rep: dict) -> pd.DataFrame:
-    return pd.DataFrame(rep["job_mix"]["size"],
-                        columns=["category", "size_class", "gpu_hours", "jobs_started"])
+def job_sizes(rep: Report) -> pd.DataFrame:
+    return _frame(rep, rep.job_mix.size, ["category", "size_class", "gpu_hours",
+                                          "jobs_started"])
 
 
-def phases(rep: dict) -> pd.DataFrame:
-    return pd.DataFrame(rep["job_mix"]["phase"], columns=["category", "phase", "gpu_hours"])
+def phases(rep: Report) -> pd.DataFrame:
+    return _frame(rep, rep.job_mix.phase, ["category", "phase", "gpu_hours"])
 
 
-def queue_wait(rep: dict) -> pd.DataFrame:
-    return pd.DataFrame(rep["service"]["queue_wait"],
-                        columns=["category", "jobs_started", "median_wait_hours",
-                                 "mean_wait_hours"])
+def queue_wait(rep: Report) -> pd.DataFrame:
+    return _frame(rep, rep.service.queue_wait, ["category", "jobs_started",
+                                                "median_wait_hours", "mean_wait_hours"])
 
 
 # --- Live -----------------------------------------------------------------------------
@@ -243,7 +261,7 @@ def live(settings: Settings) -> Live:
     nodes, bad_nodes = read_nodes_now(settings)
     try:
         with Store.open_reader(settings.store.path) as store:
-            parents = usage.tree(store, settings.slurm.cluster).parents
+            parents = reads.tree(store, settings.slurm.cluster).parents
     except Exception:
         parents = {}
     amap = map_accounts(settings, parents, {j.account for j in jobs})
@@ -262,20 +280,20 @@ def live(settings: Settings) -> Live:
 
 
 # --- Data quality ---------------------------------------------------------------------
-def data_quality(rep: dict) -> dict:
-    q = rep["data_quality"]
+def data_quality(rep: Report) -> dict:
+    q, tz = rep.data_quality, rep.period.timezone
     return {
-        "last_collection": rep["last_collection"],
-        "last_collection_status": q["last_collection_status"],
-        "unmapped": pd.DataFrame(rep["unmapped_accounts"],
-                                 columns=["account", "gpu_hours", "in_slurm_tree"]),
-        "unusual_states": pd.DataFrame(sorted(q["unusual_states"].items()),
-                                       columns=["state", "jobs"]),
-        "jobs_without_gpu_accounting": q["jobs_without_gpu_accounting"],
-        "rejected_lines": q["rejected_lines"],
-        "rejected_sample": pd.DataFrame(q["rejected_sample"],
-                                        columns=["source", "line_no", "reason", "line"]),
-        "ambiguous_accounts": q["ambiguous_accounts"],
+        "last_collection": convert.convert(rep.last_collection_s, "instant", tz),
+        "last_collection_status": q.last_collection_status,
+        "unmapped": _frame(rep, rep.unmapped_accounts, ["account", "gpu_hours",
+                                                        "in_slurm_tree"]),
+        "unusual_states": pd.DataFrame(sorted(q.unusual_states), columns=["state", "jobs"]),
+        "jobs_without_gpu_accounting": q.jobs_without_gpu_accounting,
+        "rejected_lines": q.rejected_lines,
+        "rejected_sample": _frame(rep, q.rejected_sample, ["source", "line_no", "reason",
+                                                           "line"]),
+        "ambiguous_accounts": dict(q.ambiguous_accounts),
+        "nodes_without_inventory": list(q.nodes_without_inventory),
     }
 
 
@@ -283,7 +301,7 @@ def sreport_checks(settings: Settings) -> pd.DataFrame:
     """Results of `gpu-usage verify`: per closed month, how the store compares with
     sreport (GPU-minutes)."""
     with Store.open_reader(settings.store.path) as store:
-        rows = load_checks(store, settings.slurm.cluster)
+        rows = [dataclasses.astuple(c) for c in load_checks(store, settings.slurm.cluster)]
     df = pd.DataFrame(rows, columns=["period", "checked_s", "accounts", "differing",
                                      "max_difference_minutes", "ours_gpu_minutes",
                                      "sreport_gpu_minutes"])

@@ -1,4 +1,4 @@
-"""The report dict as documents: a PDF for funders (reportlab) and an Excel workbook
+"""The typed report as documents: a PDF for funders (reportlab) and an Excel workbook
 (openpyxl). Layout only, as render.py: every number comes from report.py, so a
 document shows what `--format json` prints for the same period.
 
@@ -17,18 +17,23 @@ import io
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from collector.documents import convert
 from collector.documents.text import (
     CELL_MAX,
+    PERCENT_UNITS,
+    ROW_TYPES,
     SECTIONS,
-    SHARE_COLUMNS,
     SHOWN_MAX,
-    cell,
+    cell_of,
     cut,
     cut_fields,
     get_rows,
+    numeric,
     service_lines,
     title_of,
 )
+from collector.engine import model
+from collector.engine.rollup import SIZE_CLASSES
 
 DOCUMENT_FORMATS = ("pdf", "xlsx")
 
@@ -42,14 +47,18 @@ SHEETS = {"capacity": "Capacity", "pools": "Pools", "categories": "Categories",
 
 
 def header(column: str) -> str:
-    """A column name with its unit: 'gpu_hours' -> 'gpu hours [GPU-h]'."""
+    """The label of a document key (the model's, e.g. 'gpu_hours' -> 'Used GPU-h'), else
+    the name with its unit: 'used_gpu_hours' -> 'used [GPU-h]' (the dashboard's own
+    columns)."""
+    if column in convert.KEY_LABELS:
+        return convert.KEY_LABELS[column]
     name = column.replace("_", " ")
     if "gpu_hours" in column:
         rest = column.replace("gpu_hours", "").strip("_").replace("__", "_")
         return f"{rest.replace('_', ' ') or 'used'} [GPU-h]"
     if column.endswith("_hours"):
         return f"{name.replace(' hours', '')} [h]"
-    if column in SHARE_COLUMNS or column in ("share", "plan_ratio"):
+    if column in ("share", "plan_ratio"):
         return f"{name} [%]"
     if column == "gpus":
         return "GPUs [count]"
@@ -60,7 +69,7 @@ def header(column: str) -> str:
     return name
 
 
-def render_document(report: dict, fmt: str) -> bytes:
+def render_document(report: model.Report, fmt: str) -> bytes:
     if fmt == "pdf":
         return pdf(report)
     if fmt == "xlsx":
@@ -86,7 +95,7 @@ def _string_cells(row) -> None:
             c.data_type = TYPE_STRING  # never a formula, whatever the text
 
 
-def xlsx(report: dict) -> bytes:
+def xlsx(report: model.Report) -> bytes:
     """One sheet per table, numbers as numbers (shares as fractions shown as %), units
     in the header row; a first sheet with the title and the notes."""
     from openpyxl import Workbook
@@ -96,12 +105,13 @@ def xlsx(report: dict) -> bytes:
     wb = Workbook()
     about = wb.active
     about.title = "Report"
-    p = report["period"]
-    for row in (("Facility", report["facility"]), ("Cluster", report["cluster"]),
+    doc = convert.to_json(report, report.period.timezone)
+    p = doc["period"]
+    for row in (("Facility", doc["facility"]), ("Cluster", doc["cluster"]),
                 ("Period", p["label"]), ("From", p["start"]), ("To", p["end"]),
                 ("Time zone", p["timezone"]), ("Data until", p["data_until"]),
-                ("Generated", report["generated_at"]),
-                ("Last collection", report["last_collection"])):
+                ("Generated", doc["generated_at"]),
+                ("Last collection", doc["last_collection"])):
         about.append([_excel_value(v) for v in row])
         _string_cells(about[about.max_row])
     about.append(())
@@ -115,32 +125,34 @@ def xlsx(report: dict) -> bytes:
     bold = Font(bold=True)
     for _, key, columns in SECTIONS:
         ws = wb.create_sheet(SHEETS[key])
-        ws.append([header(c) for c in columns])
+        headers = [convert.label(ROW_TYPES[key], c) for c in columns]
+        ws.append(headers)
         for c in ws[1]:
             c.font = bold
+        percent = {c for c in columns if convert.unit(ROW_TYPES[key], c) in PERCENT_UNITS}
         for row in get_rows(report, key):
             ws.append([_excel_value(row[c]) for c in columns])
             for col, c in zip(columns, ws[ws.max_row], strict=True):
                 if isinstance(c.value, str):
                     c.data_type = TYPE_STRING  # never a formula, whatever the text
-                elif col in SHARE_COLUMNS and isinstance(c.value, int | float):
+                elif col in percent and isinstance(c.value, int | float):
                     c.number_format = "0.0%"
                 elif isinstance(c.value, float):
                     c.number_format = "#,##0.000"
                 elif isinstance(c.value, int) and not isinstance(c.value, bool):
                     c.number_format = "#,##0"
-        for i, col in enumerate(columns, 1):
-            ws.column_dimensions[ws.cell(1, i).column_letter].width = max(12, len(header(col))
-                                                                           + 2)
+        for i, text in enumerate(headers, 1):
+            ws.column_dimensions[ws.cell(1, i).column_letter].width = max(12, len(text) + 2)
         ws.freeze_panes = "A2"
-    quality = report.get("data_quality") or {}
-    if quality.get("rejected_sample"):
+    sample = report.data_quality.rejected_sample
+    if sample:
         ws = wb.create_sheet("Rejected lines")
-        ws.append(["source", "line number", "reason", "line (as Slurm printed it)"])
+        columns = ("source", "line_no", "reason", "line")
+        ws.append([convert.label(model.RejectedLine, c) for c in columns])
         for c in ws[1]:
             c.font = bold
-        for s in quality["rejected_sample"]:
-            ws.append([_excel_value(s[k]) for k in ("source", "line_no", "reason", "line")])
+        for s in sample:
+            ws.append([_excel_value(getattr(s, k)) for k in columns])
             _string_cells(ws[ws.max_row])
         ws.column_dimensions["D"].width = 100
     out = io.BytesIO()
@@ -185,20 +197,20 @@ _TITLES = {key: title for title, key, _ in SECTIONS}
 _COLUMNS = {key: columns for _, key, columns in SECTIONS}
 
 
-def _category_chart(report: dict, font: str):
+def _category_chart(report: model.Report, font: str):
     """Used and quota GPU-hours per category, side by side."""
     from reportlab.graphics.charts.barcharts import HorizontalBarChart
     from reportlab.graphics.charts.legends import Legend
     from reportlab.graphics.shapes import Drawing, String
     from reportlab.lib import colors
 
-    cats = report["categories"]
+    cats = get_rows(report, "categories")
     height = 60 + 26 * len(cats)
     d = Drawing(480, height)
     chart = HorizontalBarChart()
     chart.x, chart.y, chart.width, chart.height = 110, 30, 340, height - 50
-    chart.data = [[c["quota_gpu_hours"] for c in reversed(cats)],
-                  [c["gpu_hours"] for c in reversed(cats)]]
+    chart.data = [[c["quota_s"] for c in reversed(cats)],
+                  [c["used_s"] for c in reversed(cats)]]
     chart.categoryAxis.categoryNames = [c["category"] for c in reversed(cats)]
     chart.categoryAxis.labels.fontName = font
     chart.categoryAxis.labels.fontSize = 8
@@ -222,21 +234,19 @@ def _category_chart(report: dict, font: str):
     return d
 
 
-def _size_chart(report: dict, font: str):
+def _size_chart(report: model.Report, font: str):
     """GPU-hours per category, stacked by job size class."""
     from reportlab.graphics.charts.barcharts import HorizontalBarChart
     from reportlab.graphics.charts.legends import Legend
     from reportlab.graphics.shapes import Drawing
     from reportlab.lib import colors
 
-    from collector.engine.rollup import SIZE_CLASSES
-
-    rows = report["job_mix"]["size"]
+    rows = get_rows(report, "job_mix.size")
     cats = list(dict.fromkeys(r["category"] for r in rows))
     classes = [s for s in SIZE_CLASSES if any(r["size_class"] == s for r in rows)]
     if not cats or not classes:
         return None
-    value = {(r["category"], r["size_class"]): r["gpu_hours"] for r in rows}
+    value = {(r["category"], r["size_class"]): r["used_s"] for r in rows}
     height = 50 + 22 * len(cats)
     d = Drawing(480, height)
     chart = HorizontalBarChart()
@@ -263,11 +273,11 @@ def _size_chart(report: dict, font: str):
     return d
 
 
-def pdf(report: dict) -> bytes:
+def pdf(report: model.Report) -> bytes:
     """A4 document: a title page, then the eight parts of a monthly report."""
     # A table row cannot break across pages: every field is cut to SHOWN_MAX characters
     # (reportlab's LayoutError on a name of 4,000 characters otherwise).
-    report = cut_fields(report, SHOWN_MAX)
+    doc = cut_fields(convert.to_json(report, report.period.timezone), SHOWN_MAX)
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -296,23 +306,23 @@ def pdf(report: dict) -> bytes:
     def para(text: object, style=body) -> Paragraph:
         return Paragraph(escape(str(text)), style)
 
-    p = report["period"]
-    story: list = [Spacer(1, 6 * cm), Paragraph(escape(report["facility"]), title),
+    p = doc["period"]
+    story: list = [Spacer(1, 6 * cm), Paragraph(escape(doc["facility"]), title),
                    Spacer(1, 0.6 * cm),
                    Paragraph(escape(f"GPU usage report {p['label']}"), h1),
-                   para(f"Cluster {report['cluster']}; {p['start'][:10]} to {p['end'][:10]} "
+                   para(f"Cluster {doc['cluster']}; {p['start'][:10]} to {p['end'][:10]} "
                         f"({p['timezone']}, {p['hours']:,.0f} hours)."),
                    para(f"Data until {p['data_until']}; last collection "
-                        f"{report['last_collection']}; generated {report['generated_at']}."),
+                        f"{doc['last_collection']}; generated {doc['generated_at']}."),
                    Spacer(1, 1 * cm)]
-    cap, com = report["capacity"], report["commercial"]
+    cap, com = get_rows(report, "capacity")[0], get_rows(report, "commercial")[0]
     summary = [
-        f"Available: {cap['available_gpu_hours']:,.1f} GPU-hours of "
-        f"{cap['nominal_gpu_hours']:,.1f} nominal ({cell('availability', cap['availability'])}).",
-        f"Used: {cap['allocated_gpu_hours']:,.1f} GPU-hours; utilisation "
-        f"{cell('utilisation', cap['utilisation'])}.",
-        f"Commercial use: {cell('share_of_pool', com['share_of_pool'])} of the {com['pool']} "
-        f"pool (limit {com['max_share_of_pool']:.0%}): "
+        f"Available: {cap['available_s']:,.1f} GPU-hours of {cap['nominal_s']:,.1f} "
+        f"nominal ({cell_of('capacity', 'availability', cap['availability'])}).",
+        f"Used: {cap['allocated_s']:,.1f} GPU-hours; utilisation "
+        f"{cell_of('capacity', 'utilisation', cap['utilisation'])}.",
+        f"Commercial use: {cell_of('commercial', 'share_of_pool', com['share_of_pool'])} of "
+        f"the {com['pool']} pool (limit {com['max_share_of_pool']:.0%}): "
         f"{'within the limit' if com['within_limit'] else 'OVER THE LIMIT'}.",
     ]
     story += [para(s) for s in summary]
@@ -320,18 +330,18 @@ def pdf(report: dict) -> bytes:
 
     def table(key: str) -> Table | Paragraph:
         columns = _COLUMNS[key]
-        rows = get_rows(report, key)
+        rows = cut_fields(get_rows(report, key), SHOWN_MAX)
         if not rows:
             return para("(none)")
-        numeric = {c for c in columns if any(isinstance(r[c], int | float)
-                                             and not isinstance(r[c], bool) for r in rows)}
-        texts = [[cell(c, r[c]) for c in columns] for r in rows]
-        data = [[Paragraph(escape(header(c)), small_bold_right if c in numeric else small_bold)
+        right = {c for c in columns if numeric(key, c)}
+        labels = {c: convert.label(ROW_TYPES[key], c) for c in columns}
+        texts = [[cell_of(key, c, r[c]) for c in columns] for r in rows]
+        data = [[Paragraph(escape(labels[c]), small_bold_right if c in right else small_bold)
                  for c in columns]]
-        data += [[Paragraph(escape(t), small_right if c in numeric else small)
+        data += [[Paragraph(escape(t), small_right if c in right else small)
                   for c, t in zip(columns, row, strict=True)] for row in texts]
         # Widths follow the longest word of each column, within limits.
-        need = [min(28, max(8, *(len(w) for w in header(c).split()),
+        need = [min(28, max(8, *(len(w) for w in labels[c].split()),
                             *(len(row[i]) for row in texts)))
                 for i, c in enumerate(columns)]
         usable = A4[0] - 3 * cm
@@ -344,7 +354,9 @@ def pdf(report: dict) -> bytes:
         ]))
         return t
 
-    service, quality = list(service_lines(report)), report["data_quality"]
+    service = list(service_lines(report, SHOWN_MAX))
+    sample = cut_fields(convert.to_json(report.data_quality.rejected_sample, p["timezone"]),
+                        SHOWN_MAX)
     for part, keys in _PDF_PARTS:
         story.append(Paragraph(escape(part), h2))
         for key in keys:
@@ -359,22 +371,21 @@ def pdf(report: dict) -> bytes:
             story.append(para(service[0]))
         if part.startswith("8."):
             story += [para(service[1]), para(service[2])]
-            if quality["rejected_sample"]:
+            if sample:
                 story.append(para("Sample of unreadable lines: " + "; ".join(
-                    f"{s['source']} line {s['line_no']}: {s['reason']}"
-                    for s in quality["rejected_sample"])))
+                    f"{s['source']} line {s['line_no']}: {s['reason']}" for s in sample)))
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
         canvas.setFont(font, 7)
-        canvas.drawString(1.5 * cm, 1 * cm, title_of(report))
+        canvas.drawString(1.5 * cm, 1 * cm, title_of(report, SHOWN_MAX))
         canvas.drawRightString(A4[0] - 1.5 * cm, 1 * cm, f"page {doc.page}")
         canvas.restoreState()
 
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=1.5 * cm, rightMargin=1.5 * cm,
                             topMargin=1.5 * cm, bottomMargin=1.8 * cm,
-                            title=f"GPU usage {p['label']}", author=report["facility"],
+                            title=f"GPU usage {p['label']}", author=doc["facility"],
                             subject=f"GPU usage report {p['label']}")
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return out.getvalue()

@@ -1,6 +1,7 @@
-"""The report dict laid out as a terminal table, Markdown, CSV or JSON.
+"""The typed report laid out as a terminal table, Markdown, CSV or JSON.
 
-Only layout happens here: every number comes from report.py. CSV is one file of
+Only layout happens here: every number comes from engine.report, every conversion
+(hours, ISO text) and every label from the model's field metadata (convert.py). CSV is one file of
 sections, each introduced by a `# section` line and its own header row, so that
 a spreadsheet or `awk` can pick the table it needs.
 
@@ -30,6 +31,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from collector.documents import convert
+from collector.engine import model
+
 FORMATS = ("table", "csv", "md", "json")
 
 SHOWN_MAX = 200      # characters of one field shown in a PDF, Markdown or terminal table
@@ -37,54 +41,86 @@ CELL_MAX = 32_000    # characters of one CSV or XLSX cell (Excel's limit: 32,767
 # A text cell starting with one of these is a formula to Excel, LibreOffice or Sheets.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
 
-# (section title, key in the report, columns); nested keys use "a.b".
+# (section title, path in the report, columns): columns are fields of the section's row
+# type (checked below); a table's header is the field's label, a CSV header its key.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Capacity (GPU-hours)", "capacity", ("gpus", "nominal_gpu_hours", "down_gpu_hours",
-     "planned_down_gpu_hours", "available_gpu_hours", "allocated_gpu_hours", "utilisation",
-     "availability")),
-    ("Pools against their share", "pools", ("pool", "gpu_hours", "quota_share",
-     "quota_gpu_hours", "share_of_available", "ytd_gpu_hours", "ytd_quota_gpu_hours")),
-    ("Categories against their quota", "categories", ("category", "pool", "gpu_hours",
-     "quota_share", "quota_gpu_hours", "difference_gpu_hours", "used_of_quota",
-     "share_of_available", "ytd_gpu_hours", "ytd_quota_gpu_hours")),
-    ("Commercial use (cap on the pool)", "commercial", ("category", "pool", "gpu_hours",
-     "pool_quota_gpu_hours", "share_of_pool", "max_share_of_pool", "within_limit")),
-    ("Partitions", "partitions", ("partition", "gpu_hours", "share_of_allocated")),
-    ("GPU types", "gpu_types", ("gpu_type", "gpu_hours", "weight", "normalised_gpu_hours")),
-    ("Access modes", "access_modes", ("access_mode", "gpu_hours")),
-    ("Countries", "countries", ("country", "gpu_hours")),
-    ("Allocations", "allocations", ("account", "category", "state", "granted_gpu_hours",
-     "used_gpu_hours_period", "used_gpu_hours_total", "consumed", "planned_gpu_hours_to_date",
-     "projected_exhaustion", "projected_unused_gpu_hours", "warnings")),
-    ("Job size", "job_mix.size", ("category", "size_class", "gpu_hours", "jobs_started")),
-    ("Use phase (WCKey)", "job_mix.phase", ("category", "phase", "gpu_hours")),
-    ("Queue wait", "service.queue_wait", ("category", "jobs_started", "mean_wait_hours",
-     "median_wait_hours")),
-    ("Accounts", "accounts", ("account", "category", "pool", "organisation", "gpu_hours")),
-    ("Users", "users", ("user", "account", "gpu_hours")),
-    ("Unmapped accounts", "unmapped_accounts", ("account", "gpu_hours", "in_slurm_tree")),
+    ("Capacity (GPU-hours)", "capacity", ("gpus", "nominal_s", "down_s", "planned_down_s",
+     "available_s", "allocated_s", "utilisation", "availability")),
+    ("Pools against their share", "pools", ("pool", "used_s", "quota_share", "quota_s",
+     "share_of_available", "ytd_used_s", "ytd_quota_s")),
+    ("Categories against their quota", "categories", ("category", "pool", "used_s",
+     "quota_share", "quota_s", "difference_s", "used_of_quota", "share_of_available",
+     "ytd_used_s", "ytd_quota_s")),
+    ("Commercial use (cap on the pool)", "commercial", ("category", "pool", "used_s",
+     "pool_quota_s", "share_of_pool", "max_share_of_pool", "within_limit")),
+    ("Partitions", "partitions", ("partition", "used_s", "share_of_allocated")),
+    ("GPU types", "gpu_types", ("gpu_type", "used_s", "weight", "normalised_s")),
+    ("Access modes", "access_modes", ("access_mode", "used_s")),
+    ("Countries", "countries", ("country", "used_s")),
+    ("Allocations", "allocations", ("account", "category", "state", "granted_s",
+     "used_period_s", "used_total_s", "consumed", "planned_s", "projected_exhaustion",
+     "projected_unused_s", "warnings")),
+    ("Job size", "job_mix.size", ("category", "size_class", "used_s", "jobs_started")),
+    ("Use phase (WCKey)", "job_mix.phase", ("category", "phase", "used_s")),
+    ("Queue wait", "service.queue_wait", ("category", "jobs_started", "mean_wait_s",
+     "median_wait_s")),
+    ("Accounts", "accounts", ("account", "category", "pool", "organisation", "used_s")),
+    ("Users", "users", ("user", "account", "used_s")),
+    ("Unmapped accounts", "unmapped_accounts", ("account", "used_s", "in_slurm_tree")),
 )
-SHARE_COLUMNS = {"utilisation", "availability", "quota_share", "share_of_available",
-                 "used_of_quota", "share_of_pool", "max_share_of_pool", "share_of_allocated",
-                 "consumed"}
+ROW_TYPES: dict[str, type] = {
+    "capacity": model.CapacityFigures, "pools": model.PoolUse,
+    "categories": model.CategoryUse, "commercial": model.CommercialCheck,
+    "partitions": model.PartitionUse, "gpu_types": model.GpuTypeUse,
+    "access_modes": model.AccessModeUse, "countries": model.CountryUse,
+    "allocations": model.AllocationStatus, "job_mix.size": model.SizeUse,
+    "job_mix.phase": model.PhaseUse, "service.queue_wait": model.QueueWait,
+    "accounts": model.AccountUse, "users": model.UserUse,
+    "unmapped_accounts": model.UnmappedAccount,
+}
+for _title, _path, _columns in SECTIONS:  # a misspelt column fails at import
+    for _c in _columns:
+        convert.field_of(ROW_TYPES[_path], _c)
+PERCENT_UNITS = ("ratio", "share")
 
 
-def get_rows(report: dict, key: str) -> list[dict]:
+def header(path: str, column: str) -> str:
+    """A column's label: what a person reads above it."""
+    return convert.label(ROW_TYPES[path], column)
+
+
+def numeric(path: str, column: str) -> bool:
+    return convert.unit(ROW_TYPES[path], column) in (
+        "gpu_s", "grant_s", "wait_s", "span_s", "ratio", "share", "weight", "count")
+
+
+def get_rows(report: model.Report | model.ProjectsReport, path: str) -> list[dict]:
+    """The section's rows, each a dict of its columns' document values (hours, ISO
+    dates, warning sentences)."""
     value: object = report
-    for part in key.split("."):
-        value = value[part]  # type: ignore[index]
-    return [value] if isinstance(value, dict) else list(value)  # type: ignore[arg-type]
+    for part in path.split("."):
+        value = getattr(value, part)
+    rows = value if isinstance(value, tuple) else (value,)
+    columns = dict((k, c) for _, k, c in SECTIONS)[path]
+    return [convert.row(r, columns, report.period.timezone) for r in rows]
+
+
+def cell_of(path: str, column: str, value: object) -> str:
+    """One value as a table shows it (shares as %, GPU-hours with one decimal)."""
+    if value is not None and convert.unit(ROW_TYPES[path], column) in PERCENT_UNITS \
+            and isinstance(value, float | int):
+        return f"{value:.1%}"
+    return cell(column, value)
 
 
 def cell(column: str, value: object) -> str:
+    """A value as text (the unit decides shares: see `cell_of`)."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "NO"
     if isinstance(value, list):
         return "; ".join(map(str, value))
-    if isinstance(value, float | int) and column in SHARE_COLUMNS:
-        return f"{value:.1%}"
     if isinstance(value, float):
         return f"{value:,.1f}"
     if isinstance(value, int):
@@ -129,30 +165,48 @@ def csv_cell(value: object) -> object:
     return text
 
 
-def title_of(report: dict) -> str:
-    p = report["period"]
-    return (f"{report['facility']} ({report['cluster']}): GPU usage {p['label']} "
-            f"({p['start']} to {p['end']}, {p['timezone']})")
+def title_of(report: model.Report | model.ProjectsReport, limit: int | None = None) -> str:
+    p, tz = report.period, report.period.timezone
+    facility, cluster = report.facility, report.cluster
+    if limit:
+        facility, cluster = cut(facility, limit), cut(cluster, limit)
+    start, end = convert.convert(p.start_s, "instant", tz), convert.convert(p.end_s, "instant", tz)
+    return f"{facility} ({cluster}): GPU usage {p.label} ({start} to {end}, {tz})"
 
 
-def service_lines(report: dict) -> Iterator[str]:
-    s, q = report["service"], report["data_quality"]
-    yield (f"Users active {s['active_users']}, new {s['new_users']}; projects active "
-           f"{s['active_projects']}, new {s['new_projects']}; served by category: "
-           + ", ".join(f"{k} {v}" for k, v in s["projects_served_by_category"].items()))
-    sv = q["sreport_view"]
-    yield (f"Data quality: {q['rejected_lines']} rejected sacct line(s); unusual states "
-           f"{q['unusual_states'] or 'none'}; {q['jobs_without_gpu_accounting']} job(s) started "
-           f"without GPUs; ambiguous accounts {q['ambiguous_accounts'] or 'none'}; sreport "
-           f"would show down {sv['down_gpu_hours']:,.1f} and planned down "
-           f"{sv['planned_down_gpu_hours']:,.1f} GPU-hours ({sv['note']}).")
-    yield (f"Data until {report['period']['data_until']}; "
-           f"last collection {report['last_collection']}.")
+def service_lines(report: model.Report, limit: int | None = None) -> Iterator[str]:
+    """The report's sentences: service, data quality, and how current it is."""
+    s, q, tz = report.service, report.data_quality, report.period.timezone
+    served = ", ".join(f"{k} {v}" for k, v in s.projects_served_by_category) or "none"
+    yield (f"Users active {s.active_users}, new {s.new_users}; projects active "
+           f"{s.active_projects}, new {s.new_projects}; served by category: {served}")
+    states = convert.convert(q.unusual_states, "mapping", tz)
+    ambiguous = convert.convert(q.ambiguous_accounts, "mapping", tz)
+    if limit:
+        states, ambiguous = cut_fields(states, limit), cut_fields(ambiguous, limit)
+    unseen = (f"; {len(q.nodes_without_inventory)} node(s) in maintenance never seen in the "
+              f"node inventory, counted at the cluster's average GPUs per node: "
+              f"{', '.join(q.nodes_without_inventory)}" if q.nodes_without_inventory else "")
+    yield (f"Data quality: {q.rejected_lines} rejected sacct line(s); unusual states "
+           f"{states or 'none'}; {q.jobs_without_gpu_accounting} job(s) started "
+           f"without GPUs; ambiguous accounts {ambiguous or 'none'}; sreport "
+           f"would show down {convert.convert(q.sreport_view.down_s, 'gpu_s', tz):,.1f} and "
+           f"planned down {convert.convert(q.sreport_view.planned_down_s, 'gpu_s', tz):,.1f} "
+           f"GPU-hours ({q.sreport_view.note})"
+           f"{unseen}.")
+    yield (f"Data until {convert.convert(report.period.data_until_s, 'instant', tz)}; "
+           f"last collection {convert.convert(report.last_collection_s, 'instant', tz)}.")
 
 
-def render(report: dict, fmt: str) -> str:
+def json_text(report: model.Report | model.ProjectsReport) -> str:
+    """The JSON document: every figure under its document key."""
+    return json.dumps(convert.to_json(report, report.period.timezone), indent=2,
+                      ensure_ascii=False) + "\n"
+
+
+def render(report: model.Report, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        return json_text(report)
     if fmt == "csv":
         return _csv(report)
     if fmt == "md":
@@ -178,11 +232,12 @@ def csv_text(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
     return out.getvalue()
 
 
-def _csv(report: dict) -> str:
+def _csv(report: model.Report) -> str:
     parts = []
-    for _, key, columns in SECTIONS:
-        rows = ([row[c] for c in columns] for row in get_rows(report, key))
-        parts += [f"# {key}\n", csv_text(columns, rows), "\n"]
+    for _, path, columns in SECTIONS:
+        rows = ([row[c] for c in columns] for row in get_rows(report, path))
+        keys = [convert.key(ROW_TYPES[path], c) for c in columns]
+        parts += [f"# {path}\n", csv_text(keys, rows), "\n"]
     return "".join(parts)
 
 
@@ -196,50 +251,47 @@ def md_escape(text: str) -> str:
     return re.sub(r"[\r\n\t]+", " ", text)
 
 
-def _markdown(report: dict) -> str:
-    report = cut_fields(report)
-    lines = [f"# {md_escape(title_of(report))}", ""]
-    for title, key, columns in SECTIONS:
-        rows = get_rows(report, key)
+def _markdown(report: model.Report) -> str:
+    lines = [f"# {md_escape(title_of(report, SHOWN_MAX))}", ""]
+    for title, path, columns in SECTIONS:
+        rows = cut_fields(get_rows(report, path))
         lines += [f"## {title}", ""]
         if not rows:
             lines += ["(none)", ""]
             continue
-        lines.append("| " + " | ".join(columns) + " |")
-        lines.append("|" + "|".join("---:" if c.endswith(("hours", "share")) else "---"
+        lines.append("| " + " | ".join(md_escape(header(path, c)) for c in columns) + " |")
+        lines.append("|" + "|".join("---:" if numeric(path, c) else "---"
                                     for c in columns) + "|")
         for row in rows:
-            lines.append("| " + " | ".join(md_escape(cell(c, row[c])) for c in columns) + " |")
+            lines.append("| " + " | ".join(md_escape(cell_of(path, c, row[c]))
+                                           for c in columns) + " |")
         lines.append("")
-    lines += [f"- {md_escape(line)}" for line in service_lines(report)]
+    lines += [f"- {md_escape(line)}" for line in service_lines(report, SHOWN_MAX)]
     return "\n".join(lines) + "\n"
 
 
-def _table(report: dict, width: int = 160) -> str:
+def _table(report: model.Report, width: int = 160) -> str:
     # rich only here: a timer writing JSON or CSV need not pay for importing it.
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    report = cut_fields(report)
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
-    console.print(title_of(report), style="bold", markup=False, highlight=False)
-    for title, key, columns in SECTIONS:
-        rows = get_rows(report, key)
-        if key in ("users",) and len(rows) > 30:
-            rows = sorted(rows, key=lambda r: -r["gpu_hours"])[:30]
+    console.print(title_of(report, SHOWN_MAX), style="bold", markup=False, highlight=False)
+    for title, path, columns in SECTIONS:
+        rows = cut_fields(get_rows(report, path))
+        if path in ("users",) and len(rows) > 30:
+            rows = sorted(rows, key=lambda r: -r["used_s"])[:30]
             title += " (top 30)"
         table = Table(title=Text(title), title_justify="left")
         for c in columns:
-            numeric = any(isinstance(r[c], int | float) and not isinstance(r[c], bool)
-                          for r in rows)
-            table.add_column(c.replace("_", " "), justify="right" if numeric else "left",
+            table.add_column(header(path, c), justify="right" if numeric(path, c) else "left",
                              overflow="fold")
         for row in rows:
-            table.add_row(*(Text(cell(c, row[c])) for c in columns))
+            table.add_row(*(Text(cell_of(path, c, row[c])) for c in columns))
         if not rows:
             table.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
         console.print(table, markup=False, highlight=False)
-    for line in service_lines(report):
+    for line in service_lines(report, SHOWN_MAX):
         console.print(line, markup=False, highlight=False)
     return console.file.getvalue()  # type: ignore[attr-defined]

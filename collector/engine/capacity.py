@@ -6,6 +6,12 @@
   maintenance (a node down during maintenance counts once, as planned down).
 - Available = nominal - down - planned down.
 
+A node's GPUs: for its down time, those its event recorded (what sreport counts);
+for maintenance, those the node inventory saw (each collection records every node's
+GPUs from sinfo), else those of its own events, else, for a node never seen, the
+cluster's GPUs spread evenly over its nodes (such nodes are named in
+`Capacity.nodes_without_inventory`, shown in the report's data quality).
+
 sreport's own split differs for maintenance: Slurm 22.05 stores a MAINT
 reservation with CPUs only (`tres=1=32`), so `sreport -T gres/gpu cluster
 utilization` shows the reservation's GPUs as idle and only the down nodes
@@ -16,7 +22,7 @@ can show the difference (and the tests can prove both).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from collector.slurm.sacctmgr_parser import Event, Reservation
@@ -32,6 +38,7 @@ class Capacity:
     sreport_down_gpu_s: int
     sreport_planned_down_gpu_s: int
     gpus_now: int
+    nodes_without_inventory: tuple[str, ...] = ()
 
     @property
     def available_gpu_s(self) -> int:
@@ -74,8 +81,19 @@ def expand_nodes(nodelist: str) -> list[str]:
         return []
 
 
+Inventory = Mapping[str, list[tuple[int, int | None, int]]]  # node -> [(from, to, GPUs)]
+
+
+def inventory_gpus(seen: list[tuple[int, int | None, int]], start_s: int) -> int:
+    """The node's GPUs at `start_s`: the newest inventory entry from before it, else the
+    first one seen after it."""
+    before = [g for first, _, g in seen if first <= start_s]
+    return before[-1] if before else seen[0][2]
+
+
 def capacity(start_s: int, end_s: int, events: list[Event],
-             reservations: list[Reservation]) -> Capacity:
+             reservations: list[Reservation], inventory: Inventory | None = None
+             ) -> Capacity:
     """The capacity split of [start, end); open events and reservations end at end_s."""
     period = [(start_s, end_s)]
 
@@ -86,7 +104,7 @@ def capacity(start_s: int, end_s: int, events: list[Event],
     nominal = sum(e.gpus * length(clip(e.start_s, e.end_s)) for e in clusters)
     current = max(clusters, key=lambda e: e.start_s) if clusters else None
     gpus_now = current.gpus if current else 0
-    # GPUs per node: from its own events, else the cluster's GPUs spread over its nodes.
+    # GPUs per node for down time: from its own events, else the cluster's average.
     per_node = {e.node: e.gpus for e in events if e.kind == "node"}
     fallback = (current.gpus // current.nodes) if current and current.nodes else 0
 
@@ -100,7 +118,19 @@ def capacity(start_s: int, end_s: int, events: list[Event],
             maint[node].extend(clip(r.start_s, r.end_s))
         sreport_resv_gpu_s += (r.tres_gpus or 0) * length(clip(r.start_s, r.end_s))
     maint = {n: merge(iv) for n, iv in maint.items()}
-    planned = sum(per_node.get(n, fallback) * length(iv) for n, iv in maint.items())
+    inventory = inventory or {}
+    planned = 0
+    unseen = set()
+    for node, ivs in maint.items():
+        for s, e in ivs:
+            if node in inventory:
+                gpus = inventory_gpus(inventory[node], s)
+            elif node in per_node:
+                gpus = per_node[node]
+            else:
+                gpus = fallback
+                unseen.add(node)
+            planned += gpus * (e - s)
 
     down_by_node: dict[str, list[Interval]] = defaultdict(list)
     for e in events:
@@ -113,4 +143,5 @@ def capacity(start_s: int, end_s: int, events: list[Event],
         gpus = per_node.get(node, fallback)
         down += gpus * (length(merged) - inside)
         down_in_maint += gpus * inside
-    return Capacity(nominal, down, planned, down, sreport_resv_gpu_s + down_in_maint, gpus_now)
+    return Capacity(nominal, down, planned, down, sreport_resv_gpu_s + down_in_maint, gpus_now,
+                    tuple(sorted(unseen)))

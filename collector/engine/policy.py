@@ -78,6 +78,15 @@ class Allocation:
     organisation: str = ""
     slurm_gpu_hours: float | None = None  # the GrpTRESMins budget, when there is one
 
+    @property
+    def granted_gpu_s(self) -> int:
+        """The grant in GPU-seconds (kept to the second)."""
+        return round(self.granted_gpu_hours * 3600)
+
+    @property
+    def slurm_gpu_s(self) -> int | None:
+        return None if self.slurm_gpu_hours is None else round(self.slurm_gpu_hours * 3600)
+
 
 def allocations(settings: Settings, budgets: Mapping[str, int | None],
                 organisations: Mapping[str, str]) -> list[Allocation]:

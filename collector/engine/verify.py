@@ -15,31 +15,14 @@ from collector import clock
 from collector.config import Settings
 from collector.engine.periods import Period
 from collector.engine.policy import descendants
+from collector.slurm.sreport_parser import SreportFormatError, parse_sreport_accounts
+from collector.store import reads
 from collector.store.database import Store
 
+__all__ = ["SreportFormatError", "compare", "load_checks", "parse_sreport_accounts",
+           "save_check", "verify_period"]
+
 TOLERANCE_MINUTES = 1.0  # sreport rounds each hourly rollup to whole minutes
-
-
-class SreportFormatError(ValueError):
-    """sreport printed a line that is not Cluster|Account|Login|Used."""
-
-
-def parse_sreport_accounts(text: str) -> dict[str, int]:
-    """GPU-minutes per account from `sreport -n -P ... AccountUtilizationByUser
-    format=Cluster,Account,Login,Used` (account lines have an empty Login; user lines
-    are skipped). Split at \n only; no field is text a user writes."""
-    minutes: dict[str, int] = {}
-    for no, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        parts = line.split("|")
-        if len(parts) != 4 or not parts[3].isdigit():
-            raise SreportFormatError(f"sreport line {no}: expected 4 fields ending in whole "
-                                     f"minutes, got {line[:200]!r}")
-        _, account, login, used = parts
-        if not login:
-            minutes[account] = int(used)
-    return minutes
 
 
 @dataclass(frozen=True)
@@ -100,28 +83,17 @@ def verify_period(store: Store, settings: Settings, period: Period,
         ours[r.account] = ours.get(r.account, 0) + r.gpu_s
     text = run_sreport_accounts(period.start_s, period.end_s, cluster,
                                 settings.slurm.timeout_s, env)
-    return compare(period.label, ours, usage.tree(store, cluster).parents,
+    return compare(period.label, ours, reads.tree(store, cluster).parents,
                    parse_sreport_accounts(text), clock.now())
 
 
 def save_check(store: Store, cluster: str, check: Check) -> None:
     ours, theirs = check.total()
-    with store.transaction() as conn:
-        conn.execute("INSERT OR REPLACE INTO sreport_checks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (cluster, check.period, check.checked_s, len(check.accounts),
-                      len(check.differing), check.max_difference, ours, theirs))
+    reads.save_check(store, cluster, reads.StoredCheck(
+        check.period, check.checked_s, len(check.accounts), len(check.differing),
+        check.max_difference, ours, theirs))
 
 
-def load_checks(store: Store, cluster: str) -> list[dict]:
-    """Stored checks, newest period first; [] for a store made before checks existed."""
-    import sqlite3
-    try:
-        rows = store.conn.execute(
-            "SELECT period, checked_s, accounts, differing, max_diff_minutes, ours_minutes, "
-            "sreport_minutes FROM sreport_checks WHERE cluster=? ORDER BY period DESC",
-            (cluster,)).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    keys = ("period", "checked_s", "accounts", "differing", "max_difference_minutes",
-            "ours_gpu_minutes", "sreport_gpu_minutes")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+def load_checks(store: Store, cluster: str) -> list[reads.StoredCheck]:
+    """Stored checks, newest period first."""
+    return reads.load_checks(store, cluster)

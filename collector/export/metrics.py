@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from collector import __version__
 from collector.config import Settings
+from collector.engine.model import UNMAPPED, AllocationStatus, Report
 from collector.engine.periods import local_midnight
-from collector.engine.report import UNMAPPED
 from collector.export.views import LiveFigures, StoreView
 
 PREFIX = "gpu_usage"
@@ -50,14 +50,6 @@ def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily
     return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
 
 
-def _h_to_s(gpu_hours: float | None) -> float:
-    return round((gpu_hours or 0) * 3600, 3)
-
-
-def _ts(iso: str | None) -> float | None:
-    return datetime.fromisoformat(iso).timestamp() if iso else None
-
-
 def info_families(settings: Settings) -> list[Metric]:
     info = _gauge("info", "The facility, cluster and exporter version (always 1).",
                   ("facility", "cluster", "timezone", "version"))
@@ -69,37 +61,39 @@ def info_families(settings: Settings) -> list[Metric]:
 def month_families(view: StoreView) -> list[Metric]:
     """The current month: capacity, utilisation, pools and categories against quota."""
     r = view.report
-    cap, period = r["capacity"], r["period"]
+    cap, period = r.capacity, r.period
     out: list[Metric] = []
     start = _gauge("month_start_timestamp_seconds", "Start of the current month (facility "
                    "time zone).")
-    start.add_metric([], _ts(period["start"]))
+    start.add_metric([], period.start_s)
     until = _gauge("month_data_until_timestamp_seconds", "The month's figures count up to "
                    "this time (running jobs are clipped to it).")
-    until.add_metric([], _ts(period["data_until"]))
+    until.add_metric([], period.data_until_s)
     out += [start, until]
-    for key, doc in (("nominal", "GPUs registered x time"), ("down", "down or drained GPUs x "
-                     "time, outside maintenance"), ("planned_down", "GPUs in maintenance x "
-                     "time"), ("available", "nominal - down - planned down"),
-                     ("allocated", "GPU time allocated to jobs")):
+    for key, value, doc in (
+            ("nominal", cap.nominal_s, "GPUs registered x time"),
+            ("down", cap.down_s, "down or drained GPUs x time, outside maintenance"),
+            ("planned_down", cap.planned_down_s, "GPUs in maintenance x time"),
+            ("available", cap.available_s, "nominal - down - planned down"),
+            ("allocated", cap.allocated_s, "GPU time allocated to jobs")):
         g = _gauge(f"month_{key}_gpu_seconds", f"Current month so far: {doc}.")
-        g.add_metric([], _h_to_s(cap[f"{key}_gpu_hours"]))
+        g.add_metric([], value)
         out.append(g)
     util = _gauge("month_utilisation_ratio", "Current month so far: allocated / available "
                   "GPU time (0..1).")
-    if cap["utilisation"] is not None:
-        util.add_metric([], cap["utilisation"])
+    if cap.utilisation is not None:
+        util.add_metric([], cap.utilisation)
     out.append(util)
     out += _category_families(r)
     out += _pool_families(r)
     unmapped = _gauge("month_unmapped_gpu_seconds", "Current month: GPU time of accounts that "
                       "map to no category.")
-    unmapped.add_metric([], _h_to_s(sum(a["gpu_hours"] for a in r["unmapped_accounts"])))
+    unmapped.add_metric([], r.unmapped_s)
     out.append(unmapped)
     return out
 
 
-def _category_families(r: dict) -> list[Metric]:
+def _category_families(r: Report) -> list[Metric]:
     labels = ("pool", "category")
     used = _gauge("category_used_gpu_seconds", "Current month: GPU time used by the category.",
                   labels)
@@ -113,39 +107,40 @@ def _category_families(r: dict) -> list[Metric]:
                  "category.", labels)
     ytd_quota = _gauge("category_year_quota_gpu_seconds", "Year to date: the category's "
                        "quota.", labels)
-    for c in r["categories"]:
-        key = [c["pool"], c["category"]]
-        used.add_metric(key, _h_to_s(c["gpu_hours"]))
-        quota.add_metric(key, _h_to_s(c["quota_gpu_hours"]))
-        if c["used_of_quota"] is not None:
-            ratio.add_metric(key, c["used_of_quota"])
-        share.add_metric(key, c["quota_share"])
-        ytd.add_metric(key, _h_to_s(c["ytd_gpu_hours"]))
-        ytd_quota.add_metric(key, _h_to_s(c["ytd_quota_gpu_hours"]))
-    com = r["commercial"]
+    for c in r.categories:
+        key = [c.pool, c.category]
+        used.add_metric(key, c.used_s)
+        quota.add_metric(key, c.quota_s)
+        if c.used_of_quota is not None:
+            ratio.add_metric(key, c.used_of_quota)
+        if c.quota_share is not None:
+            share.add_metric(key, c.quota_share)
+        ytd.add_metric(key, c.ytd_used_s)
+        ytd_quota.add_metric(key, c.ytd_quota_s)
+    com = r.commercial
     com_share = _gauge("commercial_share_of_pool_ratio", "Current month: commercial GPU time "
                        "/ the pool's quota (EU rule: at most 0.2 of the Union's access time).")
-    if com["share_of_pool"] is not None:
-        com_share.add_metric([], com["share_of_pool"])
+    if com.share_of_pool is not None:
+        com_share.add_metric([], com.share_of_pool)
     com_max = _gauge("commercial_max_share_of_pool_ratio", "The configured limit of "
                      "commercial use, as a share of its pool's quota.")
-    com_max.add_metric([], com["max_share_of_pool"])
+    com_max.add_metric([], com.max_share_of_pool)
     return [used, quota, ratio, share, ytd, ytd_quota, com_share, com_max]
 
 
-def _pool_families(r: dict) -> list[Metric]:
+def _pool_families(r: Report) -> list[Metric]:
     used = _gauge("pool_used_gpu_seconds", "Current month: GPU time used by the pool's "
                   "categories.", ("pool",))
     quota = _gauge("pool_quota_gpu_seconds", "Current month so far: the pool's share of the "
                    "available GPU time.", ("pool",))
-    for p in r["pools"]:
-        used.add_metric([p["pool"]], _h_to_s(p["gpu_hours"]))
-        quota.add_metric([p["pool"]], _h_to_s(p["quota_gpu_hours"]))
+    for p in r.pools:
+        used.add_metric([p.pool], p.used_s)
+        quota.add_metric([p.pool], p.quota_s)
     return [used, quota]
 
 
-def _exported_allocations(view: StoreView) -> list[dict]:
-    return [a for a in view.report["allocations"] if a["state"] in EXPORTED_ALLOCATION_STATES]
+def _exported_allocations(view: StoreView) -> list[AllocationStatus]:
+    return [a for a in view.report.allocations if a.state in EXPORTED_ALLOCATION_STATES]
 
 
 def category_allocation_families(settings: Settings, view: StoreView) -> list[Metric]:
@@ -156,15 +151,15 @@ def category_allocation_families(settings: Settings, view: StoreView) -> list[Me
     used = _gauge("category_allocations_used_gpu_seconds", "GPU time used by the category's "
                   "allocations running this month, each since it started.", labels)
     pools = {c.name: c.pool for c in settings.categories}
-    sums: dict[tuple[str, str], list[float]] = {(p, c): [0.0, 0.0] for c, p in pools.items()}
+    sums: dict[tuple[str, str], list[int]] = {(p, c): [0, 0] for c, p in pools.items()}
     for a in _exported_allocations(view):
-        key = (pools.get(a["category"], UNMAPPED), a["category"])
-        total = sums.setdefault(key, [0.0, 0.0])
-        total[0] += a["granted_gpu_hours"] or 0
-        total[1] += a["used_gpu_hours_total"] or 0
+        key = (pools.get(a.category, UNMAPPED), a.category)
+        total = sums.setdefault(key, [0, 0])
+        total[0] += a.granted_s
+        total[1] += a.used_total_s
     for key, (g, u) in sorted(sums.items()):
-        granted.add_metric(list(key), _h_to_s(g))
-        used.add_metric(list(key), _h_to_s(u))
+        granted.add_metric(list(key), g)
+        used.add_metric(list(key), u)
     return [granted, used]
 
 
@@ -184,20 +179,19 @@ def allocation_families(view: StoreView) -> list[Metric]:
                          "at the end at the burn rate so far.", labels),
         "end": _gauge("allocation_end_timestamp_seconds", "When the allocation ends.", labels),
     }
-    tz = view.report["period"]["timezone"]
+    tz = view.report.period.timezone
     for a in _exported_allocations(view):
-        key = [a["project"], a["account"], a["category"]]
-        fams["granted"].add_metric(key, _h_to_s(a["granted_gpu_hours"]))
-        fams["used"].add_metric(key, _h_to_s(a["used_gpu_hours_total"]))
-        fams["month"].add_metric(key, _h_to_s(a["used_gpu_hours_period"]))
-        fams["consumed"].add_metric(key, a["consumed"])
-        if a["planned_gpu_hours_to_date"] is not None:
-            fams["planned"].add_metric(key, _h_to_s(a["planned_gpu_hours_to_date"]))
-        if a["projected_unused_gpu_hours"] is not None:
-            fams["unused"].add_metric(key, _h_to_s(a["projected_unused_gpu_hours"]))
-        if a["end"]:  # the end day is included: the allocation ends at the next midnight
-            fams["end"].add_metric(key, local_midnight(
-                date.fromisoformat(a["end"]) + timedelta(days=1), tz))
+        key = [a.project, a.account, a.category]
+        fams["granted"].add_metric(key, a.granted_s)
+        fams["used"].add_metric(key, a.used_total_s)
+        fams["month"].add_metric(key, a.used_period_s)
+        fams["consumed"].add_metric(key, a.consumed)
+        if a.planned_s is not None:
+            fams["planned"].add_metric(key, a.planned_s)
+        if a.projected_unused_s is not None:
+            fams["unused"].add_metric(key, a.projected_unused_s)
+        if a.end:  # the end day is included: the allocation ends at the next midnight
+            fams["end"].add_metric(key, local_midnight(a.end + timedelta(days=1), tz))
     return list(fams.values())
 
 

@@ -20,32 +20,21 @@ from dataclasses import dataclass, field
 
 from collector import clock
 from collector.config import Settings
-from collector.engine import periods, usage
+from collector.engine import periods
+from collector.engine.model import UNMAPPED, Report
 from collector.engine.policy import AccountMap, map_accounts
-from collector.engine.report import UNMAPPED, build_report
+from collector.engine.report import build_report
 from collector.slurm.commands import run_sinfo, run_squeue
 from collector.slurm.live_parser import HOLDING_STATES, LiveJob, NodeGpus, parse_sinfo, parse_squeue
+from collector.store import reads
 from collector.store.database import Store
-
-
-@dataclass(frozen=True)
-class Health:
-    """The collector's runs as the store records them (failed runs too)."""
-
-    latest_id: int                       # the newest collection, any status
-    collections: int
-    failed: int
-    jobs_ingested: int                   # new job records over all runs
-    last_attempt_s: float | None
-    last_success_s: float | None
-    last_success_duration_s: float | None
-    rejected_lines: int
+from collector.store.reads import Health
 
 
 @dataclass(frozen=True)
 class StoreView:
     taken_s: float
-    report: dict                         # build_report() of the current month
+    report: Report                       # build_report() of the current month
     parents: dict[str, str]              # the account tree, to map live jobs
     health: Health
 
@@ -95,19 +84,7 @@ class LiveFigures:
 
 
 def latest_collection_id(store: Store, cluster: str) -> int:
-    row = store.conn.execute("SELECT coalesce(max(id), 0) FROM collections WHERE cluster=?",
-                             (cluster,)).fetchone()
-    return int(row[0])
-
-
-def read_health(store: Store, cluster: str) -> Health:
-    count, failed, ingested, last = store.conn.execute(
-        "SELECT COUNT(*), coalesce(SUM(status != 'ok'), 0), coalesce(SUM(jobs_new), 0), "
-        "MAX(finished_s) FROM collections WHERE cluster=?", (cluster,)).fetchone()
-    ok = store.last_collection(cluster)
-    rejected = store.conn.execute("SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
-    return Health(latest_collection_id(store, cluster), count, failed, ingested, last,
-                  ok and ok.finished_s, ok and ok.finished_s - ok.started_s, rejected)
+    return reads.version(store, cluster)[0]
 
 
 def read_store_view(settings: Settings, now: float | None = None) -> StoreView:
@@ -117,8 +94,8 @@ def read_store_view(settings: Settings, now: float | None = None) -> StoreView:
     with Store.open_reader(settings.store.path) as store:
         period = periods.parse_month("this", tz, now_s)
         report = build_report(store, settings, period, now=now_s)
-        return StoreView(now_s, report, usage.tree(store, cluster).parents,
-                         read_health(store, cluster))
+        return StoreView(now_s, report, reads.tree(store, cluster).parents,
+                         reads.health(store, cluster))
 
 
 def read_jobs_now(settings: Settings, env: dict[str, str] | None = None

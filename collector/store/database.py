@@ -9,7 +9,8 @@ with `StoreBusy` instead of queueing behind it.
 
 Tables: `jobs` (one row per allocation, keyed like `JobRecord.key`), the rollups
 `usage_day` and `starts_day` (see rollup.py), `accounts`,
-`events`, `reservations` (replaced whole by each collection), `collections` (one
+`events`, `reservations` (replaced whole by each collection), `node_inventory` (each
+node's GPUs as every collection saw them: a new row when they change), `collections` (one
 row per run, failed ones too) and `rejected_lines` (every distinct line that could
 not be read, once, however many windows showed it).
 """
@@ -91,6 +92,10 @@ CREATE TABLE IF NOT EXISTS collections (
 CREATE TABLE IF NOT EXISTS rejected_lines (
     collection_id INTEGER NOT NULL, source TEXT NOT NULL, line_no INTEGER NOT NULL,
     reason TEXT NOT NULL, line TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS node_inventory (
+    cluster TEXT NOT NULL, node TEXT NOT NULL, gpu_type TEXT NOT NULL, gpus INTEGER NOT NULL,
+    first_seen_s INTEGER NOT NULL, last_seen_s INTEGER NOT NULL,
+    PRIMARY KEY (cluster, node, first_seen_s));
 CREATE TABLE IF NOT EXISTS sreport_checks (
     cluster TEXT NOT NULL, period TEXT NOT NULL, checked_s REAL NOT NULL,
     accounts INTEGER NOT NULL, differing INTEGER NOT NULL, max_diff_minutes REAL NOT NULL,
@@ -328,6 +333,24 @@ class Store:
         if rows:
             marks = ",".join("?" * len(rows[0]))
             self.conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+
+    def record_inventory(self, cluster: str, nodes: Iterable[tuple[str, str, int]],
+                         seen_s: int) -> None:
+        """Each node's (name, GPU type, GPUs) as seen now: the newest row of a node that
+        still has them is extended to now, a change starts a new row (history kept)."""
+        newest = {node: (first, gpu_type, gpus) for node, first, gpu_type, gpus in
+                  self.conn.execute(
+                      "SELECT node, MAX(first_seen_s), gpu_type, gpus FROM node_inventory "
+                      "WHERE cluster=? GROUP BY node", (cluster,))}
+        for node, gpu_type, gpus in nodes:
+            old = newest.get(node)
+            if old is not None and old[1:] == (gpu_type, gpus):
+                self.conn.execute("UPDATE node_inventory SET last_seen_s=? WHERE cluster=? "
+                                  "AND node=? AND first_seen_s=?", (seen_s, cluster, node,
+                                                                    old[0]))
+            elif old is None or old[0] < seen_s:
+                self.conn.execute("INSERT INTO node_inventory VALUES (?, ?, ?, ?, ?, ?)",
+                                  (cluster, node, gpu_type, gpus, seen_s, seen_s))
 
     # --- collections -------------------------------------------------------------------
     def next_collection_id(self) -> int:

@@ -12,15 +12,16 @@ from dashboard import charts, queries, state
 
 period = state.current_period()
 rep = state.report(period)
-mine = rep.get("scope", {}).get("accounts", [])
+doc = queries.document(rep)
+mine = doc.get("scope", {}).get("accounts", [])
 
 st.title(f"My projects · {period.label}")
-st.caption(f"{md_escape(rep['facility'])} · projects {md_escape(', '.join(mine))} · data until "
-           f"{rep['period']['data_until']}")
+st.caption(f"{md_escape(doc['facility'])} · projects {md_escape(', '.join(mine))} · data until "
+           f"{doc['period']['data_until']}")
 
-accounts = pd.DataFrame(rep["accounts"], columns=["account", "category", "organisation",
+accounts = pd.DataFrame(doc["accounts"], columns=["account", "category", "organisation",
                                                   "gpu_hours"])
-users = pd.DataFrame(rep["users"], columns=["user", "account", "gpu_hours"])
+users = pd.DataFrame(doc["users"], columns=["user", "account", "gpu_hours"])
 c1, c2 = st.columns(2)
 c1.metric("GPU-hours used", state.gpu_h(float(accounts["gpu_hours"].sum())))
 c2.metric("Users with GPU jobs", f"{users['user'].nunique():,}")
@@ -58,6 +59,6 @@ d1, d2 = st.columns(2)
 d1.download_button("Users (CSV)", csv_text(users.columns, users.itertuples(index=False)),
                    mime="text/csv",
                    file_name=f"gpu-usage-{period.label}-users.csv")
-d2.download_button("My projects (JSON)", json.dumps(rep, indent=2, ensure_ascii=False),
+d2.download_button("My projects (JSON)", json.dumps(doc, indent=2, ensure_ascii=False),
                    file_name=f"gpu-usage-{period.label}-projects.json",
                    mime="application/json")

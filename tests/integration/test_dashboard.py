@@ -23,8 +23,9 @@ import pytest
 from openpyxl import load_workbook
 
 from collector import clock
+from collector.documents import convert
 from collector.documents.office import SHEETS, header
-from collector.documents.text import SECTIONS, get_rows
+from collector.documents.text import ROW_TYPES, SECTIONS
 from testcluster import history
 from testcluster.browser import PAGES, chromium, dashboard, errors_on_page, open_page, wait_rendered
 
@@ -92,13 +93,14 @@ def test_every_page_runs_under_apptest_with_the_report_figures(lay, site, page_e
             cap = rep["capacity"]
             assert metrics["Used GPU-hours"] == f"{cap['allocated_gpu_hours']:,.0f} GPU-h"
             assert metrics["Available GPU-hours"] == f"{cap['available_gpu_hours']:,.0f} GPU-h"
-            table = at.dataframe[0].value.set_index("category")
+            table = at.dataframe[0].value.set_index(header("category"))
             for c in rep["categories"]:
-                assert table.loc[c["category"], "used [GPU-h]"] == c["gpu_hours"]
+                assert table.loc[c["category"], header("gpu_hours")] == c["gpu_hours"]
         if page == "allocations":
-            table = at.dataframe[0].value.set_index("account")
+            table = at.dataframe[0].value.set_index(header("account"))
             for a in rep["allocations"]:
-                assert table.loc[a["account"], "used total [GPU-h]"] == a["used_gpu_hours_total"]
+                assert table.loc[a["account"], header("used_gpu_hours_total")] == \
+                    a["used_gpu_hours_total"]
         if page == "live":
             assert metrics["GPUs running"].endswith(f"of {rep['capacity']['gpus']}")
         if page == "data_quality":
@@ -147,9 +149,14 @@ def test_pdf_and_excel_hold_the_json_figures(lay, site, tmp_path):
     wb = load_workbook(io.BytesIO((tmp_path / "r.xlsx").read_bytes()))
     for _, key, columns in SECTIONS:
         rows = list(wb[SHEETS[key]].iter_rows(values_only=True))
-        assert rows[0] == tuple(header(c) for c in columns)
-        for got, want in zip(rows[1:], get_rows(rep, key), strict=True):
-            for c, value in zip(columns, got, strict=True):
+        assert rows[0] == tuple(convert.label(ROW_TYPES[key], c) for c in columns)
+        section = rep
+        for part in key.split("."):
+            section = section[part]
+        keys = [convert.key(ROW_TYPES[key], c) for c in columns]
+        for got, want in zip(rows[1:], [section] if isinstance(section, dict) else section,
+                             strict=True):
+            for c, value in zip(keys, got, strict=True):
                 w = want[c]
                 assert value == (("; ".join(map(str, w)) or None) if isinstance(w, list)
                                  else w), (key, c)

@@ -150,17 +150,20 @@ def same_moment(prom, policy, month_now):
         return build_report(store, settings, period, now=until)
 
 
-def approx_h(gpu_hours: float):
-    return pytest.approx(gpu_hours * H, abs=0.01)
+def exact(gpu_s: float):
+    """The exporter serves the typed report's GPU-seconds as they are (no hours and
+    back); Prometheus keeps a float64, so the same float comes back."""
+    return pytest.approx(gpu_s, rel=1e-12, abs=1e-9)
 
 
 def test_month_capacity_and_utilisation_equal_the_report(prom, same_moment):
-    cap = same_moment["capacity"]
-    for key in ("nominal", "down", "planned_down", "available", "allocated"):
-        assert one(prom, f"gpu_usage_month_{key}_gpu_seconds") == approx_h(
-            cap[f"{key}_gpu_hours"]), key
-    assert one(prom, "gpu_usage_month_utilisation_ratio") == cap["utilisation"]
-    assert cap["allocated_gpu_hours"] > 0
+    cap = same_moment.capacity
+    for key, value in (("nominal", cap.nominal_s), ("down", cap.down_s),
+                       ("planned_down", cap.planned_down_s), ("available", cap.available_s),
+                       ("allocated", cap.allocated_s)):
+        assert one(prom, f"gpu_usage_month_{key}_gpu_seconds") == exact(value), key
+    assert one(prom, "gpu_usage_month_utilisation_ratio") == exact(cap.utilisation)
+    assert cap.allocated_s > 0
 
 
 def test_categories_and_pools_against_quota_equal_the_report(prom, same_moment):
@@ -168,30 +171,30 @@ def test_categories_and_pools_against_quota_equal_the_report(prom, same_moment):
     quota = by(prom, "gpu_usage_category_quota_gpu_seconds", "category")
     ratio = by(prom, "gpu_usage_category_quota_used_ratio", "category")
     ytd = by(prom, "gpu_usage_category_year_used_gpu_seconds", "category")
-    cats = {c["category"]: c for c in same_moment["categories"]}
+    cats = {c.category: c for c in same_moment.categories}
     assert set(used) == set(cats) and len(cats) == 9
     for name, c in cats.items():
-        assert used[name] == approx_h(c["gpu_hours"]), name
-        assert quota[name] == approx_h(c["quota_gpu_hours"]), name
-        assert ratio[name] == c["used_of_quota"], name
-        assert ytd[name] == approx_h(c["ytd_gpu_hours"]), name
+        assert used[name] == exact(c.used_s), name
+        assert quota[name] == exact(c.quota_s), name
+        if c.used_of_quota is not None:
+            assert ratio[name] == exact(c.used_of_quota), name
+        assert ytd[name] == exact(c.ytd_used_s), name
     assert sum(ytd.values()) >= sum(used.values()) > 0
     pools = by(prom, "gpu_usage_pool_used_gpu_seconds", "pool")
-    assert pools == {p["pool"]: approx_h(p["gpu_hours"]) for p in same_moment["pools"]}
+    assert pools == {p.pool: exact(p.used_s) for p in same_moment.pools}
     assert one(prom, "gpu_usage_commercial_share_of_pool_ratio") == \
-        same_moment["commercial"]["share_of_pool"]
+        exact(same_moment.commercial.share_of_pool)
 
 
 def test_allocations_equal_the_report(prom, same_moment):
     used = by(prom, "gpu_usage_allocation_used_gpu_seconds", "project")
     granted = by(prom, "gpu_usage_allocation_granted_gpu_seconds", "project")
-    running = [a for a in same_moment["allocations"]
-               if a["state"] in ("active", "new", "ended")]
+    running = [a for a in same_moment.allocations if a.state in ("active", "new", "ended")]
     # The policy's allocations sit on the history (testcluster.policy): some run then.
-    assert running and set(used) == {a["project"] for a in running}
+    assert running and set(used) == {a.project for a in running}
     for a in running:
-        assert used[a["project"]] == approx_h(a["used_gpu_hours_total"]), a["project"]
-        assert granted[a["project"]] == approx_h(a["granted_gpu_hours"]), a["project"]
+        assert used[a.project] == exact(a.used_total_s), a.project
+        assert granted[a.project] == exact(a.granted_s), a.project
 
 
 def test_gpus_now_come_from_the_running_cluster(prom):
@@ -218,10 +221,9 @@ def test_the_shipped_rules_evaluate_and_alert_on_the_report_figures(prom, same_m
     assert len(rules) == 10
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError"))
                                                      for r in rules if r["health"] != "ok"]
-    expected = {a["project"] for a in same_moment["allocations"]
-                if a["state"] in ("active", "new", "ended") and a["consumed"] > 0.9}
-    over = {c["category"] for c in same_moment["categories"]
-            if (c["used_of_quota"] or 0) > 1 and c["quota_gpu_hours"] > 0}
+    expected = {a.project for a in same_moment.allocations
+                if a.state in ("active", "new", "ended") and a.consumed > 0.9}
+    over = {c.category for c in same_moment.categories if c.quota_state == "over"}
     # Pending alerts appear at the rule evaluation after the figures are scraped: ask
     # until they match (each rule is evaluated every second), then say what was seen.
     def alerting(name: str, label: str) -> set[str]:

@@ -106,6 +106,9 @@ def make(tmp: Path, jobs: list[str] = JOBS) -> tuple[Settings, dict[str, str]]:
     (data / "sacctmgr-account.txt").write_text(ACCOUNTS)
     (data / "sacctmgr-events.txt").write_text(EVENTS)
     (data / "sacctmgr-reservation.txt").write_text("")
+    # The nodes as the real cluster's sinfo printed them (the collection's node inventory).
+    (data / "sinfo.txt").write_text(
+        (Path(__file__).parents[1] / "fixtures" / "slurm-22.05.8" / "sinfo-live.txt").read_text())
     env = dict(os.environ, PATH=f"{FAKE_BIN}:{os.environ['PATH']}", FAKE_SLURM_DIR=str(data))
     settings = Settings.model_validate({**POLICY, "store": {"path": str(tmp / "store")}})
     return settings, env

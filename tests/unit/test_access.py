@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,17 @@ from click.testing import CliRunner
 from collector import access
 from collector.access import LOCAL, Viewer, read_secret, scope_report, viewer
 from collector.cli import main
+from collector.collect import collect
 from collector.config import Auth, ConfigError, load
+from collector.documents.convert import document
+from collector.engine import periods
+from collector.engine.model import Report
+from collector.engine.report import build_report
+from collector.store.database import Store
+
+from . import fakeslurm
+
+NOW = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp())
 
 SECRET = "s3cr3t-" + "x" * 20
 
@@ -59,32 +70,30 @@ def test_a_pi_may_see_their_accounts_only():
     assert not Viewer("eve", "none").may_see("proj_a")
 
 
-def report() -> dict:
-    return {
-        "facility": "F", "cluster": "c", "generated_at": "t", "last_collection": "t",
-        "period": {"label": "2026-10"}, "capacity": {"gpus": 16},
-        "categories": [{"category": "science"}], "pools": [], "commercial": {},
-        "accounts": [{"account": "proj_a", "gpu_hours": 1}, {"account": "proj_c",
-                                                             "gpu_hours": 2}],
-        "users": [{"user": "u1", "account": "proj_a"}, {"user": "u2", "account": "proj_c"}],
-        "allocations": [{"account": "proj_c"}, {"account": "proj_a"}],
-        "data_quality": {"rejected_sample": [{"line": "proj_c|u2"}]},
-        "a_future_section": {"who": "everyone"},
-    }
+@pytest.fixture(scope="module")
+def october(tmp_path_factory) -> Report:
+    """The typed report of fakeslurm's October: accounts ehpc_a, nl_x, com_acme, stray."""
+    settings, env = fakeslurm.make(tmp_path_factory.mktemp("access"))
+    collect(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        return build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=NOW)
 
 
-def test_a_pis_report_keeps_only_their_rows_and_no_other_section():
-    pi = Viewer("piet", "pi", frozenset({"proj_a"}))
-    got = scope_report(report(), pi)
-    assert "proj_c" not in json.dumps(got) and "u2" not in json.dumps(got)
-    assert [a["account"] for a in got["accounts"]] == ["proj_a"]
-    assert [u["user"] for u in got["users"]] == ["u1"]
-    assert [a["account"] for a in got["allocations"]] == ["proj_a"]
-    assert set(got) == {"facility", "cluster", "generated_at", "last_collection", "period",
-                        "scope", "accounts", "users", "allocations"}
-    assert scope_report(report(), LOCAL) == report()
+def test_a_pis_report_keeps_only_their_rows_and_no_other_section(october):
+    assert {a.account for a in october.accounts} >= {"nl_x", "com_acme", "stray"}
+    pi = Viewer("piet", "pi", frozenset({"nl_x"}))
+    got = scope_report(october, pi)
+    text = json.dumps(document(got))
+    assert "com_acme" not in text and "kim" not in text and "stray" not in text
+    assert [a.account for a in got.accounts] == ["nl_x"]
+    assert {u.user for u in got.users} == {"maria"}
+    assert {a.account for a in got.allocations} <= {"nl_x"}
+    assert set(document(got)) == {"facility", "cluster", "generated_at", "last_collection",
+                                  "period", "scope", "accounts", "users", "allocations"}
+    assert document(got)["scope"] == {"user": "piet", "accounts": ["nl_x"]}
+    assert scope_report(october, LOCAL) is october
     with pytest.raises(PermissionError):
-        scope_report(report(), Viewer("eve", "none", why="no role"))
+        scope_report(october, Viewer("eve", "none", why="no role"))
 
 
 def test_the_secret_comes_from_a_file_or_the_environment_and_is_never_echoed(tmp_path,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -94,15 +95,17 @@ def hostile_site(tmp_path):
         names = {r[0] for r in store.conn.execute("SELECT name FROM jobs")}
     assert set(HOSTILE.values()) <= names  # kept whole: the name is the last field
     # The accounts table carries an organisation from Slurm: make it hostile too.
-    report["accounts"][0]["organisation"] = HOSTILE["html"] + HOSTILE["formula"]
+    report = replace(report, accounts=(
+        replace(report.accounts[0], organisation=HOSTILE["html"] + HOSTILE["formula"]),
+        *report.accounts[1:]))
     return settings_, report
 
 
 def test_hostile_strings_are_text_in_csv_json_and_markdown(hostile_site):
     _, report = hostile_site
-    sample = report["data_quality"]["rejected_sample"]
-    assert report["data_quality"]["rejected_lines"] == 1
-    assert sample[0]["line"].startswith("399|399|testai|<script>")
+    sample = report.data_quality.rejected_sample
+    assert report.data_quality.rejected_lines == 1
+    assert sample[0].line.startswith("399|399|testai|<script>")
     md = render(report, "md")
     assert "<script>" not in md and "![t](" not in md and "&lt;script>" in md
     pipes, tables = None, 0
@@ -163,7 +166,9 @@ def test_rejected_lines_show_on_the_data_quality_page_as_text(hostile_site, tmp_
     at.session_state["period_month"] = "2026-10"
     at.run()
     assert not at.exception and not at.error
-    shown = [df for df in at.dataframe if "line" in df.value.columns]
-    assert shown and shown[0].value["line"].iloc[0].startswith("399|399|testai|<script>")
+    from collector.documents.office import header
+    column = header("line")                # the label the page shows above the column
+    shown = [df for df in at.dataframe if column in df.value.columns]
+    assert shown and shown[0].value[column].iloc[0].startswith("399|399|testai|<script>")
     for md in at.markdown:
         assert "<script>" not in md.value and "![t](" not in md.value

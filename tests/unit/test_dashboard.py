@@ -12,6 +12,7 @@ pytest.importorskip("streamlit", reason="the dashboard extra (streamlit) is not 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from collector import clock  # noqa: E402
+from collector.documents.office import header  # noqa: E402
 from collector.engine import periods  # noqa: E402
 from dashboard import queries  # noqa: E402
 
@@ -59,10 +60,10 @@ def test_overview_tiles_quota_table_and_commercial_check(env):
     assert m["Used GPU-hours"] == "70 GPU-h"
     assert m["Utilisation"] == f"{70 / (16 * OCT_H):.1%}"
     assert m["GPUs allocated now"] == "10 of 16"
-    table = at.dataframe[0].value.set_index("category")
-    assert table.loc["eu_science", "used [GPU-h]"] == 16
-    assert table.loc["science", "used [GPU-h]"] == 43
-    assert table.loc["science", "quota [GPU-h]"] == 0.5 * 16 * OCT_H
+    table = at.dataframe[0].value.set_index(header("category"))
+    assert table.loc["eu_science", header("gpu_hours")] == 16
+    assert table.loc["science", header("gpu_hours")] == 43
+    assert table.loc["science", header("quota_gpu_hours")] == 0.5 * 16 * OCT_H
     # commercial: 8 GPU-h of a eurohpc pool of 0.5 x 11,904 = 0.1 %, within the 20 % cap
     assert any("Commercial use: **0.1%**" in s.value for s in at.success)
     assert len(at.get("arrow_vega_lite_chart")) == 3
@@ -76,16 +77,16 @@ def test_overview_of_an_empty_month_explains_itself(env):
 def test_categories_drill_down_to_project_and_user(env):
     at = run_page("categories", drill_category="science")
     projects, users = at.dataframe[0].value, at.dataframe[1].value
-    assert projects.set_index("account").loc["nl_x", "used [GPU-h]"] == 43
-    assert users.set_index("user").loc["maria", "used [GPU-h]"] == 43
+    assert projects.set_index(header("account")).loc["nl_x", header("gpu_hours")] == 43
+    assert users.set_index(header("user")).loc["maria", header("gpu_hours")] == 43
     assert at.selectbox(key="drill_category").options == ["eu_science", "commercial",
                                                           "science", "(unmapped)"]
 
 
 def test_allocations_table_filters_and_burn_chart(env):
     at = run_page("allocations")
-    row = at.dataframe[0].value.set_index("account").loc["nl_x"]
-    assert row["granted [GPU-h]"] == 100 and row["used total [GPU-h]"] == 43
+    row = at.dataframe[0].value.set_index(header("account")).loc["nl_x"]
+    assert row[header("granted_gpu_hours")] == 100 and row[header("used_gpu_hours_total")] == 43
     assert len(at.get("arrow_vega_lite_chart")) == 1
     at.radio(key="alloc_filter").set_value("over").run()
     # nl_x used 43 of 100 by 11-22: a linear plan of 100 x 53/61 days; not over, not under
@@ -94,10 +95,10 @@ def test_allocations_table_filters_and_burn_chart(env):
 
 def test_job_mix_and_queue_wait(env):
     at = run_page("job_mix")
-    waits = at.dataframe[0].value.set_index("category")
-    assert waits.loc["science", "jobs started [count]"] == 3
+    waits = at.dataframe[0].value.set_index(header("category"))
+    assert waits.loc["science", header("jobs_started")] == 3
     sizes = at.dataframe[1].value
-    assert sizes["used [GPU-h]"].sum() == 70
+    assert sizes[header("gpu_hours")].sum() == 70
 
 
 def test_live_gpus_per_category(env):
@@ -106,9 +107,9 @@ def test_live_gpus_per_category(env):
     assert m["GPUs running"] == "10 of 16"
     assert m["GPUs requested by pending jobs"] == "10"
     assert m["GPUs on available nodes"] == "12"
-    live = at.dataframe[0].value.set_index("category")
-    assert live.loc["commercial", "running GPUs [count]"] == 1
-    assert live.loc["(unmapped)", "running GPUs [count]"] == 9
+    live = at.dataframe[0].value.set_index(header("category"))
+    assert live.loc["commercial", header("running_gpus")] == 1
+    assert live.loc["(unmapped)", header("running_gpus")] == 9
 
 
 def test_live_without_slurm_says_why(env, monkeypatch):
@@ -123,7 +124,7 @@ def test_data_quality_shows_the_unmapped_account_and_missing_sreport_check(env):
     at = run_page("data_quality")
     m = metrics(at)
     assert m["Unmapped accounts"] == "1" and m["Jobs without GPU accounting"] == "1"
-    assert at.dataframe[0].value.set_index("account").loc["stray", "used [GPU-h]"] == 3
+    assert at.dataframe[0].value.set_index(header("account")).loc["stray", header("gpu_hours")] == 3
     assert any("gpu-usage verify" in i.value for i in at.info)
 
 
@@ -160,8 +161,8 @@ def test_daily_trend_adds_up_to_the_report(site):
     assert set(days["category"]) == {"eu_science", "commercial", "science", "(unmapped)"}
     rep = queries.report(settings, period, now=NOW)
     by_cat = days.groupby("category")["gpu_hours"].sum()
-    for c in rep["categories"]:
-        assert by_cat.get(c["category"], 0) == pytest.approx(c["gpu_hours"])
+    for c in rep.categories:
+        assert by_cat.get(c.category, 0) == pytest.approx(c.used_s / 3600)
 
 
 def test_breakdowns_group_the_same_rows(site):

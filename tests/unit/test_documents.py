@@ -5,20 +5,22 @@ dashboard's CSV downloads starts like a formula; long fields are cut, not a cras
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
-import json
 import subprocess
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
 from collector.cli import main
-from collector.documents.office import SHEETS, header, pdf, xlsx
+from collector.documents import convert
+from collector.documents.convert import document
+from collector.documents.office import SHEETS, pdf, xlsx
 from collector.documents.text import (
     CELL_MAX,
+    ROW_TYPES,
     SECTIONS,
     SHOWN_MAX,
     csv_cell,
@@ -28,6 +30,7 @@ from collector.documents.text import (
     render,
 )
 from collector.engine import periods
+from collector.engine.model import Report, UnmappedAccount, UserUse
 from collector.engine.report import build_report
 from collector.store.database import Store
 
@@ -42,7 +45,7 @@ def october(tmp_path_factory):
     path, _, settings = make(tmp_path_factory.mktemp("documents"))
     with Store.open_reader(settings.store.path) as store:
         rep = build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=NOW)
-    return json.loads(json.dumps(rep)), path
+    return rep, path
 
 
 def pdf_text(data: bytes, tmp_path) -> str:
@@ -60,9 +63,9 @@ def test_pdf_renders_every_page_and_holds_the_category_numbers(october, tmp_path
     for part in ("1. Capacity", "3. Usage per pool and category against quota", "5. Allocations",
                  "6. Job mix", "7. Service", "8. Data quality"):
         assert part in text
-    for c in rep["categories"]:
+    for c in get_rows(rep, "categories"):
         line = next(ln for ln in text.splitlines() if ln.split()[:2] == [c["category"], c["pool"]])
-        assert f"{c['gpu_hours']:,.1f}" in line and f"{c['quota_gpu_hours']:,.1f}" in line
+        assert f"{c['used_s']:,.1f}" in line and f"{c['quota_s']:,.1f}" in line
     assert "11,904.0" in text       # nominal GPU-hours: 16 GPUs x 744 h
     assert "maria" not in text      # user names stay out of the document for funders
     pages = int(next(ln.split()[1] for ln in subprocess.run(
@@ -80,7 +83,7 @@ def test_every_excel_cell_equals_the_json_report(october):
     for _, key, columns in SECTIONS:
         ws = wb[SHEETS[key]]
         rows = list(ws.iter_rows(values_only=True))
-        assert rows[0] == tuple(header(c) for c in columns)
+        assert rows[0] == tuple(convert.label(ROW_TYPES[key], c) for c in columns)
         expected = get_rows(rep, key)
         assert len(rows) - 1 == len(expected), key
         for got, want in zip(rows[1:], expected, strict=True):
@@ -91,15 +94,16 @@ def test_every_excel_cell_equals_the_json_report(october):
                 # numbers stay numbers (openpyxl reads 11904.0 back as 11904), never text
                 assert isinstance(value, bool) == isinstance(w, bool), (key, c)
                 assert isinstance(value, str) == isinstance(w, str), (key, c)
-    assert wb["Categories"]["C1"].value == "used [GPU-h]"
+    assert wb["Categories"]["C1"].value == "Used GPU-h"
     assert wb["Categories"]["G2"].number_format == "0.0%"     # a share, kept as a fraction
 
 
 def test_hostile_strings_stay_text_in_pdf_and_excel(october, tmp_path):
-    rep = copy.deepcopy(october[0])
-    rep["accounts"][0]["organisation"] = HOSTILE
-    rep["unmapped_accounts"].append({"account": HOSTILE, "gpu_hours": 1.5,
-                                     "in_slurm_tree": False})
+    rep = october[0]
+    rep = replace(rep, accounts=(replace(rep.accounts[0], organisation=HOSTILE),
+                                 *rep.accounts[1:]),
+                  unmapped_accounts=(*rep.unmapped_accounts,
+                                     UnmappedAccount(HOSTILE, 5400, False)))
     text = pdf_text(pdf(rep), tmp_path)
     assert '<b>bold</b> & "quoted" | =HYPERLINK' in text and "Łódź Ωμέγα Кириллица" in text
     ws = load_workbook(io.BytesIO(xlsx(rep)))["Unmapped accounts"]
@@ -129,39 +133,48 @@ PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", " =", "\t@", "  -", " \r
 PAYLOAD = "cmd|' /C calc'!A0,\"x\";HYPERLINK(\"http://evil.example\")"
 
 
-def text_columns(rep: dict) -> set[tuple[str, str]]:
-    """(section, column) of every text column of the CSV report."""
-    found = {("allocations", "projected_exhaustion"), ("allocations", "warnings")}
-    for _, key, columns in SECTIONS:
-        for row in get_rows(rep, key):
-            found |= {(key, c) for c in columns if isinstance(row[c], str)}
-    return found
+def text_columns(rep: Report) -> set[tuple[str, str]]:
+    """(section, column) of every text column of the CSV report: the typed report's
+    text fields (dates, numbers and warnings are typed, so no user text reaches them)."""
+    return {(key, c) for _, key, columns in SECTIONS for c in columns
+            if convert.unit(ROW_TYPES[key], c) == "text"}
 
 
-def hostile_report(rep: dict, prefixes: tuple[str, ...]) -> dict:
+def _section(rep: Report, key: str):
+    value = rep
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _with_section(rep: Report, key: str, value) -> Report:
+    parts = key.split(".")
+    if len(parts) == 1:
+        return replace(rep, **{key: value})
+    parent = getattr(rep, parts[0])
+    return replace(rep, **{parts[0]: replace(parent, **{parts[1]: value})})
+
+
+def hostile_report(rep: Report, prefixes: tuple[str, ...]) -> Report:
     """The report with one row per prefix in every table, every text field of that row
     starting with the prefix; a single-row section (commercial) takes the first one.
-    Two numbers are negative: -5 and -0.25."""
-    rep = copy.deepcopy(rep)
+    Two numbers are negative: -5 and -0.25 GPU-hours."""
     cols = text_columns(rep)
 
-    def poisoned(key: str, row: dict, prefix: str) -> dict:
-        return {c: ([prefix + PAYLOAD] if c == "warnings" else prefix + PAYLOAD)
-                if (key, c) in cols else v for c, v in row.items()}
+    def poisoned(key: str, row, prefix: str):
+        return replace(row, **{c: prefix + PAYLOAD for k, c in cols if k == key})
 
     for _, key, _ in SECTIONS:
-        *parents, last = key.split(".")
-        holder = rep
-        for p in parents:
-            holder = holder[p]
-        rows = holder[last]
-        if isinstance(rows, dict):
-            holder[last] = poisoned(key, rows, prefixes[0])
+        rows = _section(rep, key)
+        if not isinstance(rows, tuple):
+            rep = _with_section(rep, key, poisoned(key, rows, prefixes[0]))
         elif rows:
-            holder[last] = [poisoned(key, rows[0], p) for p in prefixes] + rows
-    rep["categories"][len(prefixes)]["gpu_hours"] = -5      # the first real rows
-    rep["categories"][len(prefixes) + 1]["difference_gpu_hours"] = -0.25
-    return rep
+            rep = _with_section(rep, key, (*(poisoned(key, rows[0], p) for p in prefixes),
+                                           *rows))
+    cats = list(rep.categories)
+    cats[len(prefixes)] = replace(cats[len(prefixes)], used_s=-5 * 3600)  # the first real rows
+    cats[len(prefixes) + 1] = replace(cats[len(prefixes) + 1], difference_s=-0.25 * 3600)
+    return replace(rep, categories=tuple(cats))
 
 
 def csv_sections(text: str) -> dict[str, list[list[str]]]:
@@ -176,7 +189,7 @@ def csv_sections(text: str) -> dict[str, list[list[str]]]:
     return sections
 
 
-def assert_neutralised(text: str, rep: dict) -> int:
+def assert_neutralised(text: str, rep: Report) -> int:
     """Every text cell of the CSV report is the report's text with a leading quote when
     it starts like a formula; every number parses back as the number. Returns how many
     cells were neutralised."""
@@ -184,7 +197,7 @@ def assert_neutralised(text: str, rep: dict) -> int:
     assert set(sections) == {key for _, key, _ in SECTIONS}
     for _, key, columns in SECTIONS:
         header_row, *rows = sections[key]
-        assert tuple(header_row) == columns
+        assert tuple(header_row) == tuple(convert.key(ROW_TYPES[key], c) for c in columns)
         for got, want in zip(rows, get_rows(rep, key), strict=True):
             for c, cell_text in zip(columns, got, strict=True):
                 value = want[c]
@@ -205,11 +218,12 @@ def test_csv_report_neutralises_every_formula_start_in_every_text_column(october
     text = render(rep, "csv")
     quoted = assert_neutralised(text, rep)
     n_cols = len(text_columns(rep))
-    assert quoted >= len(PREFIXES) * (n_cols - 2)  # the hostile rows all reached the CSV
+    # every hostile row reached the CSV (the single-row commercial section takes one prefix)
+    assert quoted == len(PREFIXES) * (n_cols - 2) + 2
     sections = csv_sections(text)
     cats = sections["categories"]
     used, diff = cats[0].index("gpu_hours"), cats[0].index("difference_gpu_hours")
-    assert cats[1 + len(PREFIXES)][used] == "-5"       # a negative number stays a number
+    assert cats[1 + len(PREFIXES)][used] == "-5.0"     # a negative number stays a number
     assert cats[2 + len(PREFIXES)][diff] == "-0.25"
 
 
@@ -248,7 +262,7 @@ def dashboard_downloads(october, monkeypatch):
 
     monkeypatch.setattr(DeltaGenerator, "download_button", recording)
 
-    def run(page: str, rep: dict) -> dict[str, str]:
+    def run(page: str, rep: Report) -> dict[str, str]:
         monkeypatch.setattr(state, "report", lambda period: rep)
         monkeypatch.setattr(state, "document", lambda period, fmt: b"stand-in")
         got.clear()
@@ -268,14 +282,12 @@ def test_dashboard_csv_downloads_neutralise_every_formula_start(october, dashboa
     assert report_csv == render(rep, "csv")
     assert assert_neutralised(report_csv, rep) >= len(PREFIXES) * 10
 
-    mine = copy.deepcopy(october[0])   # allocations stay real: the page draws burn-downs
-    mine["users"] = [{"user": p + PAYLOAD, "account": PAYLOAD + p, "gpu_hours": 1.0}
-                     for p in PREFIXES] + [{"user": "anna", "account": p + "x",
-                                            "gpu_hours": -0.25 if p == "-" else -5}
-                                           for p in PREFIXES]
+    mine = replace(october[0], users=(  # allocations stay real: the page draws burn-downs
+        *(UserUse(p + PAYLOAD, PAYLOAD + p, 3600) for p in PREFIXES),
+        *(UserUse("anna", p + "x", -900 if p == "-" else -5 * 3600) for p in PREFIXES)))
     rows = list(csv.reader(io.StringIO(dashboard_downloads("projects", mine)["Users (CSV)"])))
     assert rows[0] == ["user", "account", "gpu_hours"]
-    for got, want in zip(rows[1:], mine["users"], strict=True):
+    for got, want in zip(rows[1:], document(mine)["users"], strict=True):
         for c, cell_text in zip(("user", "account"), got[:2], strict=True):
             hostile = want[c].startswith(PREFIXES)
             assert cell_text == ("'" + want[c] if hostile else want[c]), c
@@ -287,10 +299,12 @@ def test_dashboard_csv_downloads_neutralise_every_formula_start(october, dashboa
 
 # --- long fields (issue 17, item 8) --------------------------------------------------------
 def test_an_unbroken_name_of_thousands_of_characters_is_cut_in_every_format(october, tmp_path):
-    rep = copy.deepcopy(october[0])
+    rep = october[0]
     long_org, huge = "O" * 4_000, "H" * 40_000
-    rep["accounts"][0]["organisation"] = long_org
-    rep["unmapped_accounts"][0]["account"] = huge
+    rep = replace(rep, accounts=(replace(rep.accounts[0], organisation=long_org),
+                                 *rep.accounts[1:]),
+                  unmapped_accounts=(replace(rep.unmapped_accounts[0], account=huge),
+                                     *rep.unmapped_accounts[1:]))
     text = pdf_text(pdf(rep), tmp_path)            # reportlab's LayoutError before
     flat = "".join(text.split())
     assert "…[cut,4,000characters]" in flat and "…[cut,40,000characters]" in flat

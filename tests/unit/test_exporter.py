@@ -212,7 +212,7 @@ def test_the_store_view_is_rebuilt_when_a_collection_finishes_or_grows_old(clust
     assert exporter.refresh_store() is True                   # a collection finished
     clock[0] += settings.exporter.store_refresh_s
     assert exporter.refresh_store() is True                   # old: running jobs moved on
-    assert exporter.view.report["capacity"]["allocated_gpu_hours"] > 24
+    assert exporter.view.report.capacity.allocated_s > 24 * 3600
 
 
 def test_serves_metrics_over_http_until_stopped(cluster, monkeypatch):

@@ -63,10 +63,14 @@ def test_the_product_never_imports_the_test_cluster(package):
 @pytest.mark.parametrize("layer, forbidden", [
     ("collector.slurm", ("collector.store", "collector.engine", "collector.export",
                          "collector.documents", "collector.collect", "dashboard")),
-    ("collector.store", ("collector.engine", "collector.export", "collector.documents",
-                         "collector.collect", "dashboard")),
+    # The store reads the rollup's calendar (local days), nothing else of the engine.
+    ("collector.store", ("collector.engine.report", "collector.engine.usage",
+                         "collector.engine.policy", "collector.engine.capacity",
+                         "collector.export", "collector.documents", "collector.collect",
+                         "dashboard")),
     ("collector.engine", ("collector.export", "collector.documents", "dashboard")),
     ("collector.documents", ("collector.store", "collector.slurm", "dashboard")),
+
 ])
 def test_layers_import_downwards_only(layer, forbidden):
     bad = {m: sorted(t for t in ts if t.startswith(forbidden))
@@ -90,3 +94,14 @@ def test_no_import_cycles():
         if m not in state:
             visit(m, [m])
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_all_sql_lives_in_the_store():
+    """Every query runs in collector/store/: the engine, the exporter and the dashboard
+    read through store.reads, never with SQL of their own."""
+    outside = [p for pkg in ("collector", "dashboard") for p in (ROOT / pkg).rglob("*.py")
+               if "store" not in p.relative_to(ROOT).parts]
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in outside
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if ".execute(" in line or "executemany(" in line or "import sqlite3" in line]
+    assert not found

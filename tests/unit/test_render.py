@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import csv
+import dataclasses
 import io
 import json
 from datetime import UTC, datetime
@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from collector.collect import collect
+from collector.documents.convert import document
 from collector.documents.text import FORMATS, SECTIONS, render
 from collector.engine import periods
+from collector.engine.model import Report, UserUse
 from collector.engine.report import build_report
 from collector.store.database import Store
 
@@ -22,19 +24,18 @@ HOSTILE = 'x|y,"z"\n[bold]b[/bold] <script>alert(1)</script> 训练'
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
+def report(tmp_path_factory) -> Report:
     settings, env = fakeslurm.make(tmp_path_factory.mktemp("render"))
     now = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp())
     collect(settings, now=now, env=env)
     with Store.open_reader(settings.store.path) as store:
         got = build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=now)
-    got = copy.deepcopy(got)
-    got["users"].append({"user": HOSTILE, "account": HOSTILE, "gpu_hours": 1234.5})
-    return got
+    return dataclasses.replace(got, users=(*got.users, UserUse(HOSTILE, HOSTILE,
+                                                               int(1234.5 * 3600))))
 
 
 def test_json_round_trips(report):
-    assert json.loads(render(report, "json")) == report
+    assert json.loads(render(report, "json")) == document(report)
 
 
 def test_csv_sections_parse_back_with_the_hostile_name_intact(report):

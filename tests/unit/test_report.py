@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
 from collector.collect import collect
+from collector.documents.convert import document
 from collector.engine import periods
 from collector.engine.policy import Allocation
 from collector.engine.report import AllocationUse, allocation_entry, build_report, median_wait_s
@@ -23,7 +24,8 @@ def october(tmp_path_factory) -> dict:
     settings, env = fakeslurm.make(tmp_path_factory.mktemp("report"))
     collect(settings, now=NOW, env=env)
     with Store.open_reader(settings.store.path) as store:
-        return build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=NOW)
+        return document(build_report(store, settings, periods.parse_month("2026-10", "UTC"),
+                                     now=NOW))
 
 
 def by(rows: list[dict], key: str) -> dict[str, dict]:
@@ -102,7 +104,8 @@ def test_a_report_of_the_running_month_counts_up_to_now(tmp_path):
     settings, env = fakeslurm.make(tmp_path)
     collect(settings, now=NOW, env=env)
     with Store.open_reader(settings.store.path) as store:
-        nov = build_report(store, settings, periods.parse_month("2026-11", "UTC"), now=NOW)
+        nov = document(build_report(store, settings, periods.parse_month("2026-11", "UTC"),
+                                    now=NOW))
     assert nov["capacity"]["allocated_gpu_hours"] == 2 * 12  # job C, 00:00 to 12:00
     assert nov["capacity"]["nominal_gpu_hours"] == 16 * 12
 
@@ -111,6 +114,12 @@ def test_median_wait_interpolates_inside_its_bin():
     assert median_wait_s({}) is None
     assert median_wait_s({0: 10}) == 30  # half way into 0..60 s
     assert median_wait_s({0: 1, 4: 1, 5: 2}) == pytest.approx(3600)
+
+
+def document_of(entry) -> dict:
+    from collector.documents.convert import to_json
+
+    return to_json(entry, "UTC")
 
 
 def _alloc(granted: float = 1000) -> Allocation:
@@ -124,18 +133,22 @@ def test_an_allocation_burning_fast_runs_out_early_and_warns():
     start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
     entry = allocation_entry(_alloc(), AllocationUse(0, 800 * 3600, start + 5 * day), None,
                              "UTC")
-    assert entry["planned_gpu_hours_to_date"] == 500
-    assert entry["projected_exhaustion"] == "2026-01-07"  # 200 left at 160 a day
-    assert any(w.startswith("over plan") for w in entry["warnings"])
+    assert entry.planned_s == 500 * 3600
+    assert entry.projected_exhaustion == date(2026, 1, 7)  # 200 left at 160 a day
+    assert [w.kind for w in entry.warnings] == ["over plan"]
+    assert entry.warnings[0].ratio == pytest.approx(1.6) and entry.plan_status == "over plan"
+    assert document_of(entry)["warnings"] == ["over plan: 160% of the linear plan to date"]
 
 
 def test_an_allocation_burning_slowly_is_projected_to_leave_budget_unused():
     start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
     entry = allocation_entry(_alloc(), AllocationUse(0, 100 * 3600, start + 5 * 86400),
                              "science", "UTC")
-    assert entry["projected_unused_gpu_hours"] == 800
-    assert any(w.startswith("under plan") for w in entry["warnings"])
-    assert any("unused" in w for w in entry["warnings"])
+    assert entry.projected_unused_s == pytest.approx(800 * 3600)
+    assert [w.kind for w in entry.warnings] == ["under plan", "unused"]
+    assert entry.plan_status == "under plan" and entry.plan_ratio == pytest.approx(0.2)
+    assert document_of(entry)["warnings"] == ["under plan: 20% of the linear plan to date",
+                                              "projected to leave 80% of the budget unused"]
 
 
 def test_allocation_states_against_the_period():
@@ -163,7 +176,8 @@ def test_an_unknown_state_is_counted_and_shown(tmp_path):
     done = collect(settings, now=NOW, env=env)
     assert done.rejected == 0 and done.jobs_new == 9
     with Store.open_reader(settings.store.path) as store:
-        got = build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=NOW)
+        got = document(build_report(store, settings, periods.parse_month("2026-10", "UTC"),
+                                    now=NOW))
     assert got["data_quality"]["unusual_states"] == {"FUTURE_STATE": 1}
     assert got["capacity"]["allocated_gpu_hours"] == 70
 
@@ -177,7 +191,7 @@ def test_a_job_running_across_the_month_boundary_is_split_and_never_counted_twic
 
     def used(period, now) -> float:
         with Store.open_reader(settings.store.path) as store:
-            rep = build_report(store, settings, period, now=now)
+            rep = document(build_report(store, settings, period, now=now))
         return by(rep["accounts"], "account")["com_acme"]["gpu_hours"]
 
     collect(settings, now=NOW, env=env)

@@ -1,0 +1,245 @@
+"""What the engine, the exporter and the dashboard read back from the store, as typed
+rows: the only SQL outside the collector's writes (database.py).
+
+Rollups are per local day, so every period read here starts and ends at local
+midnights (`PeriodAlignmentError` otherwise); running jobs are not in the rollups and
+are added by the engine (engine.usage).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+
+from collector.engine.rollup import LocalDays
+from collector.slurm.records import JobRecord
+from collector.slurm.sacctmgr_parser import Event, Reservation
+from collector.store.database import UNUSUAL_STATE_SQL, Collection, Store
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    account: str
+    user: str
+    partition: str
+    gpu_type: str
+    wckey: str
+    size_class: str
+    gpu_s: int
+
+
+@dataclass(frozen=True)
+class StartRow:
+    account: str
+    user: str
+    size_class: str
+    wait_bin: int
+    jobs: int
+    wait_s: int
+
+
+@dataclass(frozen=True)
+class Tree:
+    parents: dict[str, str]
+    organisations: dict[str, str]
+    budgets: dict[str, int | None]   # GrpTRESMins gres/gpu minutes
+
+
+@dataclass(frozen=True)
+class Health:
+    """The collector's runs, as the store records them."""
+
+    latest_id: int
+    collections: int
+    failed: int
+    jobs_ingested: int
+    last_attempt_s: float | None
+    last_success_s: float | None
+    last_success_duration_s: float | None
+    rejected_lines: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    source: str
+    line_no: int
+    reason: str
+    line: str
+
+
+class PeriodAlignmentError(ValueError):
+    """A period that does not start and end at local midnight."""
+
+
+def _check_aligned(store: Store, start_s: int, end_s: int) -> None:
+    zone = store.meta("timezone") or "UTC"
+    days = LocalDays(zone)
+    for t in (start_s, end_s):
+        if days(t) != t:
+            raise PeriodAlignmentError(f"period boundary {t} is not a midnight in {zone}")
+
+
+def usage_rows(store: Store, cluster: str, start_s: int, end_s: int) -> list[UsageRow]:
+    """Rolled-up GPU-seconds of finished jobs in [start, end) by account, user,
+    partition, GPU type, WCKey and size class."""
+    _check_aligned(store, start_s, end_s)
+    return [UsageRow(*r) for r in store.conn.execute(
+        "SELECT account, user, partition, gpu_type, wckey, size_class, SUM(gpu_s) "
+        "FROM usage_day WHERE cluster=? AND day_s >= ? AND day_s < ? "
+        "GROUP BY account, user, partition, gpu_type, wckey, size_class HAVING SUM(gpu_s) != 0",
+        (cluster, start_s, end_s))]
+
+
+def daily_rows(store: Store, cluster: str, start_s: int, end_s: int
+               ) -> dict[tuple[int, str, str], int]:
+    """Rolled-up GPU-seconds per (local day, account, user) in [start, end)."""
+    out: dict[tuple[int, str, str], int] = defaultdict(int)
+    for day, account, user, gpu_s in store.conn.execute(
+            "SELECT day_s, account, user, SUM(gpu_s) FROM usage_day WHERE cluster=? "
+            "AND day_s >= ? AND day_s < ? GROUP BY day_s, account, user",
+            (cluster, start_s, end_s)):
+        out[(day, account, user)] += gpu_s
+    return out
+
+
+def start_rows(store: Store, cluster: str, start_s: int, end_s: int) -> list[StartRow]:
+    """Jobs that started in [start, end) with their queue waits, including open jobs
+    (they are rolled up when they start)."""
+    _check_aligned(store, start_s, end_s)
+    rows: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for account, user, size, wbin, jobs, wait_s in store.conn.execute(
+            "SELECT account, user, size_class, wait_bin, SUM(jobs), SUM(wait_s) FROM starts_day "
+            "WHERE cluster=? AND day_s >= ? AND day_s < ? "
+            "GROUP BY account, user, size_class, wait_bin", (cluster, start_s, end_s)):
+        rows[(account, user, size, wbin)][0] += jobs
+        rows[(account, user, size, wbin)][1] += wait_s
+    return [StartRow(*k, *v) for k, v in rows.items() if v[0]]
+
+
+def open_jobs(store: Store, cluster: str) -> list[JobRecord]:
+    """Jobs without an end: pending or running at the last collection."""
+    return store.open_jobs(cluster)
+
+
+def tree(store: Store, cluster: str) -> Tree:
+    parents, orgs, budgets = {}, {}, {}
+    for account, parent, org, budget in store.conn.execute(
+            "SELECT account, parent, organisation, grp_gpu_minutes FROM accounts "
+            "WHERE cluster=?", (cluster,)):
+        parents[account], orgs[account], budgets[account] = parent, org, budget
+    return Tree(parents, orgs, budgets)
+
+
+def events(store: Store, cluster: str) -> list[Event]:
+    return [Event(*r) for r in store.conn.execute(
+        "SELECT kind, node, start_s, end_s, state, reason, gpus, nodes FROM events "
+        "WHERE cluster=?", (cluster,))]
+
+
+def reservations(store: Store, cluster: str) -> list[Reservation]:
+    return [Reservation(i, n, s, e, tuple(f for f in flags.split(",") if f), nodes, gpus)
+            for i, n, s, e, flags, nodes, gpus in store.conn.execute(
+                "SELECT id, name, start_s, end_s, flags, nodelist, tres_gpus FROM reservations "
+                "WHERE cluster=?", (cluster,))]
+
+
+def node_gpus(store: Store, cluster: str) -> dict[str, list[tuple[int, int | None, int]]]:
+    """Each node's GPU count over time, from the node inventory: node -> [(from, until
+    (None: still), GPUs)], oldest first."""
+    out: dict[str, list[tuple[int, int | None, int]]] = defaultdict(list)
+    try:
+        rows = store.conn.execute(
+            "SELECT node, first_seen_s, last_seen_s, gpus FROM node_inventory "
+            "WHERE cluster=? ORDER BY node, first_seen_s", (cluster,)).fetchall()
+    except sqlite3.OperationalError:  # a store no collection of this version wrote yet
+        rows = []
+    for node, first, last, gpus in rows:
+        out[node].append((first, last, gpus))
+    return dict(out)
+
+
+def unusual_states(store: Store, cluster: str, start_s: int, end_s: int) -> dict[str, int]:
+    """States other than the common ones, e.g. a state a newer Slurm introduced
+    (read through the store's partial index on exactly that condition)."""
+    return dict(store.conn.execute(
+        f"SELECT state, COUNT(*) FROM jobs INDEXED BY jobs_unusual WHERE {UNUSUAL_STATE_SQL} "
+        "AND cluster=? "
+        "AND submit_s < ? AND (end_s IS NULL OR end_s > ?) GROUP BY state",
+        (cluster, end_s, start_s)).fetchall())
+
+
+def first_use_days(store: Store, cluster: str) -> tuple[dict[str, int], dict[str, int]]:
+    """First day with GPU use per user and per account, over the whole store."""
+    users: dict[str, int] = {}
+    accounts: dict[str, int] = {}
+    for user, account, day in store.conn.execute(
+            "SELECT user, account, MIN(day_s) FROM usage_day WHERE cluster=? AND gpu_s > 0 "
+            "GROUP BY user, account", (cluster,)):
+        users[user] = min(day, users.get(user, day))
+        accounts[account] = min(day, accounts.get(account, day))
+    return users, accounts
+
+
+def rejected(store: Store, sample: int = 5) -> tuple[int, list[Rejected]]:
+    """How many distinct lines could not be read, and the newest few."""
+    count = store.conn.execute("SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
+    rows = [Rejected(*r) for r in store.conn.execute(
+        "SELECT source, line_no, reason, line FROM rejected_lines "
+        "ORDER BY collection_id DESC LIMIT ?", (sample,))]
+    return count, rows
+
+
+def last_collection(store: Store, cluster: str, status: str | None = "ok"
+                    ) -> Collection | None:
+    return store.last_collection(cluster, status)
+
+
+def version(store: Store, cluster: str) -> tuple[int, float]:
+    """(newest collection id, its end): changes after each collection (a cache key)."""
+    row = store.conn.execute("SELECT coalesce(max(id), 0), coalesce(max(finished_s), 0) "
+                             "FROM collections WHERE cluster=?", (cluster,)).fetchone()
+    return int(row[0]), float(row[1])
+
+
+def health(store: Store, cluster: str) -> Health:
+    count, failed, ingested, last = store.conn.execute(
+        "SELECT COUNT(*), coalesce(SUM(status != 'ok'), 0), coalesce(SUM(jobs_new), 0), "
+        "MAX(finished_s) FROM collections WHERE cluster=?", (cluster,)).fetchone()
+    ok = store.last_collection(cluster)
+    count_rejected = store.conn.execute("SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
+    return Health(version(store, cluster)[0], count, failed, ingested, last,
+                  ok and ok.finished_s, ok and ok.finished_s - ok.started_s, count_rejected)
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    """One `gpu-usage verify` result: the store against sreport (GPU-minutes)."""
+
+    period: str
+    checked_s: float
+    accounts: int
+    differing: int
+    max_difference_minutes: float
+    ours_gpu_minutes: float
+    sreport_gpu_minutes: float
+
+
+def save_check(store: Store, cluster: str, check: StoredCheck) -> None:
+    with store.transaction() as conn:
+        conn.execute("INSERT OR REPLACE INTO sreport_checks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (cluster, check.period, check.checked_s, check.accounts, check.differing,
+                      check.max_difference_minutes, check.ours_gpu_minutes,
+                      check.sreport_gpu_minutes))
+
+
+def load_checks(store: Store, cluster: str) -> list[StoredCheck]:
+    """Stored checks, newest period first; [] for a store made before checks existed."""
+    try:
+        rows = store.conn.execute(
+            "SELECT period, checked_s, accounts, differing, max_diff_minutes, ours_minutes, "
+            "sreport_minutes FROM sreport_checks WHERE cluster=? ORDER BY period DESC",
+            (cluster,)).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    return [StoredCheck(*r) for r in rows]
