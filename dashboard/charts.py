@@ -43,10 +43,17 @@ def quota_bars(df: pd.DataFrame, key: str, order: list[str] | None = None,
     return (bars + ticks).properties(title=title, height=alt.Step(30))
 
 
+def day_ticks(days: int) -> dict:
+    """Ticks on whole days only, at most about 15 of them: left to itself, Vega-Lite puts
+    ticks every few hours on a short span and prints the same date under each."""
+    return {"interval": "day", "step": max(1, -(-days // 15))}
+
+
 def daily_stack(df: pd.DataFrame, order: list[str]) -> alt.Chart:
     """GPU-hours per day, stacked by category."""
     return alt.Chart(df).mark_bar().encode(
-        x=alt.X("day:T", title="day", axis=alt.Axis(format="%d %b")),
+        x=alt.X("day:T", title="day", axis=alt.Axis(
+            format="%d %b", tickCount=day_ticks(df["day"].nunique()))),
         y=alt.Y("sum(gpu_hours):Q", title="GPU-hours per day", axis=alt.Axis(format=",.0f")),
         color=alt.Color("category:N", scale=category_scale(order), title="category"),
         order=alt.Order("category:N"),

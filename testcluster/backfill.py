@@ -158,8 +158,19 @@ def _write_jobs(cur, conn, lay: Layout, history: History, ids: Ids, progress: Pr
         progress("jobs", done, total)
 
 
-def _node_tres(ids: Ids) -> str:
-    return _tres(ids, CPUS_PER_NODE, 1, GPUS_PER_NODE).replace(f"{ids.tres['node']}=1,", "")
+def _node_tres(ids: Ids, gpus: int) -> str:
+    return _tres(ids, CPUS_PER_NODE, 1, gpus).replace(f"{ids.tres['node']}=1,", "")
+
+
+def _node_count(lay: Layout, nodes: str) -> int:
+    return len(nodes.split(",")) if nodes else len(lay.nodes)
+
+
+def _node_inx(lay: Layout, nodes: str) -> str:
+    """slurmdbd's node index list of a reservation: "0-3", or "2" for gpu03 alone."""
+    if not nodes:
+        return f"0-{len(lay.nodes) - 1}"
+    return ",".join(str(lay.nodes.index(n)) for n in nodes.split(","))
 
 
 def _write_events(cur, lay: Layout, history: History, ids: Ids) -> None:
@@ -167,16 +178,17 @@ def _write_events(cur, lay: Layout, history: History, ids: Ids) -> None:
     cur.executemany(
         f"REPLACE INTO {table} (time_start, time_end, node_name, cluster_nodes, reason, "
         "reason_uid, state, tres) VALUES (%s, %s, %s, '', %s, 0, %s, %s)",
-        [(o.start, o.end, o.node, o.reason, o.state, _node_tres(ids)) for o in history.outages])
+        [(o.start, o.end, o.node, o.reason, o.state, _node_tres(ids, lay.gpus_of(o.node)))
+         for o in history.outages])
     table = f"`{lay.cluster}_resv_table`"
     cur.executemany(
         f"REPLACE INTO {table} (id_resv, deleted, assoclist, flags, nodelist, node_inx, "
         "resv_name, time_start, time_end, tres, unused_wall) "
         "VALUES (%s, 0, %s, %s, %s, %s, %s, %s, %s, %s, 0)",
-        [(FIRST_RESV_ID + i, str(ids.root_assoc), RESV_FLAGS_MAINT, lay.nodelist,
-          f"0-{len(lay.nodes) - 1}", m.name, m.start, m.end,
+        [(FIRST_RESV_ID + i, str(ids.root_assoc), RESV_FLAGS_MAINT, m.nodes or lay.nodelist,
+          _node_inx(lay, m.nodes), m.name, m.start, m.end,
           # 22.05 records a reservation's CPUs only (checked on a live MAINT reservation).
-          f"{ids.tres['cpu']}={CPUS_PER_NODE * len(lay.nodes)}")
+          f"{ids.tres['cpu']}={CPUS_PER_NODE * _node_count(lay, m.nodes)}")
          for i, m in enumerate(history.maintenance)])
     # The cluster's capacity must be known from before the first job on.
     cur.execute(f"UPDATE `{lay.cluster}_event_table` SET time_start = %s "

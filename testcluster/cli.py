@@ -60,7 +60,10 @@ def cluster() -> None:
               help="Slurm release: 22.05 is this machine's Debian 12; 24.11 (Debian 13) and "
                    "26.05 (Debian sid) run from a debootstrapped root under chroot, built "
                    "once into $GPU_USAGE_SLURM_ROOTS [default: the run dir's, else 22.05].")
-def up(lay: Layout, release: str | None) -> None:
+@click.option("--node-gpus", default=None, metavar="N,N,N,N",
+              help="GPUs of each of the 4 nodes, for a cluster of mixed node types "
+                   "(e.g. 4,4,8,8) [default: 4 each].")
+def up(lay: Layout, release: str | None, node_gpus: str | None) -> None:
     """Start munge, MariaDB, slurmdbd, slurmctld, 4 GPU nodes and slurmrestd; create
     the account tree.
 
@@ -70,12 +73,22 @@ def up(lay: Layout, release: str | None) -> None:
     Example:
       python -m testcluster up --run-dir /tmp/tc --base-port 26800
       python -m testcluster up --slurm 24.11 --run-dir var/tc-2411 --base-port 26800
+      python -m testcluster up --node-gpus 4,4,8,8 --run-dir /tmp/mixed --base-port 27800
     """
     from . import accounts
     from . import cluster as tc
 
     if release is not None:
         lay = dataclasses.replace(lay, release=release)
+    if node_gpus is not None:
+        try:
+            counts = tuple(int(g) for g in node_gpus.split(","))
+        except ValueError:
+            counts = ()
+        if len(counts) != len(lay.nodes) or not all(1 <= g <= 64 for g in counts):
+            raise click.BadParameter(f"{node_gpus!r}: give {len(lay.nodes)} GPU counts "
+                                     "between 1 and 64, e.g. 4,4,8,8", param_hint="--node-gpus")
+        lay = dataclasses.replace(lay, node_gpus=counts)
     started = time.monotonic()
     timings = tc.up(lay, say=click.echo)
     t0 = time.monotonic()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import database, ports, processes, releases
-from .layout import GPUS_PER_NODE, REST_USER, Layout
+from .layout import REST_USER, Layout
 from .processes import ClusterError, Daemon, run_slurm
 from .slurmconf import render_gres_conf, render_slurm_conf, render_slurmdbd_conf
 
@@ -70,7 +70,7 @@ def _make_gpu_devices(lay: Layout) -> None:
     for node in lay.nodes:
         node_dir = lay.dev_dir / node
         node_dir.mkdir(exist_ok=True)
-        for i in range(GPUS_PER_NODE):
+        for i in range(lay.gpus_of(node)):
             dev = node_dir / f"nvidia{i}"
             if not dev.exists():
                 os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
@@ -365,6 +365,8 @@ def _record_release(lay: Layout) -> None:
                            f"--run-dir for Slurm {lay.slurm}")
     lay.run_dir.mkdir(parents=True, exist_ok=True)
     lay.release_file.write_text(lay.slurm + "\n")
+    if lay.node_gpus:
+        lay.node_gpus_file.write_text(",".join(map(str, lay.node_gpus)) + "\n")
 
 
 def up(lay: Layout, say: Callable[[str], None] = lambda _: None) -> dict[str, float]:

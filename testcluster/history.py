@@ -111,6 +111,7 @@ class Maintenance:
     name: str
     start: int
     end: int
+    nodes: str = ""      # comma-separated node names; "": every node
 
 
 @dataclass

@@ -43,6 +43,9 @@ class Layout:
     base_port: int = DEFAULT_BASE_PORT
     cluster: str = DEFAULT_CLUSTER_NAME
     release: str | None = None   # Slurm release; None: the one recorded in the run dir
+    # GPUs of each node (a mixed cluster: e.g. (4, 4, 8, 8)); None: recorded at `up`, else
+    # GPUS_PER_NODE on every node.
+    node_gpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_dir", Path(self.run_dir).resolve())
@@ -75,6 +78,22 @@ class Layout:
         """The slurmdbd database password, made once and kept in the run directory."""
         path = self.etc_dir / "db.password"
         return path.read_text().strip() if path.exists() else ""
+
+    @property
+    def node_gpus_file(self) -> Path:
+        return self.run_dir / "node-gpus"
+
+    @property
+    def gpus_per_node(self) -> tuple[int, ...]:
+        """Each node's GPUs: asked for, else recorded at `up`, else GPUS_PER_NODE each."""
+        if self.node_gpus:
+            return self.node_gpus
+        if self.node_gpus_file.exists():
+            return tuple(int(g) for g in self.node_gpus_file.read_text().split(","))
+        return (GPUS_PER_NODE,) * NODE_COUNT
+
+    def gpus_of(self, node: str) -> int:
+        return self.gpus_per_node[self.nodes.index(node)]
 
     # -- Slurm release -------------------------------------------------------
     @property

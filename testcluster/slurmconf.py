@@ -18,6 +18,14 @@ def render_slurm_conf(lay: Layout) -> str:
     """slurm.conf: four GPU nodes on this host, each slurmd on its own port."""
     run = lay.run_dir
     first, last = lay.slurmd_port(0), lay.slurmd_port(NODE_COUNT - 1)
+    if set(lay.gpus_per_node) == {GPUS_PER_NODE}:
+        nodes = (f"NodeName={lay.nodelist} NodeHostname=localhost NodeAddr=127.0.0.1 "
+                 f"Port=[{first}-{last}]")
+    else:  # a mixed cluster: each node its own line with its GPUs
+        nodes = "\n".join(
+            f"NodeName={n} NodeHostname=localhost NodeAddr=127.0.0.1 "
+            f"Port={lay.slurmd_port(i)} Gres=gpu:{GPU_TYPE}:{lay.gpus_of(n)}"
+            for i, n in enumerate(lay.nodes))
     return f"""\
 # Written by `python -m testcluster up`; edits are overwritten.
 ClusterName={lay.cluster}
@@ -68,7 +76,7 @@ Waittime=0
 TmpFS={run}/tmp
 NodeName=DEFAULT CPUs={CPUS_PER_NODE} RealMemory={MEMORY_MB_PER_NODE} \
 Gres=gpu:{GPU_TYPE}:{GPUS_PER_NODE} State=UNKNOWN
-NodeName={lay.nodelist} NodeHostname=localhost NodeAddr=127.0.0.1 Port=[{first}-{last}]
+{nodes}
 PartitionName={PARTITION} Nodes={lay.nodelist} Default=YES MaxTime=7-00:00:00 State=UP
 """
 
@@ -77,7 +85,7 @@ def render_gres_conf(lay: Layout) -> str:
     """gres.conf: four GPUs per node, backed by character devices in the run dir."""
     lines = ["# Written by `python -m testcluster up`.", "AutoDetect=off"]
     for node in lay.nodes:
-        files = f"{lay.dev_dir}/{node}/nvidia[0-{GPUS_PER_NODE - 1}]"
+        files = f"{lay.dev_dir}/{node}/nvidia[0-{lay.gpus_of(node) - 1}]"
         lines.append(f"NodeName={node} Name=gpu Type={GPU_TYPE} File={files}")
     return "\n".join(lines) + "\n"
 

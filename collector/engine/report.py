@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 from collector import clock
 from collector.config import Settings
@@ -34,8 +33,6 @@ from collector.engine.model import (
     PartitionUse,
     PeriodInfo,
     PhaseUse,
-    PlanStatus,
-    PlanWarning,
     PoolUse,
     QueueWait,
     RejectedLine,
@@ -46,15 +43,24 @@ from collector.engine.model import (
     UnmappedAccount,
     UserUse,
 )
-from collector.engine.periods import Period, local_midnight, months_of, year_to_date
-from collector.engine.policy import AccountMap, Allocation, allocations, descendants, map_accounts
+from collector.engine.periods import Period, local_midnight, year_to_date
+from collector.engine.policy import (
+    AccountMap,
+    AllocationUse,
+    allocation_entry,
+    allocation_state,
+    allocations,
+    descendants,
+    map_accounts,
+    quota_gpu_s,
+)
 from collector.engine.rollup import NO_GPU, SIZE_CLASSES, WAIT_EDGES
 from collector.store import reads
 from collector.store.database import Collection, Store
 from collector.store.reads import StartRow, Tree, UsageRow
 
 __all__ = ["UNMAPPED", "AllocationUse", "allocation_entry", "allocation_state", "build_report",
-           "median_wait_s", "quota_gpu_s"]
+           "compute", "load", "median_wait_s", "quota_gpu_s"]
 
 
 def _sum_by(rows: Iterable[UsageRow], key: Callable[[UsageRow], object]) -> dict:
@@ -66,14 +72,6 @@ def _sum_by(rows: Iterable[UsageRow], key: Callable[[UsageRow], object]) -> dict
 
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole > 0 else None
-
-
-def quota_gpu_s(settings: Settings, period: Period, available_gpu_s: int) -> dict[str, float]:
-    """Per category: quota_share x available, or the absolute monthly quota x months."""
-    months = len(months_of(period)) if period.kind in ("month", "quarter", "year") else \
-        period.hours / (365.25 * 24 / 12)
-    return {c.name: (c.quota_gpu_hours * 3600 * months if c.quota_gpu_hours is not None
-                     else c.quota_share * available_gpu_s) for c in settings.categories}
 
 
 def median_wait_s(bins: dict[int, int]) -> float | None:
@@ -89,82 +87,6 @@ def median_wait_s(bins: dict[int, int]) -> float | None:
             return low + (high - low) * (total / 2 - seen) / bins[b]
         seen += bins[b]
     return None  # pragma: no cover - the loop always reaches half of the total
-
-
-@dataclass(frozen=True)
-class AllocationUse:
-    used_period_s: int
-    used_total_s: int
-    as_of_s: int
-
-
-def allocation_state(a: Allocation, period: Period) -> str:
-    """new (starts in the period), ended (ends in it), active, upcoming or finished."""
-    if a.start is None or a.end is None:
-        return "active"
-    first, last = period.start_date(), period.end_date()
-    if a.start > last:
-        return "upcoming"
-    if a.end < first:
-        return "finished"
-    if a.start >= first:
-        return "new"
-    return "ended" if a.end <= last else "active"
-
-
-def _plan_status(warnings: list[PlanWarning], planned: float | None) -> PlanStatus:
-    kinds = {w.kind for w in warnings}
-    if "used up" in kinds:
-        return "used up"
-    if "over plan" in kinds:
-        return "over plan"
-    if kinds & {"under plan", "unused"}:
-        return "under plan"
-    return "no plan" if planned is None else "on plan"
-
-
-def allocation_entry(a: Allocation, use: AllocationUse, category: str | None,
-                     timezone: str, state: str = "active") -> AllocationStatus:
-    """Granted vs used, the linear plan to date, where the burn rate leads, and the
-    plan's warnings and status (the only place they are decided)."""
-    granted = a.granted_gpu_hours
-    used = use.used_total_s / 3600
-    warnings: list[PlanWarning] = []
-    planned = exhaustion = unused = None
-    if used >= granted:
-        warnings.append(PlanWarning("used up"))
-    if a.start is not None and a.end is not None:
-        begin = local_midnight(a.start, timezone)
-        finish = local_midnight(a.end + timedelta(days=1), timezone)
-        elapsed = min(max(use.as_of_s - begin, 0), finish - begin)
-        fraction = elapsed / (finish - begin)
-        planned = granted * fraction
-        if elapsed > 0:
-            rate = used / elapsed  # GPU-hours per second of the allocation so far
-            if used < granted and rate > 0:
-                runs_out = use.as_of_s + (granted - used) / rate
-                if runs_out < finish:
-                    exhaustion = datetime.fromtimestamp(runs_out, ZoneInfo(timezone)).date()
-            remaining = max(0, finish - use.as_of_s)
-            unused = max(0.0, granted - used - rate * remaining)
-            if planned and used > 1.1 * planned and used < granted:
-                warnings.append(PlanWarning("over plan", used / planned))
-            if fraction >= 0.25 and used < 0.5 * planned:
-                warnings.append(PlanWarning("under plan", used / planned))
-            if fraction < 1 and unused > 0.25 * granted:
-                warnings.append(PlanWarning("unused", unused / granted))
-    return AllocationStatus(
-        account=a.account, project=a.project, category=category or UNMAPPED, state=state,
-        source=a.source, access_mode=a.access_mode, country=a.country,
-        organisation=a.organisation, start=a.start, end=a.end,
-        granted_s=a.granted_gpu_s, slurm_budget_s=a.slurm_gpu_s,
-        used_period_s=use.used_period_s, used_total_s=use.used_total_s,
-        consumed=used / granted,
-        planned_s=None if planned is None else planned * 3600,
-        projected_exhaustion=exhaustion,
-        projected_unused_s=None if unused is None else unused * 3600,
-        warnings=tuple(warnings), plan_ratio=used / planned if planned else None,
-        plan_status=_plan_status(warnings, planned))
 
 
 def capacity_figures(cap: Capacity, allocated_s: int) -> CapacityFigures:

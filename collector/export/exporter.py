@@ -170,8 +170,8 @@ def exposure_warning(settings: Settings, address: str) -> str | None:
         what += ", and every project's allocation (granted, used; project_labels = true),"
     return (f"warning: the exporter listens on {address or 'every interface'}, not "
             f"localhost: {what} are served without login to anyone who can reach the "
-            "port. Put a reverse proxy with TLS and basic auth in front (README.md, "
-            "\"Prometheus exporter\") and listen on 127.0.0.1, or firewall the port.")
+            "port. Put a reverse proxy with TLS and basic auth in front (docs/exporter.md) "
+            "and listen on 127.0.0.1, or firewall the port.")
 
 
 def serve(settings: Settings, address: str, port: int, stop: threading.Event,

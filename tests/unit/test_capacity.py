@@ -60,3 +60,30 @@ def test_a_reservation_without_maint_is_not_downtime():
 def test_a_reservation_that_records_gpus_is_planned_down_in_the_sreport_view_too():
     cap = capacity(0, 10 * H, [CLUSTER], [maint(0, H, gpus=16)])
     assert cap.sreport_planned_down_gpu_s == 16 * H == cap.planned_down_gpu_s
+
+
+MIXED = Event("cluster", "gpu[01-04]", 0, None, "", "Cluster Registered TRES", 24, 4)
+
+
+def test_maintenance_on_a_node_without_events_counts_its_inventory_gpus():
+    """Two 4-GPU and two 8-GPU nodes: a MAINT reservation on gpu03 (no down event)
+    counts its own 8 GPUs from the node inventory, not the average 24 / 4 = 6."""
+    inventory = {"gpu01": [(0, 5 * H, 4)], "gpu02": [(0, 5 * H, 4)],
+                 "gpu03": [(0, 5 * H, 8)], "gpu04": [(0, 5 * H, 8)]}
+    events = [MIXED, node("gpu01", H, 3 * H, gpus=4)]
+    cap = capacity(0, 10 * H, events, [maint(2 * H, 6 * H, "gpu03")], inventory)
+    assert cap.planned_down_gpu_s == 8 * 4 * H
+    assert cap.down_gpu_s == 4 * 2 * H
+    assert cap.available_gpu_s == 24 * 10 * H - 8 * 4 * H - 4 * 2 * H
+    assert cap.nodes_without_inventory == ()
+    # Without the inventory the node falls back to the average, and is named.
+    old = capacity(0, 10 * H, events, [maint(2 * H, 6 * H, "gpu03")])
+    assert old.planned_down_gpu_s == 6 * 4 * H and old.nodes_without_inventory == ("gpu03",)
+
+
+def test_the_inventory_keeps_a_nodes_history():
+    """gpu03 had 4 GPUs until 5 h, then 8: each maintenance counts what it had then."""
+    inventory = {"gpu03": [(0, 4 * H, 4), (5 * H, 9 * H, 8)]}
+    early = capacity(0, 10 * H, [MIXED], [maint(H, 2 * H, "gpu03")], inventory)
+    late = capacity(0, 10 * H, [MIXED], [maint(6 * H, 7 * H, "gpu03")], inventory)
+    assert (early.planned_down_gpu_s, late.planned_down_gpu_s) == (4 * H, 8 * H)

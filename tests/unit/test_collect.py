@@ -215,3 +215,26 @@ def test_the_busy_message_names_the_lock_holder_not_stale_file_content(tmp_path)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_each_collection_records_the_node_inventory_and_keeps_its_history(tmp_path):
+    """sinfo's nodes go into the inventory: a node that keeps its GPUs extends its row,
+    a change starts a new one; when sinfo fails the collection still succeeds."""
+    from collector.store import reads
+
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        first = reads.node_gpus(store, "testai")
+    assert first == {n: [(NOW, NOW, 4)] for n in ("gpu01", "gpu02", "gpu03", "gpu04")}
+    sinfo = tmp_path / "slurm" / "sinfo.txt"
+    sinfo.write_text(sinfo.read_text().replace("gpu03|gpu*|mixed|gpu:h100:4|",
+                                               "gpu03|gpu*|mixed|gpu:h100:8|"))
+    collect(settings, now=NOW + 600, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        second = reads.node_gpus(store, "testai")
+    assert second["gpu01"] == [(NOW, NOW + 600, 4)]
+    assert second["gpu03"] == [(NOW, NOW, 4), (NOW + 600, NOW + 600, 8)]
+    (tmp_path / "slurm" / "sinfo.fail").write_text("")
+    done = collect(settings, now=NOW + 1200, env=env)
+    assert done.status == "ok" and "node inventory not updated" in done.message

@@ -191,3 +191,16 @@ def test_period_picker_periods():
     assert queries.recent_months(s, 3, now=NOW) == ["2026-11", "2026-10", "2026-09"]
     from datetime import date
     assert queries.period_of(s, "custom", (date(2026, 10, 1), date(2026, 10, 7))).hours == 168
+
+
+def test_the_daily_chart_ticks_each_day_once():
+    """On the first days of a month the axis showed one date under a dozen ticks."""
+    import pandas as pd
+
+    from dashboard import charts
+    days = pd.DataFrame({"day": pd.to_datetime(["2026-12-01", "2026-12-02"]),
+                         "category": ["science", "science"], "gpu_hours": [1.0, 2.0]})
+    axis = charts.daily_stack(days, ["science"]).to_dict()["encoding"]["x"]["axis"]
+    assert axis["tickCount"] == {"interval": "day", "step": 1} and axis["format"] == "%d %b"
+    assert charts.day_ticks(31) == {"interval": "day", "step": 3}
+    assert charts.day_ticks(366)["step"] == 25

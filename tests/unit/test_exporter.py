@@ -297,7 +297,7 @@ def test_a_non_loopback_address_warns_at_start_what_is_served_without_login(
     err = capsys.readouterr().err
     assert "warning: the exporter listens on 0.0.0.0" in err
     assert "every category's" in err and "without login" in err
-    assert "TLS and basic auth" in err and "README.md" in err
+    assert "TLS and basic auth" in err and "docs/exporter.md" in err
     assert "project" not in err                  # project labels are off here
     opted_in = exposure_warning(with_exporter(settings, project_labels=True), "0.0.0.0")
     assert "every project's allocation" in opted_in
