@@ -69,6 +69,30 @@ def document(rep: Report | ProjectsReport) -> dict:
     return convert.to_json(rep, rep.period.timezone)
 
 
+@dataclass(frozen=True)
+class Heading:
+    """The texts a page shows above its figures."""
+
+    facility: str
+    first_day: str
+    last_day: str
+    timezone: str
+    data_until: str
+    last_collection: str | None
+    generated: str
+
+
+def heading(rep: Report | ProjectsReport) -> Heading:
+    tz = rep.period.timezone
+
+    def text(epoch: float | None) -> str | None:
+        return convert.convert(epoch, "instant", tz)
+
+    return Heading(rep.facility, text(rep.period.start_s)[:10], text(rep.period.end_s)[:10],
+                   tz, text(rep.period.data_until_s), text(rep.last_collection_s),
+                   text(rep.generated_s))
+
+
 def _frame(rep: Report | ProjectsReport, rows: tuple, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(convert.to_json(rows, rep.period.timezone), columns=columns)
 
@@ -158,6 +182,15 @@ def breakdown(rows: pd.DataFrame, by: str, **where: str) -> pd.DataFrame:
     out["share"] = out["gpu_hours"] / total if total else 0.0
     out["gpu_hours"] = out["gpu_hours"].round(3)
     return out.sort_values(["gpu_hours", by], ascending=[False, True]).reset_index(drop=True)
+
+
+# --- My projects (a PI's report) -------------------------------------------------------
+def project_accounts(rep: Report | ProjectsReport) -> pd.DataFrame:
+    return _frame(rep, rep.accounts, ["account", "category", "organisation", "gpu_hours"])
+
+
+def project_users(rep: Report | ProjectsReport) -> pd.DataFrame:
+    return _frame(rep, rep.users, ["user", "account", "gpu_hours"])
 
 
 # --- Allocations ----------------------------------------------------------------------

@@ -198,6 +198,35 @@ def service_lines(report: model.Report, limit: int | None = None) -> Iterator[st
            f"last collection {convert.convert(report.last_collection_s, 'instant', tz)}.")
 
 
+def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str]]:
+    """The service and data-quality sentences as (what, value) pairs, for a table."""
+    s, q, tz = report.service, report.data_quality, report.period.timezone
+    states = convert.convert(q.unusual_states, "mapping", tz)
+    ambiguous = convert.convert(q.ambiguous_accounts, "mapping", tz)
+    if limit:
+        states, ambiguous = cut_fields(states, limit), cut_fields(ambiguous, limit)
+    out = [
+        ("Users", f"{s.active_users:,} active, {s.new_users:,} new"),
+        ("Projects", f"{s.active_projects:,} active, {s.new_projects:,} new"),
+        ("Projects served by category",
+         ", ".join(f"{k} {v}" for k, v in s.projects_served_by_category) or "none"),
+        ("Unreadable sacct lines", f"{q.rejected_lines:,}"),
+        ("Unusual job states", ", ".join(f"{k} {v}" for k, v in states.items()) or "none"),
+        ("Jobs started without GPUs", f"{q.jobs_without_gpu_accounting:,}"),
+        ("Ambiguous accounts", "; ".join(f"{a}: {', '.join(c)}" for a, c in ambiguous.items())
+         or "none"),
+        ("sreport's view", f"down {convert.convert(q.sreport_view.down_s, 'gpu_s', tz):,.1f}, "
+         f"planned down {convert.convert(q.sreport_view.planned_down_s, 'gpu_s', tz):,.1f} "
+         f"GPU-h ({q.sreport_view.note})"),
+    ]
+    if q.nodes_without_inventory:
+        out.append(("Nodes never seen in the inventory", ", ".join(q.nodes_without_inventory)
+                    + " (maintenance counted at the cluster's average GPUs per node)"))
+    out += [("Data until", convert.convert(report.period.data_until_s, "instant", tz)),
+            ("Last collection", str(convert.convert(report.last_collection_s, "instant", tz)))]
+    return out
+
+
 def json_text(report: model.Report | model.ProjectsReport) -> str:
     """The JSON document: every figure under its document key."""
     return json.dumps(convert.to_json(report, report.period.timezone), indent=2,
@@ -292,6 +321,11 @@ def _table(report: model.Report, width: int = 160) -> str:
         if not rows:
             table.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
         console.print(table, markup=False, highlight=False)
-    for line in service_lines(report, SHOWN_MAX):
-        console.print(line, markup=False, highlight=False)
+    table = Table(title=Text("Service and data quality"), title_justify="left",
+                  show_header=False)
+    table.add_column("what", overflow="fold")
+    table.add_column("value", overflow="fold")
+    for what, value in facts(report, SHOWN_MAX):
+        table.add_row(Text(what), Text(value))
+    console.print(table, markup=False, highlight=False)
     return console.file.getvalue()  # type: ignore[attr-defined]

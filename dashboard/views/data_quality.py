@@ -26,6 +26,10 @@ if dq["ambiguous_accounts"]:
     st.warning("Accounts that match several categories (the first wins): " + ", ".join(
         f"{a} → {', '.join(c)}" for a, c in dq["ambiguous_accounts"].items()))
 
+if dq["nodes_without_inventory"]:
+    st.warning("Nodes in maintenance that no collection has seen, counted at the cluster's "
+               "average GPUs per node: " + ", ".join(dq["nodes_without_inventory"]))
+
 st.subheader("Unusual job states")
 if dq["unusual_states"].empty:
     st.success("No job in an unusual state in this period.")

@@ -8,14 +8,13 @@ from dashboard import charts, queries, state
 cfg = state.settings()
 period = state.current_period()
 rep = state.report(period)
-doc = queries.document(rep)
+head = queries.heading(rep)
 live, _ = state.live()
 order = queries.category_order(cfg)
 
 st.title(f"GPU usage · {period.label}")
-st.caption(f"{doc['facility']} · {doc['period']['start'][:10]} to {doc['period']['end'][:10]} "
-           f"({doc['period']['timezone']}) · data until {doc['period']['data_until']} · "
-           f"last collection {doc['last_collection'] or 'never'}")
+st.caption(f"{head.facility} · {head.first_day} to {head.last_day} ({head.timezone}) · "
+           f"data until {head.data_until} · last collection {head.last_collection or 'never'}")
 
 t = queries.tiles(rep, sum(live.by_category["running_gpus"]) if live else None)
 c1, c2, c3, c4 = st.columns(4)

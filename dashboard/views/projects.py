@@ -4,7 +4,6 @@ receives already cut down to their own accounts (collector/access.py)."""
 
 import json
 
-import pandas as pd
 import streamlit as st
 
 from collector.documents.text import csv_text, md_escape
@@ -12,16 +11,14 @@ from dashboard import charts, queries, state
 
 period = state.current_period()
 rep = state.report(period)
-doc = queries.document(rep)
-mine = doc.get("scope", {}).get("accounts", [])
+doc = queries.document(rep)             # the JSON document, also offered for download
+mine = list(rep.scope.accounts) if hasattr(rep, "scope") else []
 
 st.title(f"My projects · {period.label}")
-st.caption(f"{md_escape(doc['facility'])} · projects {md_escape(', '.join(mine))} · data until "
-           f"{doc['period']['data_until']}")
+st.caption(f"{md_escape(rep.facility)} · projects {md_escape(', '.join(mine))} · data until "
+           f"{queries.heading(rep).data_until}")
 
-accounts = pd.DataFrame(doc["accounts"], columns=["account", "category", "organisation",
-                                                  "gpu_hours"])
-users = pd.DataFrame(doc["users"], columns=["user", "account", "gpu_hours"])
+accounts, users = queries.project_accounts(rep), queries.project_users(rep)
 c1, c2 = st.columns(2)
 c1.metric("GPU-hours used", state.gpu_h(float(accounts["gpu_hours"].sum())))
 c2.metric("Users with GPU jobs", f"{users['user'].nunique():,}")

@@ -11,8 +11,7 @@ month = st.selectbox("Month", queries.recent_months(cfg)[1:] + queries.recent_mo
                      key="report_month")
 period = queries.period_of(cfg, "month", month)
 rep = state.report(period)
-generated = queries.document(rep)["generated_at"]
-st.caption(f"{rep.facility} · {month} · generated {generated} · the same "
+st.caption(f"{rep.facility} · {month} · generated {queries.heading(rep).generated} · the same "
            "figures as `gpu-usage report --month " + month + " --format json`")
 c1, c2, c3, c4 = st.columns(4)
 c1.download_button("PDF (for funders)", state.document(period, "pdf"),
