@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,15 +79,22 @@ def lay() -> Iterator[Layout]:
         pytest.fail(f"Slurm/MariaDB programs missing: {missing}; run scripts/setup-debian.sh")
     if os.geteuid() != 0:
         pytest.fail("the integration tests start daemons and create Unix users: run as root")
-    layout = Layout(make_run_dir("gpu-usage-it-"), BASE_PORT)
-    args = ("--run-dir", str(layout.run_dir), "--base-port", str(BASE_PORT))
-    try:
-        run_cli("cluster", "up", *args)
+    with running_cluster(Layout(make_run_dir("gpu-usage-it-"), BASE_PORT)) as layout:
         yield layout
+
+
+@contextmanager
+def running_cluster(lay: Layout, *up_args: str) -> Iterator[Layout]:
+    """The cluster of `lay` up (with `up_args`, e.g. --node-gpus), then down, checked to
+    leave no process behind, and its run dir removed."""
+    args = ("--run-dir", str(lay.run_dir), "--base-port", str(lay.base_port))
+    try:
+        run_cli("cluster", "up", *args, *up_args)
+        yield lay
     finally:
         run_cli("cluster", "down", *args)
-        assert_nothing_left(layout)
-        shutil.rmtree(layout.run_dir, ignore_errors=True)
+        assert_nothing_left(lay)
+        shutil.rmtree(lay.run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

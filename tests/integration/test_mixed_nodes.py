@@ -8,7 +8,6 @@ tables as the backfill writes them, and slurmdbd rolls them up."""
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime
 
 import pytest
@@ -23,7 +22,7 @@ from testcluster.history import NODE_DOWN, History, Maintenance, NodeOutage
 from testcluster.layout import Layout
 from testcluster.policy import policy_text
 
-from .conftest import BASE_PORT, assert_nothing_left, make_run_dir, run_cli, slurm
+from .conftest import BASE_PORT, make_run_dir, running_cluster, slurm
 from .test_collector import gpu_usage, sreport_utilization
 
 pytestmark = pytest.mark.integration
@@ -32,15 +31,9 @@ H, DAY = 3600, 86400
 
 @pytest.fixture(scope="module")
 def mixed():
-    lay = Layout(make_run_dir("gpu-usage-mixed-"), BASE_PORT + 1400)
-    args = ("--run-dir", str(lay.run_dir), "--base-port", str(lay.base_port))
-    try:
-        run_cli("cluster", "up", *args, "--node-gpus", "4,4,8,8")
+    with running_cluster(Layout(make_run_dir("gpu-usage-mixed-"), BASE_PORT + 1400),
+                         "--node-gpus", "4,4,8,8") as lay:
         yield lay
-    finally:
-        run_cli("cluster", "down", *args)
-        assert_nothing_left(lay)
-        shutil.rmtree(lay.run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
