@@ -71,7 +71,7 @@ from collector.slurm.commands import SlurmError
 from collector.slurm.records import JobRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
 from collector.slurm.sacctmgr_parser import Account
-from collector.slurm.slurmrestd_parser import _number, _text
+from collector.slurm.values import number, text
 
 FIX = ("install it against this cluster's Slurm: pip install 'gpu-usage[pyslurm]' on a "
        "host with Slurm {want} and its headers (slurm-dev / libslurm-dev), or set "
@@ -120,7 +120,7 @@ def _int(value: Any, name: str) -> int | None:
     numbers; the {"set", "number"} form is slurmrestd's and is refused here."""
     if isinstance(value, Mapping):
         raise FieldError(f"{name} {value!r} is not a number")
-    return _number(value, name)
+    return number(value, name)
 
 
 def job_fields(job: Any) -> dict[str, Any]:
@@ -170,7 +170,7 @@ def job_record(job: Mapping[str, Any], cluster: str | None = None) -> JobRecord 
     if raw is None:
         raise FieldError("id is missing")
     array_id = _int(job["array_id"], "array_id") or None
-    if array_id is not None and _text(job, "array_tasks_waiting"):
+    if array_id is not None and text(job, "array_tasks_waiting"):
         return None  # like sacct: array_task_str makes the record `123_[0-9]`
     task = _int(job["array_task_id"], "array_task_id")
     if array_id is not None and task is None:
@@ -187,22 +187,22 @@ def job_record(job: Mapping[str, Any], cluster: str | None = None) -> JobRecord 
     start, end = _time(job, "start_time"), _time(job, "end_time")
     if start is not None and end is not None and end < start:
         raise FieldError(f"end_time {end} is before start_time {start}")
-    state = _text(job, "state").split(" ", 1)[0]
+    state = text(job, "state").split(" ", 1)[0]
     if not state:
         raise FieldError("state is empty")
     gpus, typed = _gpus(job["allocated_tres"])
-    nodelist, wckey = _text(job, "nodelist"), _text(job, "wckey")
+    nodelist, wckey = text(job, "nodelist"), text(job, "wckey")
     ran = nodelist not in ("None assigned", "")
     nodes, cpus = _int(job["num_nodes"], "num_nodes"), _int(job["cpus"], "cpus")
     return JobRecord(
-        cluster or _text(job, "cluster"), raw, submit,
+        cluster or text(job, "cluster"), raw, submit,
         job_id_text(raw, array_id, task, het_id, offset),
         array_id, task if array_id is not None else None, het_id, offset,
-        _text(job, "user_name"), _text(job, "account"), _text(job, "partition"),
-        _text(job, "qos"), wckey.removeprefix("*"), wckey.startswith("*"), state,
+        text(job, "user_name"), text(job, "account"), text(job, "partition"),
+        text(job, "qos"), wckey.removeprefix("*"), wckey.startswith("*"), state,
         _time(job, "eligible_time"), start, end, gpus, typed,
         (nodes or 0) if ran else 0, (cpus or 0) if ran else 0, nodelist if ran else "",
-        _text(job, "name"))
+        text(job, "name"))
 
 
 def _plain(value: Any) -> Any:

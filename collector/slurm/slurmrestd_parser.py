@@ -8,7 +8,7 @@ the Slurm release that brought it:
 - v0.0.38 (Slurm 22.05): numbers are plain; `state.current` is one string;
   times are epoch integers, 0 meaning "none".
 - v0.0.39 (23.02): optional numbers become `{"set", "infinite", "number"}`
-  objects (array task id, het offset, some times) - `_number` reads both forms.
+  objects (array task id, het offset, some times) - `values.number` reads both forms.
 - v0.0.39 (23.02): `/jobs` truncates start and end to the window and hides the
   earlier runs of a requeued job unless `disable_truncate_usage_time` and
   `show_duplicates` are sent (slurmrestd_source sends them where offered).
@@ -29,26 +29,12 @@ from typing import Any
 from collector.slurm.records import KNOWN_STATES, JobRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
 from collector.slurm.sacctmgr_parser import Account
-
-
-def _number(value: Any, name: str) -> int | None:
-    """An integer field: plain (v0.0.38) or `{"set": .., "number": ..}` (v0.0.39+)."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        if not value.get("set", False) or value.get("infinite", False):
-            return None
-        value = value.get("number")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldError(f"{name} {value!r} is not a number")
-    if not 0 <= value < 10**15:
-        raise FieldError(f"{name} {value} is out of range")
-    return value
+from collector.slurm.values import number, text
 
 
 def _time(value: Any, name: str) -> int | None:
     """Epoch seconds; 0 and unset mean none (sacct prints Unknown / None)."""
-    epoch = _number(value, name)
+    epoch = number(value, name)
     return epoch if epoch else None
 
 
@@ -94,29 +80,20 @@ def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:
     return gpus, cpus, nodes, tuple(sorted(typed))
 
 
-def _text(job: dict, key: str) -> str:
-    value = job.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise FieldError(f"{key} {value!r} is not text")
-    return value
-
-
 def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
     """One job object as a record; None for a pending array not split into tasks yet."""
     if not isinstance(job, dict):
         raise FieldError("a job is not an object")
-    raw = _number(job.get("job_id"), "job_id")
+    raw = number(job.get("job_id"), "job_id")
     if raw is None:
         raise FieldError("job_id is missing")
     array, het = job.get("array") or {}, job.get("het") or {}
-    array_id = _number(array.get("job_id"), "array.job_id") or None
-    task = _number(array.get("task_id"), "array.task_id")
+    array_id = number(array.get("job_id"), "array.job_id") or None
+    task = number(array.get("task_id"), "array.task_id")
     if array_id is not None and task is None:
         return None  # a pending array: the task ids are still a range (array.task)
-    het_id = _number(het.get("job_id"), "het.job_id") or None
-    offset = _number(het.get("job_offset"), "het.job_offset") if het_id else None
+    het_id = number(het.get("job_id"), "het.job_id") or None
+    offset = number(het.get("job_offset"), "het.job_offset") if het_id else None
     job_id = job_id_text(raw, array_id, task, het_id, offset)
     times = job.get("time")
     if not isinstance(times, dict):
@@ -129,23 +106,23 @@ def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
         wckey = {"wckey": wckey, "flags": []}
     if not isinstance(wckey, dict) or not isinstance(wckey.get("wckey") or "", str):
         raise FieldError(f"wckey {wckey!r} is not a WCKey")
-    nodelist = _text(job, "nodes")
+    nodelist = text(job, "nodes")
     ran = nodelist not in ("None assigned", "")
     gpus, cpus, nodes, typed = _tres((job.get("tres") or {}).get("allocated", []))
     start, end = _time(times.get("start"), "time.start"), _time(times.get("end"), "time.end")
     if start is not None and end is not None and end < start:
         raise FieldError(f"time.end {end} is before time.start {start}")
-    alloc_nodes = _number(job.get("allocation_nodes"), "allocation_nodes")
+    alloc_nodes = number(job.get("allocation_nodes"), "allocation_nodes")
     return JobRecord(
-        cluster or _text(job, "cluster"), raw, submit, job_id,
+        cluster or text(job, "cluster"), raw, submit, job_id,
         array_id, task if array_id is not None else None,
         het_id if offset is not None else None, offset,
-        _text(job, "user"), _text(job, "account"), _text(job, "partition"),
-        _text(job, "qos"), wckey.get("wckey") or "",
+        text(job, "user"), text(job, "account"), text(job, "partition"),
+        text(job, "qos"), wckey.get("wckey") or "",
         "ASSIGNED_DEFAULT" in (wckey.get("flags") or []), _state(job.get("state")),
         _time(times.get("eligible"), "time.eligible"), start, end, gpus, typed,
         (alloc_nodes if alloc_nodes is not None else nodes) if ran else 0,
-        cpus if ran else 0, nodelist if ran else "", _text(job, "name"))
+        cpus if ran else 0, nodelist if ran else "", text(job, "name"))
 
 
 def parse_jobs(payload: dict, cluster: str | None = None) -> ParseResult:
@@ -158,9 +135,9 @@ def parse_jobs(payload: dict, cluster: str | None = None) -> ParseResult:
         try:
             record = job_record(job, cluster)
         except (FieldError, AttributeError, TypeError) as exc:
-            text = json.dumps(job, ensure_ascii=False, default=str)[:2000]
+            shown = json.dumps(job, ensure_ascii=False, default=str)[:2000]
             reason = str(exc) if isinstance(exc, FieldError) else f"unexpected shape: {exc}"
-            result.rejected.append(Rejected(index, reason, text))
+            result.rejected.append(Rejected(index, reason, shown))
             continue
         if record is None:
             tasks = (job.get("array") or {}).get("task")
@@ -177,7 +154,7 @@ def _group_gpu_minutes(assoc: dict) -> int | None:
             .get("minutes") or [])
     for item in tres:
         if item.get("type") == "gres" and item.get("name") == "gpu":
-            return _number(item.get("count"), "GrpTRESMins gres/gpu")
+            return number(item.get("count"), "GrpTRESMins gres/gpu")
     return None
 
 
