@@ -21,7 +21,8 @@ import pandas as pd
 
 from collector import clock
 from collector.config import Settings
-from collector.documents import convert
+from collector.documents import convert, text
+from collector.documents.text import Heading
 from collector.engine import periods, usage
 from collector.engine.model import UNMAPPED, ProjectsReport, Report
 from collector.engine.periods import Period
@@ -69,28 +70,9 @@ def document(rep: Report | ProjectsReport) -> dict:
     return convert.to_json(rep, rep.period.timezone)
 
 
-@dataclass(frozen=True)
-class Heading:
-    """The texts a page shows above its figures."""
-
-    facility: str
-    first_day: str
-    last_day: str
-    timezone: str
-    data_until: str
-    last_collection: str | None
-    generated: str
-
-
 def heading(rep: Report | ProjectsReport) -> Heading:
-    tz = rep.period.timezone
-
-    def text(epoch: float | None) -> str | None:
-        return convert.convert(epoch, "instant", tz)
-
-    return Heading(rep.facility, text(rep.period.start_s)[:10], text(rep.period.end_s)[:10],
-                   tz, text(rep.period.data_until_s), text(rep.last_collection_s),
-                   text(rep.generated_s))
+    """The texts a page shows above its figures (the documents' own heading)."""
+    return text.heading(rep)
 
 
 def _frame(rep: Report | ProjectsReport, rows: tuple, columns: list[str]) -> pd.DataFrame:

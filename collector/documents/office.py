@@ -28,6 +28,7 @@ from collector.documents.text import (
     cut,
     cut_fields,
     get_rows,
+    heading,
     numeric,
     service_lines,
     title_of,
@@ -105,13 +106,11 @@ def xlsx(report: model.Report) -> bytes:
     wb = Workbook()
     about = wb.active
     about.title = "Report"
-    doc = convert.to_json(report, report.period.timezone)
-    p = doc["period"]
-    for row in (("Facility", doc["facility"]), ("Cluster", doc["cluster"]),
-                ("Period", p["label"]), ("From", p["start"]), ("To", p["end"]),
-                ("Time zone", p["timezone"]), ("Data until", p["data_until"]),
-                ("Generated", doc["generated_at"]),
-                ("Last collection", doc["last_collection"])):
+    h = heading(report)
+    for row in (("Facility", h.facility), ("Cluster", h.cluster), ("Period", h.label),
+                ("From", h.start), ("To", h.end), ("Time zone", h.timezone),
+                ("Data until", h.data_until), ("Generated", h.generated),
+                ("Last collection", h.last_collection)):
         about.append([_excel_value(v) for v in row])
         _string_cells(about[about.max_row])
     about.append(())
@@ -277,7 +276,7 @@ def pdf(report: model.Report) -> bytes:
     """A4 document: a title page, then the eight parts of a monthly report."""
     # A table row cannot break across pages: every field is cut to SHOWN_MAX characters
     # (reportlab's LayoutError on a name of 4,000 characters otherwise).
-    doc = cut_fields(convert.to_json(report, report.period.timezone), SHOWN_MAX)
+    h = heading(report, SHOWN_MAX)
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -306,14 +305,13 @@ def pdf(report: model.Report) -> bytes:
     def para(text: object, style=body) -> Paragraph:
         return Paragraph(escape(str(text)), style)
 
-    p = doc["period"]
-    story: list = [Spacer(1, 6 * cm), Paragraph(escape(doc["facility"]), title),
+    story: list = [Spacer(1, 6 * cm), Paragraph(escape(h.facility), title),
                    Spacer(1, 0.6 * cm),
-                   Paragraph(escape(f"GPU usage report {p['label']}"), h1),
-                   para(f"Cluster {doc['cluster']}; {p['start'][:10]} to {p['end'][:10]} "
-                        f"({p['timezone']}, {p['hours']:,.0f} hours)."),
-                   para(f"Data until {p['data_until']}; last collection "
-                        f"{doc['last_collection']}; generated {doc['generated_at']}."),
+                   Paragraph(escape(f"GPU usage report {h.label}"), h1),
+                   para(f"Cluster {h.cluster}; {h.start[:10]} to {h.end[:10]} "
+                        f"({h.timezone}, {h.hours:,.0f} hours)."),
+                   para(f"Data until {h.data_until}; last collection "
+                        f"{h.last_collection}; generated {h.generated}."),
                    Spacer(1, 1 * cm)]
     cap, com = get_rows(report, "capacity")[0], get_rows(report, "commercial")[0]
     summary = [
@@ -355,7 +353,7 @@ def pdf(report: model.Report) -> bytes:
         return t
 
     service = list(service_lines(report, SHOWN_MAX))
-    sample = cut_fields(convert.to_json(report.data_quality.rejected_sample, p["timezone"]),
+    sample = cut_fields(convert.to_json(report.data_quality.rejected_sample, h.timezone),
                         SHOWN_MAX)
     for part, keys in _PDF_PARTS:
         story.append(Paragraph(escape(part), h2))
@@ -385,7 +383,7 @@ def pdf(report: model.Report) -> bytes:
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, leftMargin=1.5 * cm, rightMargin=1.5 * cm,
                             topMargin=1.5 * cm, bottomMargin=1.8 * cm,
-                            title=f"GPU usage {p['label']}", author=doc["facility"],
-                            subject=f"GPU usage report {p['label']}")
+                            title=f"GPU usage {h.label}", author=h.facility,
+                            subject=f"GPU usage report {h.label}")
     doc.build(story, onFirstPage=footer, onLaterPages=footer)
     return out.getvalue()

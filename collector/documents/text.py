@@ -29,7 +29,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from collector.documents import convert
 from collector.engine import model
@@ -163,6 +163,36 @@ def csv_cell(value: object) -> object:
     if text[:1] in FORMULA_START or text.lstrip()[:1] in FORMULA_START:
         return "'" + text
     return text
+
+
+class Heading(NamedTuple):
+    """What a document or page says above its figures, as text."""
+
+    facility: str
+    cluster: str
+    label: str              # the period: 2026-10, 2026Q4, ...
+    start: str              # ISO instants in the facility's time zone
+    end: str
+    timezone: str
+    hours: float
+    data_until: str
+    generated: str
+    last_collection: str | None
+
+
+def heading(report: model.Report | model.ProjectsReport, limit: int | None = None) -> Heading:
+    """The report's heading; with `limit`, text from the policy cut to that length."""
+    p, tz = report.period, report.period.timezone
+
+    def instant(epoch: float | None) -> str | None:
+        return convert.convert(epoch, "instant", tz)
+
+    facility, cluster = report.facility, report.cluster
+    if limit:
+        facility, cluster = cut(facility, limit), cut(cluster, limit)
+    return Heading(facility, cluster, p.label, instant(p.start_s), instant(p.end_s), tz,
+                   convert.convert(p.length_s, "span_s", tz), instant(p.data_until_s),
+                   instant(report.generated_s), instant(report.last_collection_s))
 
 
 def title_of(report: model.Report | model.ProjectsReport, limit: int | None = None) -> str:

@@ -13,7 +13,7 @@ live, _ = state.live()
 order = queries.category_order(cfg)
 
 st.title(f"GPU usage · {period.label}")
-st.caption(f"{head.facility} · {head.first_day} to {head.last_day} ({head.timezone}) · "
+st.caption(f"{head.facility} · {head.start[:10]} to {head.end[:10]} ({head.timezone}) · "
            f"data until {head.data_until} · last collection {head.last_collection or 'never'}")
 
 t = queries.tiles(rep, sum(live.by_category["running_gpus"]) if live else None)
