@@ -145,7 +145,7 @@ def _flush(store: Store, tally: _Tally, day_of: LocalDays) -> None:
     tally.starts.clear()
 
 
-def _rebuild_rollups(store: Store, origin: int, day_of: LocalDays,
+def rebuild_rollups(store: Store, origin: int, day_of: LocalDays,
                      progress: Progress | None) -> None:
     """The facility's time zone changed: roll every stored job up again."""
     store.clear_rollups()
@@ -229,7 +229,7 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
                 store.forget_jobs()
             open_before = {j.key: j.job_id_raw for j in store.open_jobs(cluster)}
             if store.meta("timezone") != settings.facility.timezone:
-                _rebuild_rollups(store, origin, day_of, progress)
+                rebuild_rollups(store, origin, day_of, progress)
                 store.set_meta("timezone", settings.facility.timezone)
             # Two windows in flight: sacct works on the next ones while this thread
             # stores the current one. (A parser process was tried: on 2 cores, pickling

@@ -59,7 +59,9 @@ def cluster() -> None:
 @click.option("--slurm", "release", type=click.Choice(RELEASES), default=None,
               help="Slurm release: 22.05 is this machine's Debian 12; 24.11 (Debian 13) and "
                    "26.05 (Debian sid) run from a debootstrapped root under chroot, built "
-                   "once into $GPU_USAGE_SLURM_ROOTS [default: the run dir's, else 22.05].")
+                   "once into $GPU_USAGE_SLURM_ROOTS; 25.11 is compiled once from its "
+                   "verified source into $GPU_USAGE_SLURM_BUILDS [default: the run dir's, "
+                   "else 22.05].")
 @click.option("--node-gpus", default=None, metavar="N,N,N,N",
               help="GPUs of each of the 4 nodes, for a cluster of mixed node types "
                    "(e.g. 4,4,8,8) [default: 4 each].")
@@ -146,7 +148,8 @@ def status(lay: Layout) -> None:
 @_layout_options
 def env(lay: Layout) -> None:
     """Print the shell lines that point Slurm commands at this cluster (and, for a
-    release that runs in a root, put its client wrappers first on PATH).
+    release that runs in a root, put its client wrappers first on PATH; for one built
+    from source, its prefix's commands and libslurm).
 
     \b
     Example:
@@ -155,6 +158,10 @@ def env(lay: Layout) -> None:
     click.echo(f"export SLURM_CONF={lay.slurm_conf}")
     if lay.root is not None:
         click.echo(f'export PATH="{lay.bin_dir}:$PATH"')
+    elif (prefix := lay.prefix) is not None:
+        click.echo(f'export PATH="{prefix}/bin:{prefix}/sbin:$PATH"')
+        click.echo(f'export LD_LIBRARY_PATH="{prefix}/lib:{prefix}/lib/slurm'
+                   '${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"')
 
 
 def _month_arg(value: str | None) -> int | None:

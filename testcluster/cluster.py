@@ -42,8 +42,9 @@ class DaemonStatus:
 def check_programs(lay: Layout | None = None) -> None:
     """Fail early, naming the Debian packages, when a Slurm or MariaDB program is missing."""
     root = lay.root if lay is not None else None
+    prefix = lay.prefix if lay is not None else None
     missing = [p for p in HOST_PROGRAMS if shutil.which(p) is None]
-    missing += [p for p in SLURM_PROGRAMS if not releases.has_program(root, p)]
+    missing += [p for p in SLURM_PROGRAMS if not releases.has_program(root, p, prefix)]
     if missing:
         where = f" (in the Slurm root {root})" if root is not None else ""
         raise ClusterError(
@@ -92,7 +93,7 @@ def write_config(lay: Layout) -> None:
     _write(lay.slurm_conf, render_slurm_conf(lay), 0o644)
     _write(lay.etc_dir / "gres.conf", render_gres_conf(lay), 0o644)
     _write(lay.etc_dir / "slurmdbd.conf", render_slurmdbd_conf(lay), 0o600)
-    if lay.root is not None:
+    if lay.slurm != releases.HOST:
         # From 24.05 on slurmd loads a cgroup plugin even with proctrack/linuxproc and
         # task/none; this machine mounts no cgroup file system ("disabled" is 24.05+).
         _write(lay.etc_dir / "cgroup.conf", "CgroupPlugin=disabled\n", 0o644)
@@ -199,9 +200,13 @@ def _slurmdbd_ready(lay: Layout) -> bool:
                      timeout_s=10).returncode == 0
 
 
+def _argv(lay: Layout, daemon: str, args: list[str], user: str | None = None) -> list[str]:
+    return releases.daemon_argv(lay.root, daemon, args, user, lay.prefix)
+
+
 def _start_slurmdbd(lay: Layout) -> None:
-    _start(lay, Daemon("slurmdbd", releases.daemon_argv(lay.root, "slurmdbd", ["-D"]),
-                       _daemon_env(lay), (lay.slurmdbd_port,)))
+    _start(lay, Daemon("slurmdbd", _argv(lay, "slurmdbd", ["-D"]), _daemon_env(lay),
+                       (lay.slurmdbd_port,)))
     processes.wait_until("slurmdbd", lambda: _slurmdbd_ready(lay), 60,
                          _alive_check(lay, "slurmdbd"), lay.log_dir / "slurmdbd.log",
                          _output(lay, "slurmdbd"))
@@ -246,8 +251,8 @@ def restart_slurmdbd(lay: Layout) -> None:
 
 
 def _start_slurmctld(lay: Layout) -> None:
-    _start(lay, Daemon("slurmctld", releases.daemon_argv(lay.root, "slurmctld", ["-D"]),
-                       _daemon_env(lay), (lay.slurmctld_port,)))
+    _start(lay, Daemon("slurmctld", _argv(lay, "slurmctld", ["-D"]), _daemon_env(lay),
+                       (lay.slurmctld_port,)))
 
     def ready() -> bool:
         out = run_slurm(lay, ["scontrol", "ping"], check=False, timeout_s=10).stdout
@@ -266,9 +271,8 @@ def _nodes_ready(lay: Layout) -> bool:
 def _start_slurmds(lay: Layout) -> None:
     def start(nodes: list[str]) -> None:
         for node in nodes:
-            _start(lay, Daemon(f"slurmd-{node}", releases.daemon_argv(
-                lay.root, "slurmd", ["-D", "-N", node]), _daemon_env(lay),
-                (lay.slurmd_port(lay.nodes.index(node)),)))
+            _start(lay, Daemon(f"slurmd-{node}", _argv(lay, "slurmd", ["-D", "-N", node]),
+                               _daemon_env(lay), (lay.slurmd_port(lay.nodes.index(node)),)))
 
     def dead() -> list[str]:
         return [n for n in lay.nodes if not _alive_check(lay, f"slurmd-{n}")()]
@@ -319,8 +323,8 @@ def _start_slurmrestd(lay: Layout) -> None:
     shutil.chown(rest_dir, REST_USER, REST_USER)
     rest_dir.chmod(0o755)
     def start_local() -> None:
-        _start(lay, Daemon("slurmrestd", releases.daemon_argv(
-            lay.root, "slurmrestd", ["-a", "rest_auth/local", f"unix:{lay.rest_socket}"],
+        _start(lay, Daemon("slurmrestd", _argv(
+            lay, "slurmrestd", ["-a", "rest_auth/local", f"unix:{lay.rest_socket}"],
             user=REST_USER), _daemon_env(lay)))
 
     def wait_local() -> None:
@@ -328,8 +332,8 @@ def _start_slurmrestd(lay: Layout) -> None:
                              _alive_check(lay, "slurmrestd"), None, _output(lay, "slurmrestd"))
 
     def start_jwt(*verbose: str) -> None:
-        _start(lay, Daemon("slurmrestd-jwt", releases.daemon_argv(
-            lay.root, "slurmrestd", [*verbose, "-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
+        _start(lay, Daemon("slurmrestd-jwt", _argv(
+            lay, "slurmrestd", [*verbose, "-a", "rest_auth/jwt", f"127.0.0.1:{lay.rest_port}"],
             user=REST_USER), dict(_daemon_env(lay), SLURM_JWT="daemon"), (lay.rest_port,)))
 
     def wait_jwt() -> None:

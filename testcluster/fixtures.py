@@ -9,6 +9,8 @@ Slurm printed it, with a manifest saying what was recorded and which job is whic
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from collector.slurm.slurmrestd_source import RestClient
 from . import workload
 from .backfill import recorded_spec
 from .cluster import run_slurm
+from .errors import ClusterError
 from .history import add_months
 from .layout import Layout
 
@@ -65,12 +68,14 @@ def record(lay: Layout, out_dir: Path) -> Path:
     for name, (start, end) in files.items():
         (target / name).write_text(run_sacct(start, end, None, delimiter, env=lay.env()))
     rest_version = record_slurmrestd(lay, target, files)
+    pyslurm_version = record_pyslurm(lay, target, files)
     manifest = {
         "slurm_version": version,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.now())),
         "fields": list(SACCT_FIELDS),
         "delimiter": delimiter,
         "slurmrestd_version": rest_version,
+        **({"pyslurm_version": pyslurm_version} if pyslurm_version else {}),
         "files": {name: {"argv": sacct_argv(s, e, None, delimiter), "window": [s, e]}
                   for name, (s, e) in files.items()},
         "workload": {sub.label: {"job_id": sub.job_id, "user": sub.user,
@@ -97,6 +102,68 @@ def record_slurmrestd(lay: Layout, target: Path, files: dict[str, tuple[int, int
         keep = {name: payload.get(name, [])}
         (target / f"slurmrestd-{name}.json").write_text(json.dumps(keep, indent=1) + "\n")
     return client.discover()
+
+
+# Runs in a process of its own, with the cluster's environment (libslurm of the prefix).
+_PYSLURM_RECORDER = """
+import json, sys
+import pyslurm
+from collector.slurm.pyslurm_source import JOB_FIELDS
+
+TRES_KEYS = ("billing", "cpu", "energy", "fs", "gres", "interconnect", "license", "mem",
+             "node", "other", "pages", "vmem")
+ITEM_KEYS = ("count", "id", "name", "type", "type_and_name")
+
+
+def item(value):
+    return {k: getattr(value, k, None) for k in ITEM_KEYS}
+
+
+def plain(value):
+    # pyslurm's own to_dict(recursive=True) fails on these jobs (a TrackableResource
+    # of no count), so its objects are written out attribute by attribute.
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {k: item(v) if hasattr(v, "count") else plain(v) for k, v in value.items()}
+    if hasattr(value, "gres") and hasattr(value, "cpu"):   # TrackableResources
+        return {k: plain(getattr(value, k, None)) for k in TRES_KEYS}
+    if hasattr(value, "count"):
+        return item(value)
+    return str(value)
+
+
+start, end, cluster, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+jobs = pyslurm.db.Jobs.load(pyslurm.db.JobFilter(clusters=[cluster], start_time=max(start, 1),
+                                                 end_time=end))
+data = {str(job.id): {name: plain(getattr(job, name)) for name in (*JOB_FIELDS, "gpus", "gres")}
+        for job in jobs.values()}
+with open(out, "w") as f:
+    f.write(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\\n")
+print(pyslurm.__version__)
+"""
+
+
+def record_pyslurm(lay: Layout, target: Path, files: dict[str, tuple[int, int]]) -> str | None:
+    """The same windows through the real pyslurm (`Jobs.load(...)`; of each job the
+    attributes the door reads, and `gpus` and `gres`, its objects written out as their
+    attributes), where this release has one (Slurm 25.11); returns its version, None
+    where there is none."""
+    from . import slurmbuild
+
+    if lay.slurm not in slurmbuild.PYSLURM:
+        return None
+    slurmbuild.install_pyslurm(lay.slurm)
+    version = None
+    for name, (start, end) in files.items():
+        out = target / name.replace("sacct-", "pyslurm-").replace(".txt", ".json")
+        proc = subprocess.run([sys.executable, "-c", _PYSLURM_RECORDER, str(start), str(end),
+                               lay.cluster, str(out)], env=lay.env(), capture_output=True,
+                              text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            raise ClusterError(f"recording pyslurm's jobs failed: {proc.stderr[-2000:]}")
+        version = proc.stdout.strip()
+    return version
 
 
 def record_sacctmgr(lay: Layout, target: Path) -> None:

@@ -115,6 +115,11 @@ class Layout:
         return releases.root_of(self.slurm)
 
     @property
+    def prefix(self) -> Path | None:
+        """Where a Slurm built from source is installed; None for packaged releases."""
+        return releases.prefix_of(self.slurm)
+
+    @property
     def bin_dir(self) -> Path:
         """Wrappers that run the root's client commands (first on PATH)."""
         return self.run_dir / "bin"
@@ -218,4 +223,9 @@ class Layout:
         env["SLURM_CONF"] = str(self.slurm_conf)
         if self.root is not None:
             env["PATH"] = f"{self.bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
+        elif (prefix := self.prefix) is not None:
+            env["PATH"] = f"{prefix}/bin:{prefix}/sbin:{env.get('PATH', '/usr/bin:/bin')}"
+            # libslurm and libslurmfull of the prefix, for pyslurm in the collector
+            env["LD_LIBRARY_PATH"] = ":".join(filter(None, (
+                f"{prefix}/lib", f"{prefix}/lib/slurm", env.get("LD_LIBRARY_PATH"))))
         return env

@@ -1,6 +1,8 @@
 """Slurm releases for the test cluster: 22.05 from this machine's Debian 12, 24.11
 (Debian 13, trixie) and 26.05 (Debian unstable, sid) from a root that debootstrap
-builds once and that is kept for later runs.
+builds once and that is kept for later runs, and 25.11, which no Debian release
+carries, compiled once from its verified source into a prefix on this host
+(slurmbuild.py; its daemons and clients run from the prefix, no chroot).
 
 A root's Slurm runs under `chroot`, with everything else from the host: munged and
 MariaDB run on the host (the munge socket and the database port are shared), the
@@ -22,11 +24,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import slurmbuild
 from .processes import ClusterError, failed
 
 HOST = "22.05"
-SUITES = {"22.05": None, "24.11": "trixie", "26.05": "sid"}
+SUITES = {"22.05": None, "24.11": "trixie", "25.11": None, "26.05": "sid"}
 RELEASES = tuple(SUITES)
+BUILT = frozenset(slurmbuild.SOURCES)   # compiled from source into a prefix
 PACKAGES = ("slurmctld", "slurmd", "slurmdbd", "slurm-client", "slurmrestd",
             "slurm-wlm-jwt-plugin", "munge")
 MIRROR = "http://deb.debian.org/debian"
@@ -59,8 +63,18 @@ def root_of(release: str) -> Path | None:
     return None if suite is None else roots_dir() / suite
 
 
+def prefix_of(release: str) -> Path | None:
+    """The installed prefix of a release built from source (None: not built yet, or a
+    packaged release)."""
+    return slurmbuild.built_prefix(release) if check(release) in BUILT else None
+
+
 def ensure_root(release: str, say: Callable[[str], None] = lambda _: None) -> Path | None:
-    """Build the release's root with debootstrap unless it is there (about 40 s)."""
+    """Build the release's root with debootstrap unless it is there (about 40 s); for a
+    release built from source, compile it unless it is cached (about 5 min)."""
+    if check(release) in BUILT:
+        slurmbuild.ensure_built(release, say)
+        return None
     root = root_of(release)
     if root is None:
         return None
@@ -172,25 +186,30 @@ def leave(root: Path, run_dir: Path) -> None:
 
 
 def daemon_argv(root: Path | None, daemon: str, args: list[str],
-                user: str | None = None) -> list[str]:
+                user: str | None = None, prefix: Path | None = None) -> list[str]:
     """The command line that starts a Slurm daemon of this release (as `user`)."""
     if root is None:
-        argv = [DAEMONS[daemon], *args]
+        program = str(prefix / "sbin" / daemon) if prefix else DAEMONS[daemon]
+        argv = [program, *args]
         return ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv] \
             if user else argv
     spec = [f"--userspec={user}:{user}"] if user else []
     return ["chroot", *spec, str(root), DAEMONS[daemon], *args]
 
 
-def as_user(root: Path | None, user: str, argv: list[str]) -> list[str]:
+def as_user(root: Path | None, user: str, argv: list[str],
+            prefix: Path | None = None) -> list[str]:
     """A Slurm client command run as `user` (job submission): runuser on the host;
     inside a root, chroot switches the user itself (a user may not chroot)."""
     if root is None:
-        return ["runuser", "-u", user, "--", *argv]
+        program = str(prefix / "bin" / argv[0]) if prefix else argv[0]
+        return ["runuser", "-u", user, "--", program, *argv[1:]]
     return ["chroot", f"--userspec={user}:{user}", str(root), f"/usr/bin/{argv[0]}", *argv[1:]]
 
 
-def has_program(root: Path | None, program: str) -> bool:
+def has_program(root: Path | None, program: str, prefix: Path | None = None) -> bool:
+    if prefix is not None:
+        return any((prefix / d / program).exists() for d in ("bin", "sbin"))
     if root is None:
         return shutil.which(program) is not None
     return any((root / d / program).exists() for d in ("usr/bin", "usr/sbin"))

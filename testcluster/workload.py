@@ -90,7 +90,7 @@ def submit(lay: Layout, sub: Submission) -> str:
     else:
         argv += ["--wrap", sub.command]
     # sbatch prints "id" or "id;cluster"; a het job prints its leader id.
-    return _run(lay, releases.as_user(lay.root, sub.user, argv)).split(";")[0]
+    return _run(lay, releases.as_user(lay.root, sub.user, argv, lay.prefix)).split(";")[0]
 
 
 def _state(lay: Layout, job_id: str) -> str:
@@ -109,11 +109,11 @@ def _wait_for(lay: Layout, job_id: str, state: str, timeout_s: float = 60) -> No
 
 def _follow_up(lay: Layout, sub: Submission, job_id: str) -> None:
     if sub.then == "cancel-pending":
-        _run(lay, releases.as_user(lay.root, sub.user, ["scancel", job_id]))
+        _run(lay, releases.as_user(lay.root, sub.user, ["scancel", job_id], lay.prefix))
     elif sub.then == "cancel-running":
         _wait_for(lay, job_id, "RUNNING")
         time.sleep(2)
-        _run(lay, releases.as_user(lay.root, sub.user, ["scancel", job_id]))
+        _run(lay, releases.as_user(lay.root, sub.user, ["scancel", job_id], lay.prefix))
     elif sub.then == "requeue":
         _wait_for(lay, job_id, "RUNNING")
         time.sleep(2)

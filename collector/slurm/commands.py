@@ -101,13 +101,17 @@ def _sacctmgr(args: list[str], fields: tuple[str, ...], what: str, timeout_s: fl
                  f"format={','.join(fields)}"], what, timeout_s, env)
 
 
+def run_sacctmgr_account_info(timeout_s: float = 120, env: dict[str, str] | None = None) -> str:
+    """Every account's organisation and description (`sacctmgr show account`)."""
+    return _sacctmgr(["account"], ACCOUNT_FORMAT, "show account", timeout_s, env)
+
+
 def run_sacctmgr_accounts(cluster: str, timeout_s: float = 120,
                           env: dict[str, str] | None = None) -> tuple[str, str]:
     """(associations, accounts) text: the tree, budgets, users, organisations."""
     assoc = _sacctmgr(["associations", f"cluster={cluster}"], ASSOC_FORMAT,
                       "show associations", timeout_s, env)
-    accounts = _sacctmgr(["account"], ACCOUNT_FORMAT, "show account", timeout_s, env)
-    return assoc, accounts
+    return assoc, run_sacctmgr_account_info(timeout_s, env)
 
 
 def run_sacctmgr_events(cluster: str, start_s: int, timeout_s: float = 120,

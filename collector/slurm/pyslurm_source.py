@@ -53,7 +53,8 @@ Differences from the sacct door, on purpose or because pyslurm 25.11.2 cannot:
   the earlier ones as REQUEUED, and their GPU time).
 - `user_name` is resolved on the collecting host (getpwuid); a uid the host does not
   know reads as the uid's digits, where sacct prints slurmdbd's user name.
-- Organisation and description of accounts are empty (no Accounts in pyslurm 25.11.2).
+- Organisation and description of accounts come from `sacctmgr show account` (no
+  Accounts in pyslurm 25.11.2), as events and reservations do with every source.
 - `Jobs.load` always reads job steps (no JOBCOND_FLAG_NO_STEP option): slower, not
   different.
 """
@@ -64,13 +65,13 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from collector.slurm.commands import SlurmError
+from collector.slurm.commands import SlurmError, run_sacctmgr_account_info
 from collector.slurm.records import JobRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
-from collector.slurm.sacctmgr_parser import Account
+from collector.slurm.sacctmgr_parser import Account, parse_account_info
 from collector.slurm.values import number, text
 
 FIX = ("install it against this cluster's Slurm: pip install 'gpu-usage[pyslurm]' on a "
@@ -270,6 +271,8 @@ def account_tree(assocs: Iterable[Any], cluster: str) -> list[Account]:
 @dataclass
 class PyslurmSource:
     cluster: str
+    timeout_s: float = 120
+    env: dict[str, str] | None = None
     name: str = "pyslurm"
     window_target: int = 50_000
     _pyslurm: Any = field(default=None, repr=False)
@@ -300,4 +303,9 @@ class PyslurmSource:
         except lib.RPCError as exc:
             raise SlurmError(f"pyslurm could not read associations from slurmdbd: {exc}"
                              ) from exc
-        return account_tree(assocs.values(), self.cluster)
+        # pyslurm 25.11.2 has no Accounts: organisations and descriptions come from
+        # sacctmgr, the door the events and reservations come through with every source.
+        info = parse_account_info(run_sacctmgr_account_info(self.timeout_s, self.env))
+        return [replace(a, organisation=info.get(a.account, ("", ""))[0],
+                        description=info.get(a.account, ("", ""))[1])
+                for a in account_tree(assocs.values(), self.cluster)]

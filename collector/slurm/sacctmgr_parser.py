@@ -79,6 +79,12 @@ def gpu_minutes(tres: str) -> int | None:
     return None
 
 
+def parse_account_info(text: str) -> dict[str, tuple[str, str]]:
+    """Account -> (organisation, description), from `sacctmgr show account`."""
+    return {r["Account"]: (r["Organization"], r["Description"])
+            for r in _rows(text, ACCOUNT_FORMAT, "show account")}
+
+
 def parse_accounts(assoc_text: str, account_text: str) -> list[Account]:
     """The account tree: account associations give parent and budget; user
     associations give the users of each account; `show account` the organisation."""

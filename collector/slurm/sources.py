@@ -105,5 +105,5 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
                                                     slurm.timeout_s))
     if slurm.source == "pyslurm":
         from collector.slurm.pyslurm_source import PyslurmSource
-        return PyslurmSource(slurm.cluster)
+        return PyslurmSource(slurm.cluster, slurm.timeout_s, env)
     return SacctSource(slurm.cluster, slurm.timeout_s, env)

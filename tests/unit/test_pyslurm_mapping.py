@@ -1,10 +1,12 @@
 """The pyslurm door without pyslurm: its mapping fed with what pyslurm 25.11.2 gives.
 
-`pyslurm-<window>.json` in every release folder is `pyslurm.db.Jobs.load(...).to_dict()`
-for the recorded jobs: a dict keyed by job id of `pyslurm.db.Job.to_dict(recursive=True)`.
-It is derived from the slurmrestd recordings of the same jobs by
-tests/fixtures/make_pyslurm_fixture.py, not recorded (pyslurm builds only against
-Slurm 25.11; see that script for the pyslurm sources each rule comes from).
+`pyslurm-<window>.json` in every release folder is what `pyslurm.db.Jobs.load(...)` gives
+for the recorded jobs: a dict keyed by job id of each `pyslurm.db.Job`'s attributes.
+For Slurm 25.11 it is recorded from the real pyslurm 25.11.2 (`python -m testcluster
+record-fixtures` on a 25.11 test cluster: the attributes the door reads, and `gpus` and
+`gres`); for the other releases it is derived from the slurmrestd recordings of the
+same jobs by tests/fixtures/make_pyslurm_fixture.py (pyslurm builds only against Slurm
+25.11; see that script for the pyslurm sources each rule comes from).
 
 The door reads attributes of `pyslurm.db.Job` objects, so each fixture job is turned
 back into a stand-in object (`_job`): its TRES into `TrackableResources`-like objects
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import types
 from pathlib import Path
 
@@ -30,6 +33,8 @@ from collector.slurm.records import JobRecord
 from collector.slurm.sacctmgr_parser import parse_accounts
 from testcluster.fixtures import read_recorded_sacct
 
+from .fakeslurm import FAKE_BIN
+
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 RELEASES = sorted(p for p in FIXTURES.glob("slurm-*") if (p / "pyslurm-workload.json").exists())
 WINDOWS = ("workload", "month-boundary")
@@ -42,8 +47,14 @@ generator = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(generator)
 
 
-def _params(windows=WINDOWS):
-    return [pytest.param(r, w, id=f"{r.name}-{w}") for r in RELEASES for w in windows]
+def _recorded(release: Path) -> bool:
+    """True for a folder recorded from a real pyslurm (Slurm 25.11), not derived."""
+    return bool(json.loads((release / "manifest.json").read_text()).get("pyslurm_version"))
+
+
+def _params(windows=WINDOWS, derived_only=False):
+    return [pytest.param(r, w, id=f"{r.name}-{w}") for r in RELEASES for w in windows
+            if not (derived_only and _recorded(r))]
 
 
 def _pyslurm(release: Path, window: str) -> dict[int, dict]:
@@ -108,7 +119,7 @@ def _door(jobs: dict[int, dict]):
 
 # -- the fixture ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("release", "window"), _params())
+@pytest.mark.parametrize(("release", "window"), _params(derived_only=True))
 def test_the_fixture_is_what_the_generator_derives_from_the_recordings(release, window):
     assert (release / f"pyslurm-{window}.json").read_text() == generator.render(
         release, window), "stale: run python tests/fixtures/make_pyslurm_fixture.py"
@@ -342,18 +353,22 @@ def _associations(release: Path) -> list[types.SimpleNamespace]:
 
 
 @pytest.mark.parametrize("release", RELEASES, ids=lambda p: p.name)
-def test_the_account_tree_is_sacctmgrs_without_organisations(release):
-    """A documented difference: pyslurm 25.11.2 has no Accounts, so organisation and
-    description are empty; parents, GPU-minute budgets and users are sacctmgr's."""
+def test_the_account_tree_is_sacctmgrs(release, tmp_path):
+    """pyslurm 25.11.2 has no Accounts: parents, GPU-minute budgets and users come from
+    its associations, organisations and descriptions from `sacctmgr show account` (the
+    recorded output, through the stand-in sacctmgr); together they are sacctmgr's tree."""
     want = parse_accounts((release / "sacctmgr-assoc.txt").read_text(),
                           (release / "sacctmgr-account.txt").read_text())
-    assert any(a.grp_gpu_minutes for a in want)
+    assert any(a.grp_gpu_minutes for a in want) and any(a.organisation for a in want)
+    (tmp_path / "sacctmgr-account.txt").write_text(
+        (release / "sacctmgr-account.txt").read_text())
+    env = dict(os.environ, PATH=f"{FAKE_BIN}:{os.environ['PATH']}",
+               FAKE_SLURM_DIR=str(tmp_path))
     other = types.SimpleNamespace(id=999, cluster="other", account="ehpc_llm01", user="eve",
                                   parent_account=None, partition=None, group_tres_mins=None)
     lib = _fake_pyslurm(assocs=[*_associations(release), other])
-    got = pyslurm_source.PyslurmSource(CLUSTER, _pyslurm=lib).accounts()
-    assert got == [type(a)(a.account, a.parent, "", "", a.grp_gpu_minutes, a.users)
-                   for a in want]
+    got = pyslurm_source.PyslurmSource(CLUSTER, env=env, _pyslurm=lib).accounts()
+    assert got == want
 
 
 def test_a_budget_that_is_not_a_count_is_an_error():

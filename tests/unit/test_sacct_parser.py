@@ -50,7 +50,8 @@ def workload(release, manifest):
 
 
 def test_every_release_is_recorded():
-    assert {_manifest(r)["slurm_version"][:5] for r in RELEASES} == {"22.05", "24.11", "26.05"}
+    assert {_manifest(r)["slurm_version"][:5] for r in RELEASES} == {"22.05", "24.11", "25.11",
+                                                                    "26.05"}
 
 
 def test_manifest_matches_the_parser_field_list(manifest):

@@ -23,10 +23,10 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 RELEASES = sorted(p for p in FIXTURES.glob("slurm-*") if (p / "slurmrestd-workload.json").exists())
 
 
-def test_fixtures_cover_three_releases():
+def test_fixtures_cover_four_releases():
     versions = {json.loads((p / "manifest.json").read_text())["slurm_version"][:5]
                 for p in RELEASES}
-    assert versions == {"22.05", "24.11", "26.05"}
+    assert versions == {"22.05", "24.11", "25.11", "26.05"}
 
 
 @pytest.mark.parametrize("release", RELEASES, ids=lambda p: p.name)
