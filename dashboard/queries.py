@@ -65,8 +65,8 @@ def report(settings: Settings, period: Period, now: float | None = None) -> Repo
 
 
 def document(rep: Report | ProjectsReport) -> dict:
-    """The report's document form (what `gpu-usage report --format json` prints): the
-    header texts the pages show come from here."""
+    """The report's document form (what `gpu-usage report --format json` prints), for
+    a page that offers it for download."""
     return convert.to_json(rep, rep.period.timezone)
 
 
