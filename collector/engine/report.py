@@ -182,10 +182,10 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
                            _by_attribute(settings, by_account, "access_mode")),
         countries=tuple(CountryUse(c, s) for c, s in
                         _by_attribute(settings, by_account, "country")),
-        allocations=_allocations(settings, period, d, amap),
+        allocations=_allocations(settings, period, d, amap, by_account),
         job_mix=_job_mix(settings, d, amap),
         service=_service(settings, period, d, amap),
-        unmapped_accounts=_unmapped(d.rows, amap, d.tree),
+        unmapped_accounts=_unmapped(by_account, amap, d.tree),
         data_quality=_data_quality(d, amap),
     )
 
@@ -242,10 +242,9 @@ def _by_attribute(settings: Settings, by_account: dict, name: str) -> list[tuple
     return sorted(sums.items())
 
 
-def _allocations(settings: Settings, period: Period, d: PeriodData, amap: AccountMap
-                 ) -> tuple[AllocationStatus, ...]:
+def _allocations(settings: Settings, period: Period, d: PeriodData, amap: AccountMap,
+                 by_account_period: dict[str, int]) -> tuple[AllocationStatus, ...]:
     tz, as_of = settings.facility.timezone, d.until_s
-    by_account_period = _sum_by(d.rows, lambda r: r.account)
     out = []
     for a in allocations(settings, d.tree.budgets, d.tree.organisations):
         members = descendants(a.account, d.tree.parents)
@@ -308,9 +307,8 @@ def _service(settings: Settings, period: Period, d: PeriodData, amap: AccountMap
         projects_served_by_category=tuple(sorted(served.items())))
 
 
-def _unmapped(rows: list[UsageRow], amap: AccountMap, tree: Tree
-              ) -> tuple[UnmappedAccount, ...]:
-    used = _sum_by(rows, lambda r: r.account)
+def _unmapped(used: dict[str, int], amap: AccountMap, tree: Tree
+               ) -> tuple[UnmappedAccount, ...]:
     has_children = set(tree.parents.values())
     out = []
     for account in sorted(set(used) | set(tree.parents)):

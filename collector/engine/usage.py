@@ -64,6 +64,3 @@ def period_capacity(store: Store, cluster: str, start_s: int, end_s: int) -> Cap
     return capacity(start_s, end_s, reads.events(store, cluster),
                     reads.reservations(store, cluster), reads.node_gpus(store, cluster))
 
-
-def tree(store: Store, cluster: str) -> Tree:
-    return reads.tree(store, cluster)
