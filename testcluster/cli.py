@@ -308,18 +308,23 @@ def policy(lay: Layout, out: Path, store: Path | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("tests/fixtures"), show_default=True,
               help="Fixtures go to OUT/slurm-<version>/.")
-def record_fixtures(lay: Layout, out_dir: Path) -> None:
-    """Record real sacct output from this cluster as unit-test fixtures.
+@click.option("--live-only", is_flag=True,
+              help="Record only the live view (squeue, sinfo; pyslurm's on 25.11).")
+def record_fixtures(lay: Layout, out_dir: Path, live_only: bool) -> None:
+    """Record real Slurm output from this cluster as unit-test fixtures.
 
-    Runs the workload, then records sacct (the collector's own field list) for the
-    workload's window and for two hours around the first month boundary of the
-    backfilled history, with a manifest of which job is which.
+    Runs the workload, then records sacct (the collector's own field list), slurmrestd
+    and, on 25.11, pyslurm for the workload's window and for two hours around the
+    first month boundary of the backfilled history, with a manifest of which job is
+    which; then the account tree, events, reservations and the live view (squeue,
+    sinfo, pyslurm's) with jobs running and pending and a node drained.
 
     \b
-    Example:
+    Examples:
       python -m testcluster backfill --months 3 && python -m testcluster record-fixtures
+      python -m testcluster record-fixtures --run-dir var/tc-25.11 --live-only
     """
     from .fixtures import record
 
-    target = record(lay, out_dir)
+    target = record(lay, out_dir, live_only)
     click.echo(f"recorded fixtures in {target}")

@@ -8,10 +8,12 @@ Slurm printed it, with a manifest saying what was recorded and which job is whic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from collector import clock
@@ -51,11 +53,15 @@ def read_recorded_sacct(path: Path, cluster: str | None = None) -> ParseResult:
     return parse_sacct(path.read_text(), cluster, recorded_delimiter(path.parent))
 
 
-def record(lay: Layout, out_dir: Path) -> Path:
-    """Record fixtures into out_dir/slurm-<version>/; return that directory."""
+def record(lay: Layout, out_dir: Path, live_only: bool = False) -> Path:
+    """Record fixtures into out_dir/slurm-<version>/ (with `live_only`, the live view
+    alone: `record_live`); return that directory."""
     version = slurm_version(lay)
     target = out_dir / f"slurm-{version}"
     target.mkdir(parents=True, exist_ok=True)
+    if live_only:
+        record_live(lay, target)
+        return target
     started = int(clock.now()) - 60
     submitted = workload.run(lay)
     ended = int(clock.now()) + 60
@@ -104,11 +110,12 @@ def record_slurmrestd(lay: Layout, target: Path, files: dict[str, tuple[int, int
     return client.discover()
 
 
-# Runs in a process of its own, with the cluster's environment (libslurm of the prefix).
+# Runs in a process of its own, with the cluster's environment (libslurm of the prefix),
+# followed by _PYSLURM_JOBS or _PYSLURM_LIVE.
 _PYSLURM_RECORDER = """
 import json, sys
 import pyslurm
-from collector.slurm.pyslurm_source import JOB_FIELDS
+from collector.slurm.pyslurm_source import JOB_FIELDS, LIVE_JOB_FIELDS, NODE_FIELDS
 
 TRES_KEYS = ("billing", "cpu", "energy", "fs", "gres", "interconnect", "license", "mem",
              "node", "other", "pages", "vmem")
@@ -133,15 +140,36 @@ def plain(value):
     return str(value)
 
 
+def write(data, out):
+    with open(out, "w") as f:
+        f.write(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\\n")
+    print(pyslurm.__version__)
+"""
+_PYSLURM_JOBS = """
 start, end, cluster, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 jobs = pyslurm.db.Jobs.load(pyslurm.db.JobFilter(clusters=[cluster], start_time=max(start, 1),
                                                  end_time=end))
-data = {str(job.id): {name: plain(getattr(job, name)) for name in (*JOB_FIELDS, "gpus", "gres")}
-        for job in jobs.values()}
-with open(out, "w") as f:
-    f.write(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\\n")
-print(pyslurm.__version__)
+write({str(job.id): {name: plain(getattr(job, name)) for name in (*JOB_FIELDS, "gpus", "gres")}
+       for job in jobs.values()}, out)
 """
+_PYSLURM_LIVE = """
+jobs, nodes = pyslurm.Jobs.load(), pyslurm.Nodes.load()
+write({"jobs": {str(j.id): {n: plain(getattr(j, n)) for n in LIVE_JOB_FIELDS}
+                for j in jobs.values()},
+       "nodes": {n.name: {f: plain(getattr(n, f)) for f in NODE_FIELDS}
+                 for n in nodes.values()}}, sys.argv[1])
+"""
+
+
+def _run_pyslurm(lay: Layout, body: str, *args: str) -> str:
+    """A recorder in a process of its own with the cluster's environment; its pyslurm
+    version."""
+    proc = subprocess.run([sys.executable, "-c", _PYSLURM_RECORDER + body, *args],
+                          env=lay.env(), capture_output=True, text=True, timeout=600,
+                          check=False)
+    if proc.returncode != 0:
+        raise ClusterError(f"recording through pyslurm failed: {proc.stderr[-2000:]}")
+    return proc.stdout.strip()
 
 
 def record_pyslurm(lay: Layout, target: Path, files: dict[str, tuple[int, int]]) -> str | None:
@@ -157,12 +185,8 @@ def record_pyslurm(lay: Layout, target: Path, files: dict[str, tuple[int, int]])
     version = None
     for name, (start, end) in files.items():
         out = target / name.replace("sacct-", "pyslurm-").replace(".txt", ".json")
-        proc = subprocess.run([sys.executable, "-c", _PYSLURM_RECORDER, str(start), str(end),
-                               lay.cluster, str(out)], env=lay.env(), capture_output=True,
-                              text=True, timeout=600, check=False)
-        if proc.returncode != 0:
-            raise ClusterError(f"recording pyslurm's jobs failed: {proc.stderr[-2000:]}")
-        version = proc.stdout.strip()
+        version = _run_pyslurm(lay, _PYSLURM_JOBS, str(start), str(end), lay.cluster,
+                               str(out))
     return version
 
 
@@ -195,9 +219,10 @@ LIVE_JOBS: tuple[workload.Submission, ...] = (
 )
 
 
-def record_live(lay: Layout, target: Path) -> None:
-    """squeue and sinfo as the exporter's door reads them, with jobs running and
-    pending and one node drained; everything is cancelled and resumed afterwards."""
+@contextlib.contextmanager
+def live_workload(lay: Layout) -> Iterator[dict[str, str]]:
+    """`LIVE_JOBS` running and pending, with the last node drained, until the block
+    ends: then everything is cancelled and the node resumed. Yields label -> job id."""
     drained = lay.nodes[-1]
     run_slurm(lay, ["scontrol", "update", f"NodeName={drained}", "State=DRAIN",
                     "Reason=fixture"])
@@ -206,17 +231,29 @@ def record_live(lay: Layout, target: Path) -> None:
         ids = [workload.submit(lay, sub) for sub in LIVE_JOBS]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            squeue = run_squeue(lay.cluster, env=lay.env())
-            if squeue.count("RUNNING") >= 6:  # 3 jobs and 3 array tasks
-                break
+            if run_squeue(lay.cluster, env=lay.env()).count("RUNNING") >= 6:
+                break  # 3 jobs and 3 array tasks
             time.sleep(1)
-        (target / "squeue-live.txt").write_text(squeue)
-        (target / "sinfo-live.txt").write_text(run_sinfo(lay.cluster, env=lay.env()))
-        live = {sub.label: job_id for sub, job_id in zip(LIVE_JOBS, ids, strict=True)}
-        (target / "live.json").write_text(json.dumps({"jobs": live, "drained": drained},
-                                                     indent=2) + "\n")
+        yield {sub.label: job_id for sub, job_id in zip(LIVE_JOBS, ids, strict=True)}
     finally:
         if ids:
             run_slurm(lay, ["scancel", *ids])
         run_slurm(lay, ["scontrol", "update", f"NodeName={drained}", "State=RESUME"])
         workload.wait_idle(lay)
+
+
+def record_live(lay: Layout, target: Path) -> None:
+    """squeue and sinfo as the exporter's door reads them, with jobs running and
+    pending and one node drained (`live_workload`), and on Slurm 25.11 the same moment
+    through pyslurm (`pyslurm.Jobs.load()`, `pyslurm.Nodes.load()`: the attributes
+    the live mapping reads) into pyslurm-live.json."""
+    from . import slurmbuild
+
+    with live_workload(lay) as live:
+        (target / "squeue-live.txt").write_text(run_squeue(lay.cluster, env=lay.env()))
+        (target / "sinfo-live.txt").write_text(run_sinfo(lay.cluster, env=lay.env()))
+        if lay.slurm in slurmbuild.PYSLURM:
+            slurmbuild.install_pyslurm(lay.slurm)
+            _run_pyslurm(lay, _PYSLURM_LIVE, str(target / "pyslurm-live.json"))
+        (target / "live.json").write_text(json.dumps({"jobs": live, "drained": lay.nodes[-1]},
+                                                     indent=2) + "\n")

@@ -1,6 +1,7 @@
 """What the exporter serves, prepared in advance: a view of the store (the current
 month's report and the collector's health) rebuilt when a collection finishes, and
-a live view of jobs and nodes from squeue and sinfo. A scrape only reads these.
+a live view of jobs and nodes (squeue and sinfo, or pyslurm with that source:
+collector.slurm.sources). A scrape only reads these.
 
 Both views are immutable; the exporter swaps a whole new one in, so a scrape never
 sees half of a refresh.
@@ -24,8 +25,8 @@ from collector.engine import periods
 from collector.engine.model import UNMAPPED, Report
 from collector.engine.policy import AccountMap, map_accounts
 from collector.engine.report import build_report
-from collector.slurm.commands import run_sinfo, run_squeue
-from collector.slurm.live_parser import HOLDING_STATES, LiveJob, NodeGpus, parse_sinfo, parse_squeue
+from collector.slurm.live_parser import HOLDING_STATES, LiveJob, NodeGpus
+from collector.slurm.sources import live_jobs, live_nodes
 from collector.store import reads
 from collector.store.database import Store
 from collector.store.reads import Health
@@ -102,8 +103,7 @@ def read_jobs_now(settings: Settings, env: dict[str, str] | None = None
                   ) -> tuple[tuple[LiveJob, ...], int]:
     """Jobs holding or waiting for GPUs now, and how many lines could not be read;
     raises SlurmError."""
-    jobs, bad = parse_squeue(run_squeue(settings.slurm.cluster,
-                                        settings.exporter.slurm_timeout_s, env))
+    jobs, bad = live_jobs(settings, env)
     return tuple(jobs), len(bad)
 
 
@@ -152,8 +152,7 @@ def read_live_nodes(settings: Settings, env: dict[str, str] | None = None
 def read_nodes_now(settings: Settings, env: dict[str, str] | None = None
                    ) -> tuple[tuple[NodeGpus, ...], int]:
     """Every node with its GPUs and state; raises SlurmError."""
-    nodes, bad = parse_sinfo(run_sinfo(settings.slurm.cluster,
-                                       settings.exporter.slurm_timeout_s, env))
+    nodes, bad = live_nodes(settings, env)
     return tuple(nodes), len(bad)
 
 

@@ -64,7 +64,7 @@ class NodeGpus(NamedTuple):
     @property
     def available(self) -> bool:
         """True if the node can run jobs now (it may be busy)."""
-        if self.state.endswith("*"):      # not responding
+        if self.state.endswith("*") or self.state == "reboot^":  # not responding, rebooting
             return False
         base = self.state.rstrip(_STATE_FLAGS).split("+")
         return not any(part in UNAVAILABLE_STATES for part in base)

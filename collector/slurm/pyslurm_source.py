@@ -57,6 +57,23 @@ Differences from the sacct door, on purpose or because pyslurm 25.11.2 cannot:
   Accounts in pyslurm 25.11.2), as events and reservations do with every source.
 - `Jobs.load` always reads job steps (no JOBCOND_FLAG_NO_STEP option): slower, not
   different.
+
+The live view (jobs holding or waiting for GPUs now, each node's GPUs and state)
+comes from slurmctld through `pyslurm.Jobs.load()` and `pyslurm.Nodes.load()` with
+this source, as squeue and sinfo give it with the others (pyslurm 25.11.2,
+pyslurm/core/job/job.pyx and node.pyx):
+
+- a job's GPUs are `allocated_tres`, else `requested_tres` (a pending job), as
+  squeue's `tres-alloc` prints `tres_alloc_str`, else `tres_req_str`; both are
+  `TrackableResources` read by `_gpus`. squeue's state filter (`SQUEUE_STATES`) is
+  applied here: slurmctld also returns jobs that ended minutes ago.
+- a node's `state` is `slurm_node_state_string_complete()` ("IDLE+DRAIN",
+  "DOWN+NOT_RESPONDING"); `sinfo_state` turns it into sinfo's long state ("drained",
+  "down*") by the rules of Slurm's node_state_string(), so one `NodeGpus.available`
+  decides for every source. `configured_gres` is sinfo's Gres as a dict
+  ({"gpu:h100": 4}); `partitions` a list.
+- pyslurm reads the local controller (SLURM_CONF); squeue's `--clusters` has no
+  counterpart, so the live view is of the cluster this host belongs to.
 """
 
 from __future__ import annotations
@@ -69,6 +86,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from collector.slurm.commands import SlurmError, run_sacctmgr_account_info
+from collector.slurm.live_parser import SQUEUE_STATES, LiveJob, NodeGpus
 from collector.slurm.records import JobRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
 from collector.slurm.sacctmgr_parser import Account, parse_account_info
@@ -85,6 +103,10 @@ JOB_FIELDS = (
     "wckey", "state", "eligible_time", "start_time", "end_time", "allocated_tres",
     "num_nodes", "cpus", "nodelist", "name",
 )
+# The pyslurm.Job (slurmctld) and pyslurm.Node attributes the live view reads.
+LIVE_JOB_FIELDS = ("id", "state", "account", "partition", "allocated_tres", "requested_tres",
+                   "num_nodes")
+NODE_FIELDS = ("name", "state", "configured_gres", "partitions")
 NO_VAL = 0xFFFFFFFE  # slurmdbd's "not set" of a uint32 that pyslurm passes through
 _REJECTED = (FieldError, AttributeError, TypeError, ValueError, OverflowError, KeyError)
 
@@ -124,11 +146,11 @@ def _int(value: Any, name: str) -> int | None:
     return number(value, name)
 
 
-def job_fields(job: Any) -> dict[str, Any]:
-    """The `JOB_FIELDS` of one `pyslurm.db.Job`; a name it lacks is left out (and the
-    job then rejected by `job_record`)."""
+def job_fields(job: Any, names: tuple[str, ...] = JOB_FIELDS) -> dict[str, Any]:
+    """The `names` (`JOB_FIELDS`) of one pyslurm object; a name it lacks is left out
+    (and the object then rejected by its mapping)."""
     fields = {}
-    for name in JOB_FIELDS:
+    for name in names:
         try:
             fields[name] = getattr(job, name)
         except AttributeError:
@@ -217,6 +239,12 @@ def _plain(value: Any) -> Any:
         return repr(value)
 
 
+def _rejected(index: int, exc: Exception, fields: dict[str, Any], obj: Any) -> Rejected:
+    reason = str(exc) if isinstance(exc, FieldError) else f"unexpected shape: {exc}"
+    shown = json.dumps(fields, default=_plain, ensure_ascii=False) if fields else repr(obj)
+    return Rejected(index, reason, shown[:2000])
+
+
 def parse_jobs(jobs: Iterable[Any], cluster: str | None = None) -> ParseResult:
     """Every `pyslurm.db.Job` of a load, read or rejected (with the fields read)."""
     result = ParseResult()
@@ -226,16 +254,138 @@ def parse_jobs(jobs: Iterable[Any], cluster: str | None = None) -> ParseResult:
             fields = job_fields(job)
             record = job_record(fields, cluster)
         except _REJECTED as exc:
-            reason = str(exc) if isinstance(exc, FieldError) else f"unexpected shape: {exc}"
-            text = (json.dumps(fields, default=_plain, ensure_ascii=False) if fields
-                    else repr(job))
-            result.rejected.append(Rejected(index, reason, text[:2000]))
+            result.rejected.append(_rejected(index, exc, fields, job))
             continue
         if record is None:
             result.pending_arrays.append(f"{fields['id']}_[{fields['array_tasks_waiting']}]")
         else:
             result.records.append(record)
     return result
+
+
+# --- The live view (slurmctld) ---------------------------------------------------------
+def _require(obj: Mapping[str, Any], names: tuple[str, ...], what: str) -> None:
+    missing = [name for name in names if name not in obj]
+    if missing:
+        raise FieldError(f"{what} has no {', '.join(missing)}")
+
+
+def live_job(job: Mapping[str, Any]) -> LiveJob | None:
+    """One `pyslurm.Job`'s `LIVE_JOB_FIELDS` as squeue's line reads; None for a job in
+    a state squeue is not asked for (`SQUEUE_STATES`)."""
+    _require(job, LIVE_JOB_FIELDS, "the job")
+    raw = _int(job["id"], "id")
+    if raw is None:
+        raise FieldError("id is missing")
+    state = text(job, "state").split(" ", 1)[0]
+    if not state:
+        raise FieldError("state is empty")
+    if state not in SQUEUE_STATES:
+        return None
+    tres = job["allocated_tres"]
+    gpus, typed = _gpus(tres if tres is not None else job["requested_tres"])
+    return LiveJob(str(raw), state, text(job, "account"), text(job, "partition"), gpus,
+                   typed[0][0] if len(typed) == 1 else "", _int(job["num_nodes"], "num_nodes") or 0)
+
+
+# node_state_string()'s flag suffixes, in its order of precedence.
+_SUFFIXES = (("MAINTENANCE", "$"), ("REBOOT_ISSUED", "^"), ("REBOOT_REQUESTED", "@"),
+             ("POWERING_UP", "#"), ("POWERING_DOWN", "%"), ("POWERED_DOWN", "~"),
+             ("POWER_DOWN", "!"), ("NOT_RESPONDING", "*"))
+
+
+def sinfo_state(complete: str) -> str:
+    """sinfo's long state ("drained", "down*", "mixed-") of a complete node state
+    ("IDLE+DRAIN", "DOWN+NOT_RESPONDING", "MIXED+PLANNED"), by the rules of Slurm
+    25.11's node_state_string() (src/common/slurm_protocol_defs.c)."""
+    base, *rest = complete.upper().split("+")
+    flags = set(rest)
+    busy = base in ("ALLOCATED", "MIXED")
+    ending = "COMPLETING" in flags
+    suffix = next((mark for flag, mark in _SUFFIXES if flag in flags), "")
+    no_resp = "*" if "NOT_RESPONDING" in flags else ""
+    if "INVALID_REG" in flags:
+        return "inval"
+    if "MAINTENANCE" in flags and not ("DRAIN" in flags or busy or base == "DOWN"):
+        return "maint" + no_resp
+    if flags & {"REBOOT_REQUESTED", "REBOOT_ISSUED"} and not busy:
+        return "reboot^" if "REBOOT_ISSUED" in flags else "reboot" + no_resp
+    if "DRAIN" in flags:
+        return ("draining" if busy or ending else "drained") + suffix
+    if "FAIL" in flags:
+        return ("failing" if busy or ending else "fail") + no_resp
+    if base == "UNKNOWN" and len(flags) == 1:
+        return next(iter(flags)).lower()       # e.g. "powered_down", "cloud"
+    if base == "ALLOCATED":
+        return "allocated" + (suffix or ("+" if ending else ""))
+    if base in ("DOWN", "FUTURE"):
+        return base.lower() + suffix
+    if ending:
+        return "completing" + suffix
+    if base == "IDLE":
+        if suffix:
+            return "idle" + suffix
+        return next((flag.lower() for flag in ("RESERVED", "BLOCKED", "PLANNED")
+                     if flag in flags), "idle")
+    if base == "MIXED":
+        return "mixed" + (suffix or ("-" if "PLANNED" in flags else ""))
+    return "resume" if "RESUME" in flags else "unknown" + no_resp
+
+
+def live_node(node: Mapping[str, Any]) -> NodeGpus:
+    """One `pyslurm.Node`'s `NODE_FIELDS` as sinfo's line reads."""
+    _require(node, NODE_FIELDS, "the node")
+    name, state = text(node, "name"), text(node, "state")
+    if not name or not state:
+        raise FieldError("name or state is empty")
+    gres, partitions = node["configured_gres"], node["partitions"]
+    if not isinstance(gres, Mapping):
+        raise FieldError(f"configured_gres {gres!r} is not a mapping")
+    if not isinstance(partitions, list | tuple) or not all(
+            isinstance(p, str) for p in partitions):
+        raise FieldError(f"partitions {partitions!r} is not a list of names")
+    gpus, types = 0, set()
+    for key, value in gres.items():
+        kind, _, gpu_type = str(key).partition(":")
+        if kind != "gpu":
+            continue  # other GRes (shards, licences) are not read
+        count = _int(value.get("count") if isinstance(value, Mapping) else value,
+                     f"configured_gres {key}")
+        if count is None:
+            raise FieldError(f"configured_gres {key} has no count")
+        gpus += count
+        types.add(gpu_type)
+    return NodeGpus(name, sinfo_state(state), gpus, types.pop() if len(types) == 1 else "",
+                    tuple(partitions))
+
+
+def parse_live_jobs(jobs: Iterable[Any]) -> tuple[list[LiveJob], list[Rejected]]:
+    """Every `pyslurm.Job` of `pyslurm.Jobs.load()` that squeue would list, or rejected."""
+    out, rejected = [], []
+    for index, job in enumerate(jobs, 1):
+        fields: dict[str, Any] = {}
+        try:
+            fields = job_fields(job, LIVE_JOB_FIELDS)
+            one = live_job(fields)
+        except _REJECTED as exc:
+            rejected.append(_rejected(index, exc, fields, job))
+            continue
+        if one is not None:
+            out.append(one)
+    return out, rejected
+
+
+def parse_live_nodes(nodes: Iterable[Any]) -> tuple[list[NodeGpus], list[Rejected]]:
+    """Every `pyslurm.Node` of `pyslurm.Nodes.load()`, or rejected."""
+    out, rejected = [], []
+    for index, node in enumerate(nodes, 1):
+        fields: dict[str, Any] = {}
+        try:
+            fields = job_fields(node, NODE_FIELDS)
+            out.append(live_node(fields))
+        except _REJECTED as exc:
+            rejected.append(_rejected(index, exc, fields, node))
+    return out, rejected
 
 
 def _gpu_minutes(tres: Any) -> int | None:
@@ -295,6 +445,24 @@ class PyslurmSource:
 
     def by_ids(self, job_ids: list[int]) -> ParseResult:
         return self._load(ids=list(job_ids)) if job_ids else ParseResult()
+
+    def jobs_now(self) -> tuple[list[LiveJob], list[Rejected]]:
+        """Jobs holding or waiting for GPUs now, from slurmctld (as squeue lists them)."""
+        lib = self._lib()
+        try:
+            jobs = lib.Jobs.load()
+        except lib.RPCError as exc:
+            raise SlurmError(f"pyslurm could not read jobs from slurmctld: {exc}") from exc
+        return parse_live_jobs(jobs.values())
+
+    def nodes_now(self) -> tuple[list[NodeGpus], list[Rejected]]:
+        """Every node with its GPUs and state, from slurmctld (as sinfo lists them)."""
+        lib = self._lib()
+        try:
+            nodes = lib.Nodes.load()
+        except lib.RPCError as exc:
+            raise SlurmError(f"pyslurm could not read nodes from slurmctld: {exc}") from exc
+        return parse_live_nodes(nodes.values())
 
     def accounts(self) -> list[Account]:
         lib = self._lib()

@@ -5,6 +5,11 @@ Each source turns one accounting window (and a list of job ids) into the same
 collector does not know which one it talks to. Cluster events and reservations
 (capacity, maintenance) come from sacctmgr whatever the source: no slurmrestd
 release up to 26.05 and no pyslurm release serves slurmdbd's event history.
+
+The live view (`live_jobs`, `live_nodes`: jobs holding or waiting for GPUs now, each
+node's GPUs and state) comes from pyslurm with that source (slurmctld through
+libslurm), else from squeue and sinfo; slurmrestd's live endpoints are not used, so
+the exporter's live families do not depend on slurmrestd's data-parser version.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from collector.config import Settings
 from collector.secretfile import SecretFileError, read_secret_file
 from collector.slurm import commands as door
 from collector.slurm import slurmrestd_parser
-from collector.slurm.sacct_parser import ParseResult, parse_sacct
+from collector.slurm.live_parser import LiveJob, NodeGpus, parse_sinfo, parse_squeue
+from collector.slurm.sacct_parser import ParseResult, Rejected, parse_sacct
 from collector.slurm.sacctmgr_parser import Account, parse_accounts
 from collector.slurm.slurmrestd_source import RestClient
 
@@ -107,3 +113,25 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
         from collector.slurm.pyslurm_source import PyslurmSource
         return PyslurmSource(slurm.cluster, slurm.timeout_s, env)
     return SacctSource(slurm.cluster, slurm.timeout_s, env)
+
+
+def live_jobs(settings: Settings, env: dict[str, str] | None = None
+              ) -> tuple[list[LiveJob], list[Rejected]]:
+    """Jobs holding or waiting for GPUs now, and what could not be read; raises
+    SlurmError."""
+    timeout = settings.exporter.slurm_timeout_s
+    if settings.slurm.source == "pyslurm":
+        from collector.slurm.pyslurm_source import PyslurmSource
+        return PyslurmSource(settings.slurm.cluster, timeout, env).jobs_now()
+    return parse_squeue(door.run_squeue(settings.slurm.cluster, timeout, env))
+
+
+def live_nodes(settings: Settings, env: dict[str, str] | None = None
+               ) -> tuple[list[NodeGpus], list[Rejected]]:
+    """Every node with its GPUs and state, and what could not be read; raises
+    SlurmError."""
+    timeout = settings.exporter.slurm_timeout_s
+    if settings.slurm.source == "pyslurm":
+        from collector.slurm.pyslurm_source import PyslurmSource
+        return PyslurmSource(settings.slurm.cluster, timeout, env).nodes_now()
+    return parse_sinfo(door.run_sinfo(settings.slurm.cluster, timeout, env))

@@ -9,7 +9,9 @@ door runs too, through pyslurm 25.11.2 built against that Slurm and installed in
 this environment. pyslurm cannot ask slurmdbd for the earlier runs of a requeued job
 (its JobFilter never sets JOBCOND_FLAG_DUP), so its store holds sacct's records
 without those runs, and its reports equal those of the sacct store with them taken
-out: every other figure is the same. No pyslurm test runs on the other releases.
+out: every other figure is the same. Its live view (pyslurm.Jobs and pyslurm.Nodes
+from slurmctld) equals squeue's and sinfo's. No pyslurm test runs on the other
+releases.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from testcluster import backfill
+from testcluster.fixtures import LIVE_JOBS, live_workload
 from testcluster.history import add_months
 from testcluster.layout import Layout
 
@@ -190,3 +195,46 @@ def test_the_data_parser_version_is_discovered(collected):
     expected = {"22.05": "v0.0.38", "24.11": "v0.0.42", "25.11": "v0.0.44",
                 "26.05": "v0.0.44"}
     assert version == expected[lay.slurm]
+
+
+# The product's live view of one configuration, in a process with the cluster's
+# environment (pyslurm loads libslurm of the cluster's prefix).
+_LIVE = """
+import json, sys
+from collector import config
+from collector.export.views import count_jobs, count_nodes, read_jobs_now, read_nodes_now
+settings = config.load(sys.argv[1])
+jobs, bad_jobs = read_jobs_now(settings)
+nodes, bad_nodes = read_nodes_now(settings)
+print(json.dumps({"jobs": sorted(jobs), "nodes": sorted(nodes), "rejected": bad_jobs + bad_nodes,
+                  "holding": sorted(map(list, count_jobs(jobs).holding_gpus.items())),
+                  "pending": sorted(map(list, count_jobs(jobs).pending_gpus.items())),
+                  "gpus": count_nodes(nodes).gpus_by_type}))
+"""
+
+
+def _live(lay: Layout, config: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _LIVE, str(config)], env=lay.env(),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_the_live_view_is_the_same_through_every_door(collected):
+    """Jobs running and pending on a cluster with a drained node, read as the exporter
+    and the dashboard read them: squeue and sinfo, and on 25.11 pyslurm (slurmctld)."""
+    lay, _, configs = collected
+    with live_workload(lay) as live:
+        views = {source: _live(lay, configs[source])
+                 for source in ("sacct", *(("pyslurm",) if lay.slurm == PYSLURM else ()))}
+    squeue = views["sacct"]
+    gpu_type = next(iter(squeue["gpus"]))
+    assert squeue["rejected"] == 0
+    assert {a: g for (a, _, _), g in squeue["holding"]} == {
+        "ehpc_llm01": 2, "nl_ind_chip": 4, "com_acme": 1, "nl_tud_vision": 3}
+    assert {a: g for (a, _), g in squeue["pending"] if g} == {"nl_uva_nlp": 8,
+                                                              "nl_rug_astro": 2}
+    assert squeue["gpus"] == {gpu_type: [16, 12]}     # 4 nodes of 4 GPUs, one drained
+    assert set(live) == {sub.label for sub in LIVE_JOBS}
+    if lay.slurm == PYSLURM:
+        assert views["pyslurm"] == squeue

@@ -80,6 +80,7 @@ def test_nodes_are_counted_once_with_gpus_type_and_availability(release, live):
     ("drained", False), ("down*", False), ("idle*", False), ("maint", False),
     ("reserved", True), ("idle~", True), ("fail", False), ("mixed+drain", True),
     ("idle+drain", True), ("down+drain", False), ("planned", True), ("inval", False),
+    ("reboot^", False), ("mixed^", True), ("reboot", True),
 ])
 def test_node_states(state, available):
     assert NodeGpus("n1", state, 4, "h100").available is available
