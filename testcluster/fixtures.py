@@ -131,8 +131,11 @@ def plain(value):
     # of no count), so its objects are written out attribute by attribute.
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, list):
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: item(v) if hasattr(v, "count") else plain(v) for k, v in value.items()}
+        return {k: plain(v) if isinstance(v, (str, int, list, dict)) or v is None
+                else item(v) if hasattr(v, "count") else plain(v) for k, v in value.items()}
     if hasattr(value, "gres") and hasattr(value, "cpu"):   # TrackableResources
         return {k: plain(getattr(value, k, None)) for k in TRES_KEYS}
     if hasattr(value, "count"):
@@ -229,10 +232,14 @@ def live_workload(lay: Layout) -> Iterator[dict[str, str]]:
     ids = []
     try:
         ids = [workload.submit(lay, sub) for sub in LIVE_JOBS]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if run_squeue(lay.cluster, env=lay.env()).count("RUNNING") >= 6:
-                break  # 3 jobs and 3 array tasks
+        deadline = time.monotonic() + 90
+        seen, steady = "", 0
+        while time.monotonic() < deadline and steady < 3:
+            # 3 jobs and 3 array tasks running, and the queue unchanged for 3 s: the
+            # scheduler has placed what it can, so two reads in a row agree.
+            now = run_squeue(lay.cluster, env=lay.env())
+            steady = steady + 1 if now == seen and now.count("RUNNING") >= 6 else 0
+            seen = now
             time.sleep(1)
         yield {sub.label: job_id for sub, job_id in zip(LIVE_JOBS, ids, strict=True)}
     finally:

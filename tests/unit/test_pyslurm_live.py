@@ -65,7 +65,12 @@ def test_pyslurms_nodes_are_sinfos(release):
     assert rejected == []
     sinfo, bad = parse_sinfo((release / "sinfo-live.txt").read_text())
     assert bad == [] and sinfo
-    assert sorted(live) == sorted(sinfo)
+    # The backfill scheduler's "planned" mark (sinfo's "-" suffix, or "planned" for an
+    # idle node) comes and goes between two reads; everything else is the same.
+    def steady(nodes):
+        return sorted(n._replace(state=n.state.rstrip("-").replace("planned", "idle"))
+                      for n in nodes)
+    assert steady(live) == steady(sinfo)
     drained = json.loads((release / "live.json").read_text())["drained"]
     assert [n.node for n in live if not n.available] == [drained]
 
