@@ -26,7 +26,13 @@ from pathlib import Path
 from collector import clock
 from collector.config import Settings
 from collector.engine.periods import default_history_start, local_midnight
-from collector.engine.rollup import LocalDays, bucket_origin, start_cell, usage_cells
+from collector.engine.rollup import (
+    LocalDays,
+    bucket_origin,
+    energy_cells,
+    start_cell,
+    usage_cells,
+)
 from collector.slurm import commands as door
 from collector.slurm.live_parser import parse_sinfo
 from collector.slurm.records import JobRecord
@@ -47,6 +53,7 @@ class _Tally:
     pending_arrays: int = 0
     windows: int = 0
     usage: dict = field(default_factory=lambda: defaultdict(int))
+    energy: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     starts: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     seen_open: set = field(default_factory=set)
 
@@ -98,6 +105,10 @@ def _contribute(tally: _Tally, job: JobRecord, origin: int, sign: int) -> None:
     usage = tally.usage
     for key, gpu_s in usage_cells(job, origin):
         usage[key] += sign * gpu_s
+    for key, (joules, gpu_s) in energy_cells(job, origin):
+        acc = tally.energy[key]
+        acc[0] += sign * joules
+        acc[1] += sign * gpu_s
     cell = start_cell(job, origin)
     if cell is not None:
         acc = tally.starts[cell[0]]
@@ -139,9 +150,16 @@ def _flush(store: Store, tally: _Tally, day_of: LocalDays) -> None:
         cell = starts[(cluster, day_of(hour), *dims)]
         cell[0] += jobs
         cell[1] += wait_s
+    energy: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for (cluster, hour, *dims), (joules, gpu_s) in tally.energy.items():
+        cell = energy[(cluster, day_of(hour), *dims)]
+        cell[0] += joules
+        cell[1] += gpu_s
     store.add_usage(days)
+    store.add_energy({k: (j, g) for k, (j, g) in energy.items()})
     store.add_starts({k: (n, w) for k, (n, w) in starts.items()})
     tally.usage.clear()
+    tally.energy.clear()
     tally.starts.clear()
 
 

@@ -240,6 +240,15 @@ class CommercialRule(_Model):
     max_share_of_pool: float = Field(default=0.20, gt=0, le=1)
 
 
+class EnergyFactors(_Model):
+    """Optional factors that turn the IT energy Slurm records into facility-level
+    estimates (each left out: that estimate is not shown)."""
+
+    pue: float | None = Field(default=None, ge=1, le=5)          # facility kWh / IT kWh
+    wue_l_per_kwh: float | None = Field(default=None, ge=0, le=100)  # litres of water per IT kWh
+    carbon_g_per_kwh: float | None = Field(default=None, ge=0, le=2000)  # g CO2e per facility kWh
+
+
 class Settings(_Model):
     facility: Facility
     slurm: Slurm
@@ -253,6 +262,7 @@ class Settings(_Model):
     wckeys: dict[str, str] = {}
     gpu_weights: dict[str, float] = {}
     commercial: CommercialRule = CommercialRule()
+    energy: EnergyFactors = EnergyFactors()
 
     @field_validator("gpu_weights")
     @classmethod

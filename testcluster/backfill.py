@@ -24,7 +24,7 @@ from ClusterShell.RangeSet import RangeSet
 from collector import clock
 
 from . import database
-from .history import FIRST_JOB_ID, History, HistoryJob, HistorySpec, generate
+from .history import FIRST_JOB_ID, History, HistoryJob, HistorySpec, energy_j, generate
 from .layout import (
     CPUS_PER_NODE,
     FIRST_LIVE_JOB_ID,
@@ -63,7 +63,8 @@ def _ids(cur, cluster: str) -> Ids:
     cur.execute("SELECT type, name, id FROM tres_table WHERE deleted = 0")
     tres = {}
     for typ, name, tid in cur.fetchall():
-        key = {"cpu": "cpu", "mem": "mem", "node": "node", "billing": "billing"}.get(typ)
+        key = {"cpu": "cpu", "mem": "mem", "node": "node", "billing": "billing",
+               "energy": "energy"}.get(typ)
         if typ == "gres" and name in ("gpu", f"gpu:{GPU_TYPE}"):
             key = name
         if key:
@@ -93,12 +94,14 @@ def _ids(cur, cluster: str) -> Ids:
     return Ids(tres, assoc, wckey, row[0] if row else 1, root_assoc, unix)
 
 
-def _tres(ids: Ids, cpus: int, nodes: int, gpus: int) -> str:
+def _tres(ids: Ids, cpus: int, nodes: int, gpus: int, energy_j: int | None = None) -> str:
     t = ids.tres
     parts = [(t["cpu"], cpus), (t["mem"], cpus * MEM_MB_PER_CPU), (t["node"], nodes),
              (t["billing"], cpus)]
     if gpus:
         parts += [(t["gpu"], gpus), (t[f"gpu:{GPU_TYPE}"], gpus)]
+    if energy_j is not None and "energy" in t:
+        parts.append((t["energy"], energy_j))  # what slurmctld adds when the job ends
     return ",".join(f"{k}={v}" for k, v in sorted(parts))
 
 
@@ -134,7 +137,7 @@ def job_row(job: HistoryJob, ids: Ids, node_index: dict[str, int]) -> tuple:
         PARTITION, 1, job.state, job.timelimit_min, job.submit, job.eligible, job.start, job.end,
         job.wckey, "/tmp",
         f"sbatch -A {job.account} --wckey={job.wckey.lstrip('*')} --gpus={job.gpus} job.sh",
-        _tres(ids, job.cpus, nodes, job.gpus) if job.ran else "",
+        _tres(ids, job.cpus, nodes, job.gpus, energy_j(job)) if job.ran else "",
         _tres(ids, job.cpus, req_nodes, job.gpus), job.exit_code, 0, gres,
     )
 

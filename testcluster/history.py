@@ -97,6 +97,27 @@ class HistoryJob:
         return bool(self.nodes)
 
 
+# The synthetic energy (written as the energy TRES of each finished job, as Slurm's
+# energy plugins leave it; docs/test-cluster.md): per GPU, its share of the node when
+# idle (150 W: CPUs, memory, network, fans of a GPU node over its GPUs) plus the GPU
+# between 70 W idle and 700 W at full load (H100 SXM), at a load typical of the use
+# phase, each job +-15 % (by its id); a CPU-only job 400 W per node.
+GPU_LOAD = {"pretrain": 0.85, "finetune": 0.7, "inference": 0.35, "other": 0.25}
+NODE_SHARE_W, GPU_IDLE_W, GPU_MAX_W, CPU_NODE_W = 150, 70, 700, 400
+
+
+def energy_j(job: HistoryJob) -> int | None:
+    """Joules the job's nodes used while it ran; None for a job that never ran."""
+    if not job.ran or job.end <= job.start:
+        return None
+    if not job.gpus:
+        return (job.end - job.start) * CPU_NODE_W * len(job.nodes)
+    jitter = 0.85 + 0.3 * ((job.job_id * 2654435761) % 1000) / 1000
+    load = min(1.0, GPU_LOAD.get(job.wckey.lstrip("*"), 0.5) * jitter)
+    watts = NODE_SHARE_W + GPU_IDLE_W + (GPU_MAX_W - GPU_IDLE_W) * load
+    return int((job.end - job.start) * job.gpus * watts)
+
+
 @dataclass(frozen=True)
 class NodeOutage:
     node: str

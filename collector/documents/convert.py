@@ -32,7 +32,9 @@ def convert(value: Any, unit: str, timezone: str) -> Any:
         return round(value / 3600, 3)
     if unit in ("grant_s", "span_s"):
         return value / 3600
-    if unit == "ratio":
+    if unit == "joules":
+        return round(value / 3.6e6, 3)
+    if unit in ("ratio", "rate"):
         return round(value, 4)
     if unit == "date":
         return value.isoformat() if isinstance(value, date) else value

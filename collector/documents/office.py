@@ -44,6 +44,7 @@ SHEETS = {"capacity": "Capacity", "pools": "Pools", "categories": "Categories",
           "access_modes": "Access modes", "countries": "Countries",
           "allocations": "Allocations", "job_mix.size": "Job size",
           "job_mix.phase": "Use phase", "service.queue_wait": "Queue wait",
+          "energy.categories": "Energy", "energy.total": "Energy total",
           "accounts": "Accounts", "users": "Users", "unmapped_accounts": "Unmapped accounts"}
 
 

@@ -64,6 +64,12 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Use phase (WCKey)", "job_mix.phase", ("category", "phase", "used_s")),
     ("Queue wait", "service.queue_wait", ("category", "jobs_started", "mean_wait_s",
      "median_wait_s")),
+    ("Energy by category (jobs whose energy Slurm recorded)", "energy.categories",
+     ("category", "pool", "used_s", "measured_s", "energy_j", "kwh_per_gpu_hour",
+      "share_of_energy", "facility_kwh", "water_l", "co2e_kg")),
+    ("Energy, facility total", "energy.total", ("used_s", "measured_s", "energy_j",
+                                                "kwh_per_gpu_hour", "facility_kwh",
+                                                "water_l", "co2e_kg")),
     ("Accounts", "accounts", ("account", "category", "pool", "organisation", "used_s")),
     ("Users", "users", ("user", "account", "used_s")),
     ("Unmapped accounts", "unmapped_accounts", ("account", "used_s", "in_slurm_tree")),
@@ -75,6 +81,7 @@ ROW_TYPES: dict[str, type] = {
     "access_modes": model.AccessModeUse, "countries": model.CountryUse,
     "allocations": model.AllocationStatus, "job_mix.size": model.SizeUse,
     "job_mix.phase": model.PhaseUse, "service.queue_wait": model.QueueWait,
+    "energy.categories": model.EnergyUse, "energy.total": model.EnergyUse,
     "accounts": model.AccountUse, "users": model.UserUse,
     "unmapped_accounts": model.UnmappedAccount,
 }
@@ -91,7 +98,8 @@ def header(path: str, column: str) -> str:
 
 def numeric(path: str, column: str) -> bool:
     return convert.unit(ROW_TYPES[path], column) in (
-        "gpu_s", "grant_s", "wait_s", "span_s", "ratio", "share", "weight", "count")
+        "gpu_s", "grant_s", "wait_s", "joules", "rate", "span_s", "ratio", "share", "weight",
+        "count")
 
 
 def get_rows(report: model.Report | model.ProjectsReport, path: str) -> list[dict]:
@@ -107,9 +115,11 @@ def get_rows(report: model.Report | model.ProjectsReport, path: str) -> list[dic
 
 def cell_of(path: str, column: str, value: object) -> str:
     """One value as a table shows it (shares as %, GPU-hours with one decimal)."""
-    if value is not None and convert.unit(ROW_TYPES[path], column) in PERCENT_UNITS \
-            and isinstance(value, float | int):
+    kind = convert.unit(ROW_TYPES[path], column)
+    if value is not None and kind in PERCENT_UNITS and isinstance(value, float | int):
         return f"{value:.1%}"
+    if isinstance(value, float) and kind == "rate":
+        return f"{value:,.3f}"
     return cell(column, value)
 
 
@@ -224,8 +234,27 @@ def service_lines(report: model.Report, limit: int | None = None) -> Iterator[st
            f"planned down {convert.convert(q.sreport_view.planned_down_s, 'gpu_s', tz):,.1f} "
            f"GPU-hours ({q.sreport_view.note})"
            f"{unseen}.")
+    yield f"Energy: {energy_sentence(report)}."
     yield (f"Data until {convert.convert(report.period.data_until_s, 'instant', tz)}; "
            f"last collection {convert.convert(report.last_collection_s, 'instant', tz)}.")
+
+
+def energy_sentence(report: model.Report) -> str:
+    """What the energy figures are, or that the cluster recorded none."""
+    e, tz = report.energy, report.period.timezone
+    if not e.recorded:
+        return ("not recorded on this cluster in this period: no finished job carries "
+                "Slurm's energy TRES (an AcctGatherEnergyType plugin measures it), so the "
+                "energy tables show no data, not zero")
+    t = e.total
+    return (f"{convert.convert(t.energy_j, 'joules', tz):,.1f} kWh for "
+            f"{convert.convert(t.measured_s, 'gpu_s', tz):,.1f} of "
+            f"{convert.convert(t.used_s, 'gpu_s', tz):,.1f} GPU-h "
+            f"({e.coverage or 0:.1%}), {t.kwh_per_gpu_hour or 0:.3f} kWh per GPU-h; from the "
+            "nodes' sensors, split over periods by each job's time in them; running jobs "
+            "and nodes without a sensor have no energy yet (no data)"
+            + (f"; facility kWh, water and CO2e are estimates from the configured factors "
+               f"({', '.join(f'{k} {v:g}' for k, v in e.factors)})" if e.factors else ""))
 
 
 def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str]]:
@@ -249,6 +278,7 @@ def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str
          f"planned down {convert.convert(q.sreport_view.planned_down_s, 'gpu_s', tz):,.1f} "
          f"GPU-h ({q.sreport_view.note})"),
     ]
+    out.append(("Energy", energy_sentence(report)))
     if q.nodes_without_inventory:
         out.append(("Nodes never seen in the inventory", ", ".join(q.nodes_without_inventory)
                     + " (maintenance counted at the cluster's average GPUs per node)"))

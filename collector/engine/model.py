@@ -25,6 +25,8 @@ UNMAPPED = "(unmapped)"
 #   gpu_s    GPU-seconds, shown as GPU-hours rounded to 1/1000
 #   grant_s  GPU-seconds of a grant, shown as the GPU-hours it was given in (unrounded)
 #   wait_s   seconds, shown as hours rounded to 1/1000
+#   joules   joules, shown as kWh (J / 3.6e6) rounded to 1/1000
+#   rate     a computed rate (e.g. kWh per GPU-hour), rounded to 4 decimals
 #   span_s   seconds, shown as hours (unrounded)
 #   ratio    a computed ratio, rounded to 4 decimals (shown as %)
 #   share    a configured share, as given (shown as %)
@@ -34,8 +36,9 @@ UNMAPPED = "(unmapped)"
 #   instant  epoch seconds (ISO text in the facility's time zone)
 #   mapping  (key, value) pairs (a JSON object)
 #   warnings PlanWarning tuple (text, one per warning)
-Unit = Literal["gpu_s", "grant_s", "wait_s", "span_s", "ratio", "share", "weight", "count",
-               "text", "flag", "list", "date", "instant", "mapping", "warnings", "part"]
+Unit = Literal["gpu_s", "grant_s", "wait_s", "joules", "rate", "span_s", "ratio", "share",
+               "weight", "count", "text", "flag", "list", "date", "instant", "mapping",
+               "warnings", "part"]
 
 
 def fig(key: str | None, unit: Unit, label: str) -> Any:
@@ -240,6 +243,36 @@ class Service:
 
 
 @dataclass(frozen=True)
+class EnergyUse:
+    """Energy of the jobs whose energy Slurm recorded (the energy TRES of the
+    allocation: node-level sensors, so meaningful for whole-node jobs), split over
+    periods by the jobs' time in each. GPU-hours without energy are "no data"."""
+
+    category: str = fig("category", "text", "Category")
+    pool: str = fig("pool", "text", "Pool")
+    used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
+    measured_s: int = fig("gpu_hours_with_energy", "gpu_s", "GPU-h with energy")
+    energy_j: int | None = fig("kwh", "joules", "Energy kWh")
+    kwh_per_gpu_hour: float | None = fig("kwh_per_gpu_hour", "rate", "kWh per GPU-h")
+    share_of_energy: float | None = fig("share_of_energy", "ratio", "Share of energy")
+    # Estimates from the configured [energy] factors (None: factor not configured).
+    facility_kwh: float | None = fig("facility_kwh_estimate", "rate",
+                                     "Facility kWh (est., x PUE)")
+    water_l: float | None = fig("water_litres_estimate", "rate", "Water l (est., WUE)")
+    co2e_kg: float | None = fig("co2e_kg_estimate", "rate", "CO2e kg (est.)")
+
+
+@dataclass(frozen=True)
+class Energy:
+    recorded: bool = fig("recorded", "flag", "Energy recorded on this cluster")
+    coverage: float | None = fig("coverage", "ratio", "Share of GPU-h with energy")
+    factors: tuple[tuple[str, float], ...] = fig("factors", "mapping",
+                                                 "Estimate factors (PUE, WUE, g CO2e/kWh)")
+    total: EnergyUse = part("total")
+    categories: tuple[EnergyUse, ...] = part("categories")
+
+
+@dataclass(frozen=True)
 class UnmappedAccount:
     account: str = fig("account", "text", "Account")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
@@ -303,6 +336,7 @@ class Report:
     allocations: tuple[AllocationStatus, ...] = part("allocations")
     job_mix: JobMix = part("job_mix")
     service: Service = part("service")
+    energy: Energy = part("energy")
     unmapped_accounts: tuple[UnmappedAccount, ...] = part("unmapped_accounts")
     data_quality: DataQuality = part("data_quality")
 

@@ -28,6 +28,8 @@ from collector.engine.model import (
     CommercialCheck,
     CountryUse,
     DataQuality,
+    Energy,
+    EnergyUse,
     GpuTypeUse,
     JobMix,
     PartitionUse,
@@ -185,6 +187,7 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
         allocations=_allocations(settings, period, d, amap, by_account),
         job_mix=_job_mix(settings, d, amap),
         service=_service(settings, period, d, amap),
+        energy=_energy(settings, d, amap),
         unmapped_accounts=_unmapped(by_account, amap, d.tree),
         data_quality=_data_quality(d, amap),
     )
@@ -333,3 +336,42 @@ def _data_quality(d: PeriodData, amap: AccountMap) -> DataQuality:
                                  SREPORT_NOTE),
         last_collection_status=d.last and d.last.status,
         nodes_without_inventory=d.cap.nodes_without_inventory)
+
+
+def _energy_use(settings: Settings, category: str, pool: str, used_s: int, measured_s: int,
+                energy_j: int, facility_j: int) -> EnergyUse:
+    if not measured_s:
+        return EnergyUse(category, pool, used_s, measured_s, None, None, None, None, None, None)
+    f = settings.energy
+    it_kwh = energy_j / 3.6e6
+    site_kwh = it_kwh * f.pue if f.pue is not None else None
+    return EnergyUse(
+        category, pool, used_s, measured_s, energy_j, energy_j / (1000 * measured_s),
+        _ratio(energy_j, facility_j), site_kwh,
+        it_kwh * f.wue_l_per_kwh if f.wue_l_per_kwh is not None else None,
+        (site_kwh if site_kwh is not None else it_kwh) * f.carbon_g_per_kwh / 1000
+        if f.carbon_g_per_kwh is not None else None)
+
+
+def _energy(settings: Settings, d: PeriodData, amap: AccountMap) -> Energy:
+    """Energy by category: joules of the jobs Slurm recorded it for, per kWh of their
+    GPU-hours; GPU-hours without energy (running jobs, nodes without a sensor) are no
+    data, never zero joules."""
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for r in d.rows:
+        cell = sums[amap.category_of(r.account) or UNMAPPED]
+        cell[0] += r.gpu_s
+        cell[1] += r.energy_gpu_s
+        cell[2] += r.energy_j
+    used, measured, joules = (sum(c[i] for c in sums.values()) for i in range(3))
+    pools = {c.name: c.pool for c in settings.categories}
+    rows = tuple(_energy_use(settings, name, pools.get(name, UNMAPPED), *sums[name], joules)
+                 for name in [*pools, *sorted(set(sums) - set(pools))])
+    f = settings.energy
+    factors = tuple((k, v) for k, v in (("pue", f.pue), ("wue_l_per_kwh", f.wue_l_per_kwh),
+                                        ("carbon_g_per_kwh", f.carbon_g_per_kwh))
+                    if v is not None)
+    return Energy(recorded=measured > 0, coverage=_ratio(measured, used), factors=factors,
+                  total=_energy_use(settings, "(facility)", "", used, measured, joules,
+                                    joules),
+                  categories=rows)

@@ -1,8 +1,9 @@
 """How one finished job becomes rolled-up usage (pure; no I/O).
 
 The store keeps, beside every job, daily aggregates like slurmdbd's own usage
-tables: GPU-seconds per local day and dimensions, and started jobs with their
-queue wait. Reports read those instead of a million job rows. Only jobs with a
+tables: GPU-seconds per local day and dimensions (and, for jobs whose energy Slurm
+recorded, their joules split by time and those jobs' GPU-seconds), and started jobs
+with their queue wait. Reports read those instead of a million job rows. Only jobs with a
 known end are rolled up; running jobs are added live at report time.
 
 A job is first cut into hour buckets that start at `origin_s` past each UTC hour
@@ -85,6 +86,25 @@ def usage_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, int]]
             size_class(job.gpus, job.nodes))
     for bucket, seconds in split_hours(job.start_s, job.end_s, origin_s):
         yield (job.cluster, bucket, *dims), job.gpus * seconds
+
+
+def energy_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, tuple[int, int]]]:
+    """(joules, GPU-seconds) per hour bucket of a finished GPU job whose energy Slurm
+    recorded: its energy split in proportion to its time in each bucket, in whole
+    joules that add up to the job's exactly. A job without energy has no cells (no
+    data, never zero joules)."""
+    if job.energy_j is None:
+        return
+    cells = list(usage_cells(job, origin_s))
+    if not cells:
+        return
+    elapsed = job.end_s - job.start_s  # type: ignore[operator]  # cells: both are set
+    done_s = done_j = 0
+    for key, gpu_s in cells:
+        done_s += gpu_s // job.gpus
+        joules = job.energy_j * done_s // elapsed - done_j
+        done_j += joules
+        yield key, (joules, gpu_s)
 
 
 def start_cell(job: JobRecord, origin_s: int) -> tuple[StartKey, int] | None:

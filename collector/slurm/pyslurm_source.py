@@ -180,6 +180,18 @@ def _gpus(tres: Any) -> tuple[int, tuple[tuple[str, int], ...]]:
     return gpus, tuple(sorted(typed))
 
 
+def _energy(tres: Any) -> int | None:
+    """Joules of `allocated_tres.energy`: a TrackableResource, or None when not recorded
+    (pyslurm drops a NO_VAL64 count: tres.pyx from_type_and_count)."""
+    item = getattr(tres, "energy", None) if tres is not None else None
+    if item is None:
+        return None
+    count = _int(getattr(item, "count", None), "allocated_tres energy")
+    if count is None:
+        raise FieldError("allocated_tres energy has no count")
+    return count
+
+
 def _time(job: Mapping[str, Any], name: str) -> int | None:
     return _int(job[name], name) or None
 
@@ -225,7 +237,7 @@ def job_record(job: Mapping[str, Any], cluster: str | None = None) -> JobRecord 
         text(job, "qos"), wckey.removeprefix("*"), wckey.startswith("*"), state,
         _time(job, "eligible_time"), start, end, gpus, typed,
         (nodes or 0) if ran else 0, (cpus or 0) if ran else 0, nodelist if ran else "",
-        text(job, "name"))
+        text(job, "name"), _energy(job["allocated_tres"]))
 
 
 def _plain(value: Any) -> Any:

@@ -56,6 +56,9 @@ class JobRecord(NamedTuple):
     cpus: int = 0
     nodelist: str = ""
     name: str = ""
+    energy_j: int | None = None  # the energy TRES of the allocation (sacct's
+    # ConsumedEnergyRaw of the job), joules; None: not recorded (no energy plugin,
+    # or the job has not ended yet), never 0 for "unknown"
 
     @property
     def key(self) -> tuple[str, int, int]:

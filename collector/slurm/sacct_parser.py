@@ -121,6 +121,21 @@ def parse_tres(text: str) -> tuple[int, tuple[tuple[str, int], ...]]:
     return gpus, tuple(sorted(typed))
 
 
+def parse_energy(text: str) -> int | None:
+    """Joules of AllocTRES's `energy=` entry (the job's ConsumedEnergyRaw); None when
+    there is none: slurmdbd keeps NO_VAL for a job whose node had no energy plugin,
+    and sacct then prints no entry (and an empty ConsumedEnergyRaw)."""
+    if "energy=" not in text:
+        return None
+    for item in text.split(","):
+        if item.startswith("energy="):
+            value = item[7:]
+            if not value.isdigit() or len(value) > MAX_DIGITS:
+                raise FieldError(f"AllocTRES {item!r} is not joules like energy=3600000")
+            return int(value)
+    return None
+
+
 def _int(text: str, name: str) -> int:
     if not text.isdigit() or len(text) > MAX_DIGITS:
         raise FieldError(f"{name} {text!r} is not a number")
@@ -159,7 +174,8 @@ def parse_line(line: str, cluster: str | None = None, delimiter: str = "|") -> J
         user, account, partition, qos, wckey.removeprefix("*"), wckey.startswith("*"), state,
         parse_time(eligible, "Eligible"), start_s, end_s,
         gpus, typed, _int(nnodes, "NNodes") if ran else 0,
-        _int(cpus, "AllocCPUS") if ran else 0, nodelist if ran else "", name)
+        _int(cpus, "AllocCPUS") if ran else 0, nodelist if ran else "", name,
+        parse_energy(tres))
 
 
 def parse_sacct(text: str, cluster: str | None = None, delimiter: str = "|") -> ParseResult:

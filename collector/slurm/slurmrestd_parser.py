@@ -57,16 +57,20 @@ def _state(value: Any) -> str:
     return (base or flags)[0]
 
 
-def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:
-    """(GPUs, typed GPUs, CPUs, nodes) of `tres.allocated`."""
+def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...], int | None]:
+    """(GPUs, CPUs, nodes, typed GPUs, joules) of `tres.allocated`."""
     if not isinstance(items, list):
         raise FieldError(f"tres.allocated {items!r} is not a list")
     gpus = cpus = nodes = 0
+    energy = None
     typed: list[tuple[str, int]] = []
     for item in items:
         kind, name, count = item.get("type"), item.get("name") or "", item.get("count")
-        if kind not in ("gres", "cpu", "node") or (kind == "gres" and name[:3] != "gpu"):
-            continue  # energy of a running job has no count yet; other TRES are not read
+        if kind == "energy" and (count is None or (isinstance(count, int) and count < 0)):
+            continue  # not recorded: null (v0.0.38) or NO_VAL64 as -2 (v0.0.40+)
+        if kind not in ("gres", "cpu", "node", "energy") or (kind == "gres"
+                                                              and name[:3] != "gpu"):
+            continue  # other TRES are not read
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 10**15:
             raise FieldError(f"TRES {kind}/{name} count {count!r} is not a count")
         if kind == "gres" and name == "gpu":
@@ -77,7 +81,9 @@ def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...]]:
             cpus = count
         elif kind == "node":
             nodes = count
-    return gpus, cpus, nodes, tuple(sorted(typed))
+        elif kind == "energy":
+            energy = count
+    return gpus, cpus, nodes, tuple(sorted(typed)), energy
 
 
 def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
@@ -108,7 +114,7 @@ def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
         raise FieldError(f"wckey {wckey!r} is not a WCKey")
     nodelist = text(job, "nodes")
     ran = nodelist not in ("None assigned", "")
-    gpus, cpus, nodes, typed = _tres((job.get("tres") or {}).get("allocated", []))
+    gpus, cpus, nodes, typed, energy = _tres((job.get("tres") or {}).get("allocated", []))
     start, end = _time(times.get("start"), "time.start"), _time(times.get("end"), "time.end")
     if start is not None and end is not None and end < start:
         raise FieldError(f"time.end {end} is before time.start {start}")
@@ -122,7 +128,7 @@ def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
         "ASSIGNED_DEFAULT" in (wckey.get("flags") or []), _state(job.get("state")),
         _time(times.get("eligible"), "time.eligible"), start, end, gpus, typed,
         (alloc_nodes if alloc_nodes is not None else nodes) if ran else 0,
-        cpus if ran else 0, nodelist if ran else "", text(job, "name"))
+        cpus if ran else 0, nodelist if ran else "", text(job, "name"), energy)
 
 
 def parse_jobs(payload: dict, cluster: str | None = None) -> ParseResult:

@@ -31,13 +31,13 @@ from collector.slurm.records import JobRecord
 
 DB_FILE = "gpu-usage.sqlite"
 LOCK_FILE = "collect.lock"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 JOB_COLUMNS = (
     "cluster", "job_id_raw", "submit_s", "job_id", "array_job_id", "array_task_id",
     "het_job_id", "het_job_offset", "user", "account", "partition", "qos", "wckey",
     "wckey_is_default", "state", "eligible_s", "start_s", "end_s", "gpus", "gpu_types",
-    "nodes", "cpus", "nodelist", "name",
+    "nodes", "cpus", "nodelist", "name", "energy_j",
 )
 USAGE_DIMS = ("cluster", "day_s", "account", "user", "partition", "gpu_type", "wckey",
               "size_class")
@@ -59,12 +59,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     wckey_is_default INTEGER NOT NULL, state TEXT NOT NULL, eligible_s INTEGER,
     start_s INTEGER, end_s INTEGER, gpus INTEGER NOT NULL, gpu_types TEXT NOT NULL,
     nodes INTEGER NOT NULL, cpus INTEGER NOT NULL, nodelist TEXT NOT NULL, name TEXT NOT NULL,
-    collection_id INTEGER NOT NULL,
+    energy_j INTEGER, collection_id INTEGER NOT NULL,
     PRIMARY KEY (cluster, job_id_raw, submit_s)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (cluster, job_id_raw) WHERE end_s IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_unusual ON jobs (state) WHERE {UNUSUAL_STATE_SQL};
 CREATE TABLE IF NOT EXISTS usage_day (
     {", ".join(d + " NOT NULL" for d in USAGE_DIMS)}, gpu_s INTEGER NOT NULL,
+    energy_j INTEGER NOT NULL DEFAULT 0, energy_gpu_s INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY ({", ".join(USAGE_DIMS)})) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS starts_day (
     {", ".join(d + " NOT NULL" for d in START_DIMS)}, jobs INTEGER NOT NULL,
@@ -233,6 +234,10 @@ class Store:
             version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a usable store: {exc}") from exc
+        if version is not None and version[0] in MIGRATIONS:
+            raise StoreError(f"{path}: store schema {version[0]} is older than this "
+                             f"version's {SCHEMA_VERSION}: run 'gpu-usage collect' once to "
+                             "upgrade it")
         if version is None or version[0] != SCHEMA_VERSION:
             raise StoreError(f"{path}: store schema {version and version[0]}, expected "
                              f"{SCHEMA_VERSION}")
@@ -286,7 +291,8 @@ class Store:
 
     def put_jobs(self, rows: list[tuple]) -> None:
         marks = ",".join("?" * (len(JOB_COLUMNS) + 1))
-        self.conn.executemany(f"INSERT OR REPLACE INTO jobs VALUES ({marks})", rows)
+        self.conn.executemany(f"INSERT OR REPLACE INTO jobs ({', '.join(JOB_COLUMNS)}, "
+                              f"collection_id) VALUES ({marks})", rows)
 
     def open_jobs(self, cluster: str) -> list[JobRecord]:
         """Jobs without an end: pending or running at the last collection."""
@@ -298,9 +304,19 @@ class Store:
     def add_usage(self, deltas: Mapping[tuple, int]) -> None:
         marks = ",".join("?" * (len(USAGE_DIMS) + 1))
         self.conn.executemany(
-            f"INSERT INTO usage_day VALUES ({marks}) ON CONFLICT DO UPDATE "
-            "SET gpu_s = gpu_s + excluded.gpu_s",
+            f"INSERT INTO usage_day ({', '.join(USAGE_DIMS)}, gpu_s) VALUES ({marks}) "
+            "ON CONFLICT DO UPDATE SET gpu_s = gpu_s + excluded.gpu_s",
             ((*k, v) for k, v in deltas.items() if v))
+
+    def add_energy(self, deltas: Mapping[tuple, tuple[int, int]]) -> None:
+        """Joules and the GPU-seconds of the jobs they belong to, per usage cell (the
+        cell's GPU-seconds were added by add_usage)."""
+        marks = ",".join("?" * (len(USAGE_DIMS) + 2))
+        self.conn.executemany(
+            f"INSERT INTO usage_day ({', '.join(USAGE_DIMS)}, energy_j, energy_gpu_s, gpu_s) "
+            f"VALUES ({marks}, 0) ON CONFLICT DO UPDATE SET energy_j = energy_j + "
+            "excluded.energy_j, energy_gpu_s = energy_gpu_s + excluded.energy_gpu_s",
+            ((*k, j, g) for k, (j, g) in deltas.items() if j or g))
 
     def add_starts(self, deltas: Mapping[tuple, tuple[int, int]]) -> None:
         marks = ",".join("?" * (len(START_DIMS) + 2))
@@ -390,9 +406,30 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+# Schema 1 -> 2: each job's energy, and the energy rolled up beside the GPU-seconds
+# (with the GPU-seconds of the jobs that had energy recorded). Jobs stored before hold
+# no energy ("not recorded"), which `collect --from-scratch` reads again.
+MIGRATIONS = {"1": ("ALTER TABLE jobs ADD COLUMN energy_j INTEGER",
+                    "ALTER TABLE usage_day ADD COLUMN energy_j INTEGER NOT NULL DEFAULT 0",
+                    "ALTER TABLE usage_day ADD COLUMN energy_gpu_s INTEGER NOT NULL DEFAULT 0")}
+
+
 def _ensure_schema(conn: sqlite3.Connection) -> None:
+    row = None
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone():
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is not None and row[0] in MIGRATIONS:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[row[0]]:
+                conn.execute(statement)
+            conn.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA_VERSION,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        row = (SCHEMA_VERSION,)
     conn.executescript(SCHEMA)
-    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     if row is None:
         conn.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
     elif row[0] != SCHEMA_VERSION:

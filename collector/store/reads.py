@@ -27,6 +27,8 @@ class UsageRow:
     wckey: str
     size_class: str
     gpu_s: int
+    energy_j: int = 0        # joules of the jobs whose energy Slurm recorded
+    energy_gpu_s: int = 0    # the GPU-seconds of those jobs (the rest: no energy data)
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,15 @@ def _check_aligned(store: Store, start_s: int, end_s: int) -> None:
 
 
 def usage_rows(store: Store, cluster: str, start_s: int, end_s: int) -> list[UsageRow]:
-    """Rolled-up GPU-seconds of finished jobs in [start, end) by account, user,
-    partition, GPU type, WCKey and size class."""
+    """Rolled-up GPU-seconds (and joules) of finished jobs in [start, end) by account,
+    user, partition, GPU type, WCKey and size class."""
     _check_aligned(store, start_s, end_s)
     return [UsageRow(*r) for r in store.conn.execute(
-        "SELECT account, user, partition, gpu_type, wckey, size_class, SUM(gpu_s) "
+        "SELECT account, user, partition, gpu_type, wckey, size_class, SUM(gpu_s), "
+        "SUM(energy_j), SUM(energy_gpu_s) "
         "FROM usage_day WHERE cluster=? AND day_s >= ? AND day_s < ? "
-        "GROUP BY account, user, partition, gpu_type, wckey, size_class HAVING SUM(gpu_s) != 0",
+        "GROUP BY account, user, partition, gpu_type, wckey, size_class "
+        "HAVING SUM(gpu_s) != 0 OR SUM(energy_j) != 0",
         (cluster, start_s, end_s))]
 
 

@@ -4,10 +4,12 @@ GPU-minutes and for the cluster's allocated, down and planned-down time."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -116,6 +118,48 @@ def test_every_account_equals_sreport_to_the_gpu_minute(lay, hist, policy, index
 
 
 @pytest.mark.parametrize("index", range(MONTHS))
+def _utc(text: str, fmt: str = "%Y-%m-%dT%H:%M:%S") -> int:
+    return calendar.timegm(time.strptime(text, fmt))
+
+
+def sacct_energy_by_account(lay, start: str, end: str) -> tuple[dict[str, float], int]:
+    """Joules per account in [start, end), recomputed from sacct's ConsumedEnergyRaw
+    (not through the collector's door): each finished GPU job's joules times the share
+    of its run inside the window; and how many jobs had energy."""
+    start_s, end_s = _utc(start, "%Y-%m-%d"), _utc(end, "%Y-%m-%d")
+    out = slurm(lay, "sacct", "-X", "-a", "-D", "-n", "-P", "-S", start, "-E", end,
+                "--format=Account,Start,End,ConsumedEnergyRaw,AllocTRES")
+    joules: dict[str, float] = defaultdict(float)
+    jobs = 0
+    for line in out.splitlines():
+        account, begun, ended, energy, tres = line.split("|")
+        if not energy or "gres/gpu=" not in tres or "T" not in begun or "T" not in ended:
+            continue  # no energy recorded, no GPUs, never ran or still running
+        a, b = _utc(begun), _utc(ended)
+        inside = min(b, end_s) - max(a, start_s)
+        if b > a and inside > 0:
+            joules[account] += int(energy) * inside / (b - a)
+            jobs += 1
+    return joules, jobs
+
+
+@pytest.mark.parametrize("index", range(MONTHS))
+def test_energy_by_category_equals_sacct_consumed_energy(lay, hist, policy, index):
+    month, start, end = months(hist)[index]
+    got = report(lay, policy, month)
+    joules, jobs = sacct_energy_by_account(lay, start, end)
+    assert got["energy"]["recorded"] and jobs > 100
+    category_of = {a["account"]: a["category"] for a in got["accounts"]}
+    expected: dict[str, float] = defaultdict(float)
+    for account, j in joules.items():
+        expected[category_of[account]] += j
+    ours = {c["category"]: c["kwh"] for c in got["energy"]["categories"]}
+    assert set(expected) <= set(ours)
+    for category, j in expected.items():   # kWh shown to 1/1000
+        assert abs(ours[category] - j / 3.6e6) <= 0.001, (month, category)
+    assert abs(got["energy"]["total"]["kwh"] - sum(expected.values()) / 3.6e6) <= 0.001
+
+
 def test_capacity_equals_sreport_utilization(lay, hist, policy, index):
     month, start, end = months(hist)[index]
     got = report(lay, policy, month)

@@ -4,7 +4,8 @@ from testcluster import backfill, history
 from testcluster.backfill import JOB_COLUMNS, Ids
 
 IDS = Ids(
-    tres={"cpu": 1, "mem": 2, "node": 4, "billing": 5, "gpu": 1001, "gpu:h100": 1002},
+    tres={"cpu": 1, "mem": 2, "energy": 3, "node": 4, "billing": 5, "gpu": 1001,
+          "gpu:h100": 1002},
     assoc={("anna", "ehpc_llm01"): 34}, wckey={("anna", "pretrain"): 9, ("anna", "other"): 12},
     qos_normal=1, root_assoc=2, unix={"anna": (1001, 1001)},
 )
@@ -25,7 +26,8 @@ def _row(job):
 
 def test_multi_node_gpu_job():
     row = _row(_job())
-    assert row["tres_alloc"] == "1=8,2=64000,4=2,5=8,1001=8,1002=8"
+    joules = history.energy_j(_job())
+    assert row["tres_alloc"] == f"1=8,2=64000,3={joules},4=2,5=8,1001=8,1002=8"
     assert row["nodelist"] == "gpu[02-03]" and row["node_inx"] == "1-2"
     assert row["nodes_alloc"] == 2 and row["id_assoc"] == 34 and row["id_wckey"] == 9
     assert row["id_array_task"] == backfill.NO_VAL and row["het_job_offset"] == backfill.NO_VAL
@@ -44,9 +46,19 @@ def test_array_task_and_default_wckey():
                     nodes=("gpu01",)))
     assert (row["id_array_job"], row["id_array_task"]) == (1230, 4)
     assert row["wckey"] == "*other" and row["id_wckey"] == 12
-    assert row["tres_alloc"] == "1=1,2=8000,4=1,5=1,1001=1,1002=1"
+    assert row["tres_alloc"].startswith("1=1,2=8000,3=")
+    assert row["tres_alloc"].endswith(",4=1,5=1,1001=1,1002=1")
 
 
 def test_cpu_only_job_has_no_gpu_tres():
     row = _row(_job(gpus=0, cpus=2, nodes=("gpu04",)))
     assert "1001" not in row["tres_alloc"] and row["node_inx"] == "3"
+
+
+def test_energy_follows_the_use_phase_between_idle_and_full_power():
+    hour = dict(start=0, end=3600, gpus=4, cpus=4, nodes=("gpu01",))
+    pretrain = history.energy_j(_job(**hour, wckey="pretrain")) / 3.6e6
+    inference = history.energy_j(_job(**hour, wckey="inference")) / 3.6e6
+    assert 4 * 0.22 <= inference < pretrain <= 4 * 0.85   # kWh per GPU-hour bounds
+    assert history.energy_j(_job(nodes=(), state=history.CANCELLED)) is None
+    assert history.energy_j(_job(**{**hour, "gpus": 0})) == 3600 * 400
