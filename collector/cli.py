@@ -273,12 +273,14 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
               help="YYYY-MM or 'last' (repeatable) [default: last]. Only closed months.")
 @click.option("--details", is_flag=True, help="Print every account, not only differences.")
 def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> None:
-    """Check the store's GPU-minutes of every account against sreport.
+    """Check the store's GPU-minutes of every account against sreport, and its energy.
 
     Runs 'sreport -t minutes -T gres/gpu cluster AccountUtilizationByUser' for each
     closed month, compares it with the store (an account includes the accounts
     below it, as in sreport), records the result for the dashboard's data-quality
-    page, and exits 1 if any account differs by more than a minute (75 if a
+    page. Energy is checked against sacct's ConsumedEnergyRaw split by time (sreport
+    -T energy is shown too, with the known cause of its overcount). Exits 1 if any
+    account differs by more than a minute or its energy differs from sacct's (75 if a
     collection holds the store).
 
     \b
@@ -292,6 +294,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
         TOLERANCE_MINUTES,
         SreportFormatError,
         save_check,
+        verify_energy,
         verify_period,
     )
     from collector.slurm.commands import SlurmError
@@ -325,6 +328,20 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
                     click.echo(f"  {a.account:<24} here {a.ours_minutes:>14,.1f}  sreport "
                                f"{a.sreport_minutes:>12,}  difference {a.difference:+,.1f}")
                 bad += len(check.differing)
+                energy = verify_energy(store, settings, period)
+                if not energy.recorded:
+                    click.echo("  energy: not recorded on this cluster in this period (no "
+                               "job has ConsumedEnergyRaw)")
+                    continue
+                click.echo(f"  energy: {energy.total_j / 3.6e6:,.3f} kWh here, "
+                           f"{sum(energy.sacct_j.values()) / 3.6e6:,.3f} kWh by sacct's "
+                           f"ConsumedEnergyRaw of {energy.jobs:,} jobs; "
+                           f"{len(energy.differing)} accounts differ; sreport -T energy "
+                           f"{energy.sreport_j / 3.6e6:,.3f} kWh: {energy.sreport_note()}")
+                for account, ours_j, sacct_j in energy.differing:
+                    click.echo(f"  {account:<24} here {ours_j / 3.6e6:>14,.3f} kWh  sacct "
+                               f"{sacct_j / 3.6e6:>12,.3f} kWh")
+                bad += len(energy.differing)
     except StoreBusy as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(75) from exc

@@ -75,6 +75,18 @@ def share_bars(df: pd.DataFrame, key: str, title: str, colour_by_category: list[
     ).properties(title=title, height=alt.Step(26))
 
 
+def energy_bars(df: pd.DataFrame, order: list[str]) -> alt.Chart:
+    """kWh per category (its colour), with its share of the facility's energy."""
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("category:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False)),
+        x=alt.X("kwh:Q", title="kWh", axis=alt.Axis(format=",.0f")),
+        color=alt.Color("category:N", scale=category_scale(order), legend=None),
+        tooltip=["category:N", alt.Tooltip("kwh:Q", title="kWh", format=",.1f"),
+                 alt.Tooltip("share_of_energy:Q", title="share of energy", format=".1%"),
+                 alt.Tooltip("kwh_per_gpu_hour:Q", title="kWh per GPU-hour", format=",.3f")],
+    ).properties(title="Energy by category", height=alt.Step(26))
+
+
 def stacked_by_category(df: pd.DataFrame, part: str, value: str, order: list[str],
                         title: str, unit: str) -> alt.Chart:
     """Per category (one bar each), stacked by `part` (job size class, use phase...)."""

@@ -257,6 +257,14 @@ def queue_wait(rep: Report) -> pd.DataFrame:
                                                 "median_wait_hours", "mean_wait_hours"])
 
 
+def energy(rep: Report) -> pd.DataFrame:
+    """Energy per category (kWh; None where no job has energy data)."""
+    return _frame(rep, rep.energy.categories, [
+        "category", "gpu_hours", "gpu_hours_with_energy", "kwh", "kwh_per_gpu_hour",
+        "share_of_energy", "facility_kwh_estimate", "water_litres_estimate",
+        "co2e_kg_estimate"])
+
+
 # --- Live -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Live:

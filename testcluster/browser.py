@@ -24,8 +24,8 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ERROR_SELECTOR = "[data-testid='stException'], [data-testid='stAlertContentError']"
 # The URL path of each page (st.Page derives it from the file name).
 PAGES = {"overview": "", "categories": "categories", "allocations": "allocations",
-         "job_mix": "job_mix", "live": "live", "data_quality": "data_quality",
-         "reports": "reports"}
+         "job_mix": "job_mix", "energy": "energy", "live": "live",
+         "data_quality": "data_quality", "reports": "reports"}
 
 
 class BrowserError(RuntimeError):

@@ -85,6 +85,7 @@ def month_families(view: StoreView) -> list[Metric]:
         util.add_metric([], cap.utilisation)
     out.append(util)
     out += _category_families(r)
+    out += _energy_families(r)
     out += _pool_families(r)
     unmapped = _gauge("month_unmapped_gpu_seconds", "Current month: GPU time of accounts that "
                       "map to no category.")
@@ -126,6 +127,24 @@ def _category_families(r: Report) -> list[Metric]:
                      "commercial use, as a share of its pool's quota.")
     com_max.add_metric([], com.max_share_of_pool)
     return [used, quota, ratio, share, ytd, ytd_quota, com_share, com_max]
+
+
+def _energy_families(r: Report) -> list[Metric]:
+    """Energy by category; a category without energy data has no sample (never 0 J)."""
+    labels = ("pool", "category")
+    recorded = _gauge("month_energy_recorded", "1 if any finished job of the current month "
+                      "has energy recorded by Slurm (an energy plugin), else 0.")
+    recorded.add_metric([], 1 if r.energy.recorded else 0)
+    joules = _gauge("category_energy_joules", "Current month: energy of the category's "
+                    "finished jobs whose energy Slurm recorded (the nodes' sensors, split by "
+                    "time).", labels)
+    measured = _gauge("category_energy_gpu_seconds", "Current month: GPU time of the jobs "
+                      "whose energy is in category_energy_joules.", labels)
+    for c in r.energy.categories:
+        if c.energy_j is not None:
+            joules.add_metric([c.pool, c.category], c.energy_j)
+            measured.add_metric([c.pool, c.category], c.measured_s)
+    return [recorded, joules, measured]
 
 
 def _pool_families(r: Report) -> list[Metric]:

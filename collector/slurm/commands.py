@@ -152,12 +152,29 @@ def run_sinfo(cluster: str | None = None, timeout_s: float = 30,
 
 
 def run_sreport_accounts(start_s: int, end_s: int, cluster: str | None = None,
-                         timeout_s: float = 300, env: dict[str, str] | None = None) -> str:
-    """sreport's GPU-minutes of every account (parents include their children) and
-    user in [start, end): the independent figure the report is checked against."""
+                         timeout_s: float = 300, env: dict[str, str] | None = None,
+                         tres: str = "gres/gpu", unit: str = "minutes") -> str:
+    """sreport's GPU-minutes (or, with tres "energy" and unit "seconds", joules) of
+    every account (parents include their children) and user in [start, end): the
+    independent figure the report is checked against."""
     # No "Proper Name" column: it is the user's GECOS name, which users may set (chfn).
-    return _run(["sreport", "--noheader", "--parsable2", "-t", "minutes", "-T", "gres/gpu",
+    return _run(["sreport", "--noheader", "--parsable2", "-t", unit, "-T", tres,
                  "cluster", "AccountUtilizationByUser", f"start={sacct_time(start_s)}",
                  f"end={sacct_time(end_s)}", *([f"cluster={cluster}"] if cluster else []),
                  "format=Cluster,Account,Login,Used"],
                 f"sreport {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)
+
+
+ENERGY_FIELDS = ("Account", "Start", "End", "ConsumedEnergyRaw", "AllocTRES")
+
+
+def run_sacct_energy(start_s: int, end_s: int, cluster: str | None = None,
+                     timeout_s: float = 600, env: dict[str, str] | None = None) -> str:
+    """sacct's ConsumedEnergyRaw of every allocation in [start, end) with its account,
+    start and end (no free text: no delimiter can be forged): `verify`'s energy oracle,
+    a field the collector does not read."""
+    return _run(["sacct", "--allusers", "--allocations", "--duplicates", "--parsable2",
+                 "--noheader", f"--format={','.join(ENERGY_FIELDS)}",
+                 f"--starttime={sacct_time(start_s)}", f"--endtime={sacct_time(end_s)}",
+                 *([f"--clusters={cluster}"] if cluster else [])],
+                f"energy {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)

@@ -37,9 +37,9 @@ ROOT = Path(__file__).parents[2]
 ARTIFACTS = Path(os.environ.get("GPU_USAGE_ARTIFACTS", ROOT / "var" / "test-artifacts"))
 VIEWS = ROOT / "dashboard" / "views"
 TITLES = {"overview": "GPU usage", "categories": "Categories", "allocations": "Allocations",
-          "job_mix": "Job mix", "live": "Live", "data_quality": "Data quality",
-          "reports": "Monthly reports"}
-CHARTS = {"overview": 3, "categories": 3, "allocations": 1, "job_mix": 2}
+          "job_mix": "Job mix", "energy": "Energy", "live": "Live",
+          "data_quality": "Data quality", "reports": "Monthly reports"}
+CHARTS = {"overview": 3, "categories": 3, "allocations": 1, "job_mix": 2, "energy": 1}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,11 @@ def test_every_page_runs_under_apptest_with_the_report_figures(lay, site, page_e
             for a in rep["allocations"]:
                 assert table.loc[a["account"], header("used_gpu_hours_total")] == \
                     a["used_gpu_hours_total"]
+        if page == "energy":   # the backfill records energy for every finished job
+            assert metrics["Energy (nodes)"] == f"{rep['energy']['total']['kwh']:,.0f} kWh"
+            table = at.dataframe[0].value.set_index(header("category"))
+            for c in rep["energy"]["categories"]:
+                assert table.loc[c["category"], header("kwh")] == c["kwh"] or c["kwh"] is None
         if page == "live":
             assert metrics["GPUs running"].endswith(f"of {rep['capacity']['gpus']}")
         if page == "data_quality":

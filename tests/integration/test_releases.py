@@ -186,6 +186,10 @@ def test_every_source_equals_sreport(collected):
         args = [a for m in months for a in ("--month", m)]
         out = gpu_usage(lay, "verify", "--config", str(configs[source]), *args).stdout
         assert out.count("0 differ by more than 1 GPU-minute") == len(months), (source, out)
+        # Energy equals sacct's ConsumedEnergyRaw split by time; sreport -T energy is
+        # equal or over by the known cause (the hourly rollup), never unexplained.
+        assert out.count(" 0 accounts differ; sreport -T energy") == len(months), (source, out)
+        assert "no known cause" not in out, (source, out)
 
 
 def test_the_data_parser_version_is_discovered(collected):

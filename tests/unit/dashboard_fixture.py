@@ -33,14 +33,16 @@ def toml_of(policy: dict) -> str:
     return "\n".join(out)
 
 
-def make(tmp: Path) -> tuple[Path, dict[str, str], object]:
-    """(policy file, environment for the stand-in Slurm tools, settings)."""
-    settings, env = fakeslurm.make(tmp)
+def make(tmp: Path, jobs: list[str] | None = None, extra: dict | None = None
+         ) -> tuple[Path, dict[str, str], object]:
+    """(policy file, environment for the stand-in Slurm tools, settings); `jobs`
+    instead of fakeslurm's, `extra` policy sections."""
+    settings, env = fakeslurm.make(tmp, jobs if jobs is not None else fakeslurm.JOBS)
     data = Path(env["FAKE_SLURM_DIR"])
     shutil.copy(FIXTURES / "squeue-live.txt", data / "squeue.txt")
     shutil.copy(FIXTURES / "sinfo-live.txt", data / "sinfo.txt")
     collect(settings, now=NOW, env=env)
-    policy = {**fakeslurm.POLICY, "store": {"path": str(settings.store.path)}}
+    policy = {**fakeslurm.POLICY, **(extra or {}), "store": {"path": str(settings.store.path)}}
     path = tmp / "facility.toml"
     path.write_text(toml_of(policy))
     return path, env, settings

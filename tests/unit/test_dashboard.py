@@ -204,3 +204,25 @@ def test_the_daily_chart_ticks_each_day_once():
     assert axis["tickCount"] == {"interval": "day", "step": 1} and axis["format"] == "%d %b"
     assert charts.day_ticks(31) == {"interval": "day", "step": 3}
     assert charts.day_ticks(366)["step"] == 25
+
+
+def test_energy_page_says_when_the_cluster_records_none(env):
+    at = run_page("energy")
+    assert any("not recorded on this cluster" in i.value for i in at.info)
+    assert not at.get("arrow_vega_lite_chart")
+
+
+def test_energy_page_by_category_with_estimates(tmp_path, monkeypatch):
+    from .test_energy import _energy_jobs
+    path, env, _ = make(tmp_path, _energy_jobs(), {"energy": {"pue": 1.25}})
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(path))
+    monkeypatch.setenv(clock.ENV, str(NOW))
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_DIR", env["FAKE_SLURM_DIR"])
+    at = run_page("energy")
+    m = metrics(at)
+    assert m["Energy (nodes)"] == "40 kWh" and m["kWh per GPU-hour"] == "1.000"
+    assert m["GPU-hours with energy"] == "57.1%" and m["Facility (est., x PUE)"] == "50 kWh"
+    table = at.dataframe[0].value.set_index(header("category"))
+    assert table.loc["science", header("kwh")] == 40.0
+    assert len(at.get("arrow_vega_lite_chart")) == 1

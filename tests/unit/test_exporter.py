@@ -373,3 +373,27 @@ def test_a_scrape_after_a_refresh_of_100000_jobs_does_no_per_job_work(cluster, m
                                              if i % 4 == 3 and i // 4 % 2 and i % 16 >= 8)
     finally:
         WatchedJobs.armed = False
+
+
+def test_energy_by_category_where_recorded_and_no_zeros_where_not(tmp_path, scraped):
+    # Without energy in Slurm: recorded 0 and no energy sample at all (not 0 J).
+    assert value(scraped, "month_energy_recorded") == 0
+    assert value(scraped, "category_energy_joules", pool="eurohpc",
+                 category="commercial") is None
+    # Job 103 (com_acme, 2 GPUs from 10-31 20:00) ends at noon with 57.6 MJ: 12 of its
+    # 16 hours fall in November.
+    jobs = list(fakeslurm.JOBS)
+    jobs[2] = fakeslurm.line(103, "kim", "com_acme", "COMPLETED", "2026-10-31T19:00:00",
+                             "2026-10-31T20:00:00", "2026-11-01T12:00:00",
+                             fakeslurm.gpu(2).replace("mem=", "energy=57600000,mem="))
+    (tmp_path / "energy").mkdir()
+    settings, env = fakeslurm.make(tmp_path / "energy", jobs)
+    collect(settings, now=NOW, env=env)
+    exporter, registry = exporter_for(settings, env)
+    exporter.refresh()
+    commercial = {"pool": "eurohpc", "category": "commercial"}
+    assert value(registry, "month_energy_recorded") == 1
+    assert value(registry, "category_energy_joules", **commercial) == 43_200_000
+    assert value(registry, "category_energy_gpu_seconds", **commercial) == 24 * H
+    assert value(registry, "category_energy_joules", pool="national",
+                 category="science") is None
