@@ -117,7 +117,6 @@ def test_every_account_equals_sreport_to_the_gpu_minute(lay, hist, policy, index
     assert got["unmapped_accounts"] == [] and got["data_quality"]["ambiguous_accounts"] == {}
 
 
-@pytest.mark.parametrize("index", range(MONTHS))
 def _utc(text: str, fmt: str = "%Y-%m-%dT%H:%M:%S") -> int:
     return calendar.timegm(time.strptime(text, fmt))
 
@@ -160,6 +159,7 @@ def test_energy_by_category_equals_sacct_consumed_energy(lay, hist, policy, inde
     assert abs(got["energy"]["total"]["kwh"] - sum(expected.values()) / 3.6e6) <= 0.001
 
 
+@pytest.mark.parametrize("index", range(MONTHS))
 def test_capacity_equals_sreport_utilization(lay, hist, policy, index):
     month, start, end = months(hist)[index]
     got = report(lay, policy, month)
