@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import string
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Tally:
 # Free text a user writes into a job name or WCKey to forge records: newlines followed by
 # a whole sacct line (with the default "|", since the run's delimiter is unknown to them),
 # and every other line break Python's splitlines() would honour.
+URLSAFE = string.ascii_letters + string.digits + "-_"
 FORGERIES = ("\n", "evil\n", "\r", "\u2028", "\x1c", "\x1e", "\x85", "\x1f")
 
 
@@ -86,12 +88,12 @@ def _mutate_fields(rng: random.Random, fields: list[str], real: list[str]) -> li
         i, j = rng.randrange(len(fields)), rng.randrange(len(fields))
         fields[i], fields[j] = fields[j], fields[i]
     elif kind == 3:     # the user's own text (JobName, WCKey) holds a forged record
-        i = rng.choice((7, len(fields) - 1))
+        i = rng.choice((min(7, len(fields) - 1), len(fields) - 1))  # fields may be dropped
         fields[i] = fields[i] + _forged_line(rng, real)
     else:               # several of the above
         for _ in range(rng.randrange(2, 5)):
             fields = _mutate_fields(rng, fields, real)
-    return fields
+    return fields or [""]
 
 
 def _mutate_text(rng: random.Random, line: str) -> str:
@@ -122,11 +124,12 @@ def sacct_lines() -> list[str]:
 def fuzz_sacct(n: int, seed: int = 1) -> Tally:
     """Real lines printed with a run's random delimiter, as the collector asks sacct,
     mutated; the forged records inside names must never become records."""
-    from collector.slurm.commands import new_delimiter
-
     rng, real, tally = random.Random(seed), sacct_lines(), Tally()
     for _ in range(n):
-        delimiter = new_delimiter()
+        # Shaped as collector.slurm.commands.new_delimiter's, but drawn from the seeded
+        # generator: the mutations below depend on the line's text, so a failure replays
+        # only if the delimiter does too.
+        delimiter = f"\x1f{''.join(rng.choice(URLSAFE) for _ in range(11))}\x1f"
         lines = []
         for line in (rng.choice(real) for _ in range(rng.randrange(1, 6))):
             fields = line.split("|", 17)
