@@ -289,10 +289,12 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
       gpu-usage verify --month 2026-09 --month 2026-10 --details
     """
     from collector import clock
+    from collector.documents import convert
     from collector.engine import periods
     from collector.engine.verify import (
         TOLERANCE_MINUTES,
         SreportFormatError,
+        energy_gap,
         save_check,
         verify_energy,
         verify_period,
@@ -328,6 +330,13 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
                     click.echo(f"  {a.account:<24} here {a.ours_minutes:>14,.1f}  sreport "
                                f"{a.sreport_minutes:>12,}  difference {a.difference:+,.1f}")
                 bad += len(check.differing)
+                gap = energy_gap(store, period)
+                if gap is not None:
+                    since = convert.convert(gap, "instant", tz)
+                    click.echo(f"  energy: not checked: jobs stored before {since} hold no "
+                               "energy (this store was upgraded from a version without it); "
+                               "'gpu-usage collect --from-scratch' reads it")
+                    continue
                 energy = verify_energy(store, settings, period)
                 if not energy.recorded:
                     click.echo("  energy: not recorded on this cluster in this period (no "

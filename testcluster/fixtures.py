@@ -206,7 +206,8 @@ def record_sacctmgr(lay: Layout, target: Path) -> None:
 
 
 # Jobs that hold GPUs (or wait for them) while squeue is recorded: every GPU
-# spelling, an array, a job pending for resources and one held, on a drained node.
+# spelling, an array, a job pending for resources and one held, an array whose tasks
+# all wait (one record in slurmctld, a line per task in squeue), on a drained node.
 LIVE_JOBS: tuple[workload.Submission, ...] = (
     workload.Submission("live-gpus", "anna", "ehpc_llm01", ("--gpus=2",), "sleep 300"),
     workload.Submission("live-multi-node", "bram", "nl_ind_chip",
@@ -219,6 +220,8 @@ LIVE_JOBS: tuple[workload.Submission, ...] = (
     workload.Submission("live-held", "omar", "nl_rug_astro", ("-H", "--gpus-per-task=1", "-n",
                                                               "2"), "sleep 300"),
     workload.Submission("live-cpu", "opsbot", "staff_ops", ("-c", "2"), "sleep 300"),
+    workload.Submission("live-array-pending", "anna", "ehpc_llm01", ("--array=0-3",
+                                                                    "--gpus=4"), "sleep 300"),
 )
 
 

@@ -242,19 +242,30 @@ def service_lines(report: model.Report, limit: int | None = None) -> Iterator[st
 def energy_sentence(report: model.Report) -> str:
     """What the energy figures are, or that the cluster recorded none."""
     e, tz = report.energy, report.period.timezone
+    gap = ""
+    if e.not_collected_before_s is not None:
+        gap = (f"jobs stored before {convert.convert(e.not_collected_before_s, 'instant', tz)}"
+               " (when this store was upgraded from a version without energy) hold none, "
+               "so this period's energy is incomplete: 'gpu-usage collect --from-scratch' "
+               "reads it; ")
+        if not e.recorded:
+            return "not collected for this period: " + gap.removesuffix("; ")
     if not e.recorded:
         return ("not recorded on this cluster in this period: no finished job carries "
                 "Slurm's energy TRES (an AcctGatherEnergyType plugin measures it), so the "
                 "energy tables show no data, not zero")
     t = e.total
-    return (f"{convert.convert(t.energy_j, 'joules', tz):,.1f} kWh for "
+    carbon = dict(e.factors).get("carbon_g_per_kwh") is not None
+    it_only = carbon and dict(e.factors).get("pue") is None
+    return (gap + f"{convert.convert(t.energy_j, 'joules', tz):,.1f} kWh for "
             f"{convert.convert(t.measured_s, 'gpu_s', tz):,.1f} of "
             f"{convert.convert(t.used_s, 'gpu_s', tz):,.1f} GPU-h "
             f"({e.coverage or 0:.1%}), {t.kwh_per_gpu_hour or 0:.3f} kWh per GPU-h; from the "
             "nodes' sensors, split over periods by each job's time in them; running jobs "
             "and nodes without a sensor have no energy yet (no data)"
             + (f"; facility kWh, water and CO2e are estimates from the configured factors "
-               f"({', '.join(f'{k} {v:g}' for k, v in e.factors)})" if e.factors else ""))
+               f"({', '.join(f'{k} {v:g}' for k, v in e.factors)})" if e.factors else "")
+            + ("; CO2e of the IT energy only (no PUE configured)" if it_only else ""))
 
 
 def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str]]:

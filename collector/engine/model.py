@@ -268,6 +268,10 @@ class Energy:
     coverage: float | None = fig("coverage", "ratio", "Share of GPU-h with energy")
     factors: tuple[tuple[str, float], ...] = fig("factors", "mapping",
                                                  "Estimate factors (PUE, WUE, g CO2e/kWh)")
+    not_collected_before_s: int | None = fig(
+        "not_collected_before", "instant", "Energy not collected before")
+    # the store was upgraded then from a version without energy, and the period
+    # starts before it: jobs stored before hold none (collect --from-scratch reads it)
     total: EnergyUse = part("total")
     categories: tuple[EnergyUse, ...] = part("categories")
 

@@ -120,6 +120,7 @@ class PeriodData:
     unusual_states: dict[str, int]
     rejected: tuple[int, list[reads.Rejected]]
     last: Collection | None
+    energy_since_s: int | None = None
 
 
 def load(store: Store, settings: Settings, period: Period, now_s: int) -> PeriodData:
@@ -147,7 +148,8 @@ def load(store: Store, settings: Settings, period: Period, now_s: int) -> Period
                                       max(ytd.start_s, min(ytd.end_s, now_s))),
         alloc_days=alloc_days, first_user=first_user, first_account=first_account,
         unusual_states=reads.unusual_states(store, cluster, period.start_s, period.end_s),
-        rejected=reads.rejected(store), last=reads.last_collection(store, cluster))
+        rejected=reads.rejected(store), last=reads.last_collection(store, cluster),
+        energy_since_s=reads.energy_since(store))
 
 
 def build_report(store: Store, settings: Settings, period: Period,
@@ -187,7 +189,7 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
         allocations=_allocations(settings, period, d, amap, by_account),
         job_mix=_job_mix(settings, d, amap),
         service=_service(settings, period, d, amap),
-        energy=_energy(settings, d, amap),
+        energy=_energy(settings, period, d, amap),
         unmapped_accounts=_unmapped(by_account, amap, d.tree),
         data_quality=_data_quality(d, amap),
     )
@@ -353,7 +355,7 @@ def _energy_use(settings: Settings, category: str, pool: str, used_s: int, measu
         if f.carbon_g_per_kwh is not None else None)
 
 
-def _energy(settings: Settings, d: PeriodData, amap: AccountMap) -> Energy:
+def _energy(settings: Settings, period: Period, d: PeriodData, amap: AccountMap) -> Energy:
     """Energy by category: joules of the jobs Slurm recorded it for, per kWh of their
     GPU-hours; GPU-hours without energy (running jobs, nodes without a sensor) are no
     data, never zero joules."""
@@ -371,7 +373,9 @@ def _energy(settings: Settings, d: PeriodData, amap: AccountMap) -> Energy:
     factors = tuple((k, v) for k, v in (("pue", f.pue), ("wue_l_per_kwh", f.wue_l_per_kwh),
                                         ("carbon_g_per_kwh", f.carbon_g_per_kwh))
                     if v is not None)
+    gap = d.energy_since_s if d.energy_since_s and period.start_s < d.energy_since_s else None
     return Energy(recorded=measured > 0, coverage=_ratio(measured, used), factors=factors,
+                  not_collected_before_s=gap,
                   total=_energy_use(settings, "(facility)", "", used, measured, joules,
                                     joules),
                   categories=rows)

@@ -22,8 +22,8 @@ from collector.store import reads
 from collector.store.database import Store
 
 __all__ = ["SREPORT_ENERGY_CAUSE", "EnergyCheck", "SreportFormatError", "check_energy",
-           "compare", "load_checks", "parse_sreport_accounts", "save_check", "verify_energy",
-           "verify_period"]
+           "compare", "energy_gap", "load_checks", "parse_sreport_accounts", "save_check",
+           "verify_energy", "verify_period"]
 
 TOLERANCE_MINUTES = 1.0  # sreport rounds each hourly rollup to whole minutes
 
@@ -171,3 +171,10 @@ def verify_energy(store: Store, settings: Settings, period: Period,
     sreport = parse_sreport_accounts(run_sreport_accounts(
         period.start_s, period.end_s, cluster, timeout, env, tres="energy", unit="seconds"))
     return check_energy(period.label, ours, sacct, sreport)
+
+
+def energy_gap(store: Store, period: Period) -> int | None:
+    """The instant before which the store holds no energy (upgraded from a version
+    without it), if the period starts before it: its energy cannot be checked."""
+    since = reads.energy_since(store)
+    return since if since is not None and period.start_s < since else None

@@ -67,6 +67,9 @@ pyslurm/core/job/job.pyx and node.pyx):
   squeue's `tres-alloc` prints `tres_alloc_str`, else `tres_req_str`; both are
   `TrackableResources` read by `_gpus`. squeue's state filter (`SQUEUE_STATES`) is
   applied here: slurmctld also returns jobs that ended minutes ago.
+- a pending array is one record in slurmctld (`array_tasks_waiting`: "3-9"); squeue
+  --array prints one line per waiting task, each with the record's job id and
+  per-task TRES, so the record becomes that many jobs here too.
 - a node's `state` is `slurm_node_state_string_complete()` ("IDLE+DRAIN",
   "DOWN+NOT_RESPONDING"); `sinfo_state` turns it into sinfo's long state ("drained",
   "down*") by the rules of Slurm's node_state_string(), so one `NodeGpus.available`
@@ -84,6 +87,8 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from ClusterShell.RangeSet import RangeSet, RangeSetParseError
 
 from collector.slurm.commands import SlurmError, run_sacctmgr_account_info
 from collector.slurm.live_parser import SQUEUE_STATES, LiveJob, NodeGpus
@@ -105,7 +110,7 @@ JOB_FIELDS = (
 )
 # The pyslurm.Job (slurmctld) and pyslurm.Node attributes the live view reads.
 LIVE_JOB_FIELDS = ("id", "state", "account", "partition", "allocated_tres", "requested_tres",
-                   "num_nodes")
+                   "num_nodes", "array_tasks_waiting")
 NODE_FIELDS = ("name", "state", "configured_gres", "partitions")
 NO_VAL = 0xFFFFFFFE  # slurmdbd's "not set" of a uint32 that pyslurm passes through
 _REJECTED = (FieldError, AttributeError, TypeError, ValueError, OverflowError, KeyError)
@@ -282,6 +287,29 @@ def _require(obj: Mapping[str, Any], names: tuple[str, ...], what: str) -> None:
         raise FieldError(f"{what} has no {', '.join(missing)}")
 
 
+def _waiting_tasks(job: Mapping[str, Any]) -> int:
+    """How many tasks a pending array's one record stands for (its `array_task_str`
+    without the %throttle, e.g. "3-9" or "1,3,5-7"); 1 for any other job."""
+    tasks = text(job, "array_tasks_waiting")
+    if not tasks:
+        return 1
+    try:
+        count = len(RangeSet(tasks))
+    except RangeSetParseError as exc:
+        raise FieldError(f"array_tasks_waiting {tasks[:100]!r} is not a task range") from exc
+    if not 0 < count <= 10**7:
+        raise FieldError(f"array_tasks_waiting {tasks[:100]!r} holds {count} tasks")
+    return count
+
+
+def live_jobs(job: Mapping[str, Any]) -> list[LiveJob]:
+    """One `pyslurm.Job` as squeue's lines read with --array: a pending array's record
+    is one line per waiting task, as squeue splits it; none for a job in a state
+    squeue is not asked for (`SQUEUE_STATES`)."""
+    one = live_job(job)
+    return [] if one is None else [one] * _waiting_tasks(job)
+
+
 def live_job(job: Mapping[str, Any]) -> LiveJob | None:
     """One `pyslurm.Job`'s `LIVE_JOB_FIELDS` as squeue's line reads; None for a job in
     a state squeue is not asked for (`SQUEUE_STATES`)."""
@@ -306,6 +334,12 @@ _SUFFIXES = (("MAINTENANCE", "$"), ("REBOOT_ISSUED", "^"), ("REBOOT_REQUESTED", 
              ("POWER_DOWN", "!"), ("NOT_RESPONDING", "*"))
 
 
+# States node_state_string() names by their one flag when the base is UNKNOWN (0).
+_ONLY_FLAG = frozenset({"CLOUD", "EXTERNAL", "POWER_DOWN", "POWER_UP", "POWERING_DOWN",
+                        "POWERED_DOWN", "POWERING_UP", "UNDRAIN", "DYNAMIC_FUTURE",
+                        "DYNAMIC_NORM"})
+
+
 def sinfo_state(complete: str) -> str:
     """sinfo's long state ("drained", "down*", "mixed-") of a complete node state
     ("IDLE+DRAIN", "DOWN+NOT_RESPONDING", "MIXED+PLANNED"), by the rules of Slurm
@@ -326,7 +360,7 @@ def sinfo_state(complete: str) -> str:
         return ("draining" if busy or ending else "drained") + suffix
     if "FAIL" in flags:
         return ("failing" if busy or ending else "fail") + no_resp
-    if base == "UNKNOWN" and len(flags) == 1:
+    if base == "UNKNOWN" and len(flags) == 1 and flags <= _ONLY_FLAG:
         return next(iter(flags)).lower()       # e.g. "powered_down", "cloud"
     if base == "ALLOCATED":
         return "allocated" + (suffix or ("+" if ending else ""))
@@ -378,12 +412,9 @@ def parse_live_jobs(jobs: Iterable[Any]) -> tuple[list[LiveJob], list[Rejected]]
         fields: dict[str, Any] = {}
         try:
             fields = job_fields(job, LIVE_JOB_FIELDS)
-            one = live_job(fields)
+            out.extend(live_jobs(fields))
         except _REJECTED as exc:
             rejected.append(_rejected(index, exc, fields, job))
-            continue
-        if one is not None:
-            out.append(one)
     return out, rejected
 
 

@@ -66,8 +66,8 @@ def _tres(items: Any) -> tuple[int, int, int, tuple[tuple[str, int], ...], int |
     typed: list[tuple[str, int]] = []
     for item in items:
         kind, name, count = item.get("type"), item.get("name") or "", item.get("count")
-        if kind == "energy" and (count is None or (isinstance(count, int) and count < 0)):
-            continue  # not recorded: null (v0.0.38) or NO_VAL64 as -2 (v0.0.40+)
+        if kind == "energy" and count in (None, -1, -2):
+            continue  # not recorded: null (v0.0.38), NO_VAL64 as -2 (v0.0.40+), INFINITE64
         if kind not in ("gres", "cpu", "node", "energy") or (kind == "gres"
                                                               and name[:3] != "gpu"):
             continue  # other TRES are not read

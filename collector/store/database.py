@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector import clock
 from collector.slurm.records import JobRecord
 
 DB_FILE = "gpu-usage.sqlite"
@@ -329,6 +330,7 @@ class Store:
         """Every job, rollup and rejected line (inside the caller's transaction)."""
         for table in ("jobs", "usage_day", "starts_day", "rejected_lines"):
             self.conn.execute(f"DELETE FROM {table}")
+        self.conn.execute("DELETE FROM meta WHERE key=?", (ENERGY_SINCE,))
 
     def clear_rollups(self) -> None:
         self.conn.execute("DELETE FROM usage_day")
@@ -408,7 +410,10 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
 
 # Schema 1 -> 2: each job's energy, and the energy rolled up beside the GPU-seconds
 # (with the GPU-seconds of the jobs that had energy recorded). Jobs stored before hold
-# no energy ("not recorded"), which `collect --from-scratch` reads again.
+# no energy: meta ENERGY_SINCE keeps the upgrade's instant, so that reports and verify
+# say energy was not collected before it (not "not recorded"), until
+# `collect --from-scratch` reads everything again and drops it.
+ENERGY_SINCE = "energy_collected_since"
 MIGRATIONS = {"1": ("ALTER TABLE jobs ADD COLUMN energy_j INTEGER",
                     "ALTER TABLE usage_day ADD COLUMN energy_j INTEGER NOT NULL DEFAULT 0",
                     "ALTER TABLE usage_day ADD COLUMN energy_gpu_s INTEGER NOT NULL DEFAULT 0")}
@@ -424,6 +429,9 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
             for statement in MIGRATIONS[row[0]]:
                 conn.execute(statement)
             conn.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA_VERSION,))
+            # Jobs stored until now hold no energy: reports before this instant say so.
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         (ENERGY_SINCE, str(int(clock.now()))))
         except BaseException:
             conn.execute("ROLLBACK")
             raise

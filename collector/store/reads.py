@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from collector.engine.rollup import LocalDays
 from collector.slurm.records import JobRecord
 from collector.slurm.sacctmgr_parser import Event, Reservation
-from collector.store.database import UNUSUAL_STATE_SQL, Collection, Store
+from collector.store.database import ENERGY_SINCE, UNUSUAL_STATE_SQL, Collection, Store
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,13 @@ def events(store: Store, cluster: str) -> list[Event]:
     return [Event(*r) for r in store.conn.execute(
         "SELECT kind, node, start_s, end_s, state, reason, gpus, nodes FROM events "
         "WHERE cluster=?", (cluster,))]
+
+
+def energy_since(store: Store) -> int | None:
+    """When the store was upgraded to hold energy (jobs stored before hold none); None
+    when every stored job was read with its energy."""
+    value = store.meta(ENERGY_SINCE)
+    return int(value) if value else None
 
 
 def reservations(store: Store, cluster: str) -> list[Reservation]:

@@ -53,15 +53,16 @@ def _rest_job(energy: object) -> dict:
                                    {"type": "energy", "name": "", "id": 3, "count": energy}]}}
 
 
-@pytest.mark.parametrize(("count", "joules"), [(None, None), (-2, None), (7_200_000, 7_200_000),
-                                               (0, 0)])
+@pytest.mark.parametrize(("count", "joules"), [(None, None), (-2, None), (-1, None),
+                                               (7_200_000, 7_200_000), (0, 0)])
 def test_slurmrestd_energy_is_the_energy_entry_or_not_recorded(count, joules):
     [record] = slurmrestd_parser.parse_jobs({"jobs": [_rest_job(count)]}).records
     assert record.energy_j == joules
 
 
-def test_slurmrestd_energy_that_is_not_a_count_rejects_the_job():
-    result = slurmrestd_parser.parse_jobs({"jobs": [_rest_job("7 MJ")]})
+@pytest.mark.parametrize("count", ["7 MJ", -7, 1.5])
+def test_slurmrestd_energy_that_is_not_a_count_rejects_the_job(count):
+    result = slurmrestd_parser.parse_jobs({"jobs": [_rest_job(count)]})
     assert not result.records and "energy" in result.rejected[0].reason
 
 
@@ -129,9 +130,24 @@ def test_a_schema_1_store_is_upgraded_by_the_next_collection(tmp_path):
         assert store.meta("schema") == SCHEMA_VERSION
         jobs = store.conn.execute("SELECT COUNT(*), COUNT(energy_j) FROM jobs").fetchone()
     assert jobs == (len(fakeslurm.JOBS), 0)  # stored before: no energy, not zero
+    # ... and the report and verify say so, instead of "not recorded on this cluster".
+    from collector.documents import text
+    from collector.engine import periods, verify
+    from collector.engine.report import build_report
+    october = periods.parse_month("2026-10", "UTC", NOW)
+    with Store.open_reader(settings.store.path) as store:
+        report = build_report(store, settings, october, now=NOW)
+        assert verify.energy_gap(store, october) == report.energy.not_collected_before_s
+    assert report.energy.not_collected_before_s is not None and not report.energy.recorded
+    md = text.render(report, "md")
+    assert "not collected for this period: jobs stored before" in md
+    assert "collect --from-scratch' reads it" in md and "not recorded on this" not in md
     collect_mod.collect(settings, now=NOW, env=env, from_scratch=True)
     with Store.open_reader(settings.store.path) as store:
         assert store.conn.execute("SELECT COUNT(energy_j) FROM jobs").fetchone() == (1,)
+        report = build_report(store, settings, october, now=NOW)
+        assert verify.energy_gap(store, october) is None
+    assert report.energy.recorded and report.energy.not_collected_before_s is None
 
 
 def _october(tmp_path, jobs):

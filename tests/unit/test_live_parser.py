@@ -54,14 +54,20 @@ def test_array_tasks_each_count_and_pending_jobs_show_what_they_ask_for(jobs, li
     by_id = {j.job_id: j for j in jobs}
     array = [j for j in jobs if j.account == by_id[live["jobs"]["live-array"]].account]
     assert len(array) == 3 and all(j.holding and j.gpus == 1 for j in array)
-    pending = {label: by_id[live["jobs"][label]] for label in
-               ("live-pending", "live-held", "live-cpu")}
+    pending = {label: by_id[live["jobs"][label]] for label in ("live-pending", "live-held")}
     assert all(j.state == "PENDING" for j in pending.values())
+    cpu = by_id[live["jobs"]["live-cpu"]]   # CPU only: the backfill may start it
+    assert cpu.gpus == 0 and cpu.state in ("PENDING", "RUNNING")
+    if cpu.state == "PENDING":
+        pending["live-cpu"] = cpu
+    waiting = live["jobs"].get("live-array-pending")   # recorded since 25.11.7
+    if waiting:   # --array=0-3 --gpus=4, all waiting: a line per task, the array's id
+        tasks = [j for j in jobs if j.job_id == waiting]
+        assert len(tasks) == 4 and all(j.state == "PENDING" and j.gpus == 4 for j in tasks)
     assert {j.job_id for j in jobs if j.state == "PENDING"} == {
-        j.job_id for j in pending.values()}
+        j.job_id for j in pending.values()} | ({waiting} if waiting else set())
     assert pending["live-pending"].gpus == 8              # waiting for resources
     assert pending["live-held"].gpus == 2                 # held; 2 tasks x 1 GPU
-    assert pending["live-cpu"].gpus == 0                  # CPU only
     assert not any(j.holding for j in pending.values())
     assert sum(j.gpus for j in jobs if j.holding) == 2 + 4 + 1 + 3
 

@@ -89,7 +89,8 @@ STATES = [  # (complete state, sinfo's long state, the node can run jobs)
     ("MIXED+REBOOT_REQUESTED", "mixed@", True), ("ALLOCATED+COMPLETING", "allocated+", True),
     ("IDLE+COMPLETING", "completing", True), ("FUTURE", "future", False),
     ("IDLE+INVALID_REG", "inval", False), ("UNKNOWN+POWERED_DOWN", "powered_down", False),
-    ("UNKNOWN", "unknown", False),
+    ("UNKNOWN", "unknown", False), ("UNKNOWN+NOT_RESPONDING", "unknown*", False),
+    ("UNKNOWN+RESERVED", "unknown", False),
 ]
 
 
@@ -105,7 +106,8 @@ def _gpu_tres(gpus: int, typed: dict[str, int]):
 
 
 GOOD_JOB = {"id": 7, "state": "RUNNING", "account": "a", "partition": "gpu",
-            "allocated_tres": _gpu_tres(2, {"h100": 2}), "requested_tres": None, "num_nodes": 1}
+            "allocated_tres": _gpu_tres(2, {"h100": 2}), "requested_tres": None, "num_nodes": 1,
+            "array_tasks_waiting": None}
 GOOD_NODE = {"name": "gpu01", "state": "MIXED", "configured_gres": {"gpu:h100": 4},
              "partitions": ["gpu"]}
 
@@ -116,6 +118,16 @@ def _jobs(*jobs: dict):
 
 def _nodes(*nodes: dict):
     return parse_live_nodes([types.SimpleNamespace(**node) for node in nodes])
+
+
+def test_a_pending_array_is_a_job_per_waiting_task_as_squeue_prints_it():
+    array = {**GOOD_JOB, "id": 9, "state": "PENDING", "allocated_tres": None,
+             "requested_tres": _gpu_tres(4, {}), "array_tasks_waiting": "1,3,5-7"}
+    live, rejected = _jobs(array)
+    assert rejected == [] and len(live) == 5
+    assert {(j.job_id, j.gpus) for j in live} == {("9", 4)}
+    _, [bad] = _jobs({**array, "array_tasks_waiting": "5-x"})
+    assert "is not a task range" in bad.reason
 
 
 def test_a_pending_job_counts_what_it_asked_for_and_an_ended_job_is_not_listed():
