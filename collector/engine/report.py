@@ -356,9 +356,9 @@ def _energy_use(settings: Settings, category: str, pool: str, used_s: int, measu
 
 
 def _energy(settings: Settings, period: Period, d: PeriodData, amap: AccountMap) -> Energy:
-    """Energy by category: joules of the jobs Slurm recorded it for, per kWh of their
-    GPU-hours; GPU-hours without energy (running jobs, nodes without a sensor) are no
-    data, never zero joules."""
+    """Energy by category: the joules of the jobs Slurm recorded them for, and kWh per
+    GPU-hour over those jobs' GPU-hours only; GPU-hours without energy (running jobs,
+    nodes without a sensor) are no data, never zero joules."""
     sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for r in d.rows:
         cell = sums[amap.category_of(r.account) or UNMAPPED]
