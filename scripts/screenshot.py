@@ -11,11 +11,16 @@ import argparse
 import os
 from pathlib import Path
 
-from testcluster.browser import PAGES, chromium, dashboard, errors_on_page, open_page, wait_rendered
-
-TITLES = {"overview": "GPU usage", "categories": "Categories", "allocations": "Allocations",
-          "job_mix": "Job mix", "live": "Live", "data_quality": "Data quality",
-          "reports": "Monthly reports"}
+from testcluster.browser import (
+    CHARTS,
+    PAGES,
+    TITLES,
+    chromium,
+    dashboard,
+    errors_on_page,
+    open_page,
+    wait_rendered,
+)
 
 
 def main() -> None:
@@ -36,7 +41,7 @@ def main() -> None:
             wait_rendered(driver, charts=3, timeout_s=120)
             for page in pages:
                 open_page(driver, page, TITLES[page], timeout_s=120)
-                wait_rendered(driver, charts={"overview": 3, "job_mix": 2}.get(page, 0))
+                wait_rendered(driver, charts=CHARTS.get(page, 0))
                 if errors_on_page(driver):
                     raise SystemExit(f"{page}: {errors_on_page(driver)}")
                 out = args.out if args.out.suffix == ".png" else args.out / f"{page}.png"

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from testcluster import history
-from testcluster.browser import chromium, dashboard, free_port, wait_rendered
+from testcluster.browser import PAGES, chromium, dashboard, free_port, wait_rendered
 from testcluster.proxy import nginx_proxy
 from testcluster.stclient import Run, Session
 
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 OPERATOR, PI, STRANGER = "olga", "piet", "eve"
 PASSWORDS = {OPERATOR: "op-" + secrets.token_hex(8), PI: "pi-" + secrets.token_hex(8),
              STRANGER: "st-" + secrets.token_hex(8)}
-OPERATOR_PAGES = ("", "categories", "allocations", "job_mix", "live", "data_quality", "reports")
+OPERATOR_PAGES = tuple(PAGES.values())   # every page, in the navigation's order
 
 
 def basic(user: str) -> dict[str, str]:

@@ -27,7 +27,16 @@ from collector.documents import convert
 from collector.documents.office import SHEETS, header
 from collector.documents.text import ROW_TYPES, SECTIONS
 from testcluster import history
-from testcluster.browser import PAGES, chromium, dashboard, errors_on_page, open_page, wait_rendered
+from testcluster.browser import (
+    CHARTS,
+    PAGES,
+    TITLES,
+    chromium,
+    dashboard,
+    errors_on_page,
+    open_page,
+    wait_rendered,
+)
 
 from .conftest import some_history
 from .test_collector import gpu_usage, write_policy
@@ -36,10 +45,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parents[2]
 ARTIFACTS = Path(os.environ.get("GPU_USAGE_ARTIFACTS", ROOT / "var" / "test-artifacts"))
 VIEWS = ROOT / "dashboard" / "views"
-TITLES = {"overview": "GPU usage", "categories": "Categories", "allocations": "Allocations",
-          "job_mix": "Job mix", "energy": "Energy", "live": "Live",
-          "data_quality": "Data quality", "reports": "Monthly reports"}
-CHARTS = {"overview": 3, "categories": 3, "allocations": 1, "job_mix": 2, "energy": 1}
 
 
 @pytest.fixture(scope="module")
