@@ -249,10 +249,12 @@ def pct(x: float | None) -> str:
 
 
 def table(df: pd.DataFrame, hours: tuple[str, ...] = (), ratios: tuple[str, ...] = (),
-          counts: tuple[str, ...] = (), height: int | None = None) -> None:
-    """A table with thousands separators, one decimal on GPU-hours, % on ratios."""
+          counts: tuple[str, ...] = (), height: int | None = None,
+          rates: tuple[str, ...] = ()) -> None:
+    """A table with thousands separators, one decimal on GPU-hours, % on ratios, three
+    decimals on rates (kWh per GPU-hour)."""
     fmt = {c: "{:,.1f}" for c in hours if c in df} | {c: "{:.1%}" for c in ratios if c in df} \
-        | {c: "{:,.0f}" for c in counts if c in df}
+        | {c: "{:,.0f}" for c in counts if c in df} | {c: "{:,.3f}" for c in rates if c in df}
     names = {c: header(c) for c in df.columns}
     shown = df.rename(columns=names)
     styled = shown.style.format({names[c]: f for c, f in fmt.items()}, na_rep="-")

@@ -27,5 +27,5 @@ shown = df[df["kwh"].notna()]
 st.altair_chart(charts.energy_bars(shown, order), use_container_width=True)
 state.table(df, hours=("gpu_hours", "gpu_hours_with_energy", "kwh", "facility_kwh_estimate",
                        "water_litres_estimate", "co2e_kg_estimate"),
-            ratios=("share_of_energy",))
+            ratios=("share_of_energy",), rates=("kwh_per_gpu_hour",))
 st.caption(f"Energy: {energy_sentence(rep)}.")
