@@ -54,7 +54,7 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Commercial use (cap on the pool)", "commercial", ("category", "pool", "used_s",
      "pool_quota_s", "share_of_pool", "max_share_of_pool", "within_limit")),
     ("Partitions", "partitions", ("partition", "used_s", "share_of_allocated")),
-    ("GPU types", "gpu_types", ("gpu_type", "used_s", "weight", "normalised_s")),
+    ("GPU types", "gpu_types", ("gpu_type", "used_s", "weight", "normalised_s", "energy_j")),
     ("Access modes", "access_modes", ("access_mode", "used_s")),
     ("Countries", "countries", ("country", "used_s")),
     ("Allocations", "allocations", ("account", "category", "state", "granted_s",
@@ -70,8 +70,9 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Energy, facility total", "energy.total", ("used_s", "measured_s", "energy_j",
                                                 "kwh_per_gpu_hour", "facility_kwh",
                                                 "water_l", "co2e_kg")),
-    ("Accounts", "accounts", ("account", "category", "pool", "organisation", "used_s")),
-    ("Users", "users", ("user", "account", "used_s")),
+    ("Accounts", "accounts", ("account", "category", "pool", "organisation", "used_s",
+                              "energy_j")),
+    ("Users", "users", ("user", "account", "used_s", "energy_j")),
     ("Unmapped accounts", "unmapped_accounts", ("account", "used_s", "in_slurm_tree")),
 )
 ROW_TYPES: dict[str, type] = {

@@ -41,10 +41,10 @@ Unit = Literal["gpu_s", "grant_s", "wait_s", "joules", "rate", "span_s", "ratio"
                "warnings", "part"]
 
 
-def fig(key: str | None, unit: Unit, label: str) -> Any:
+def fig(key: str | None, unit: Unit, label: str, default: Any = dataclasses.MISSING) -> Any:
     """A field with its document key (None: not in the JSON/CSV documents), unit and
-    label (what a person reads as the column's header)."""
-    return field(metadata={"key": key, "unit": unit, "label": label})
+    label (what a person reads as the column's header), and a default if it has one."""
+    return field(default=default, metadata={"key": key, "unit": unit, "label": label})
 
 
 def part(key: str) -> Any:
@@ -136,6 +136,7 @@ class GpuTypeUse:
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
     weight: float = fig("weight", "weight", "Weight")
     normalised_s: float = fig("normalised_gpu_hours", "gpu_s", "Normalised GPU-h")
+    energy_j: int | None = fig("kwh", "joules", "Energy kWh", None)  # None: no data
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class AccountUse:
     pool: str = fig("pool", "text", "Pool")
     organisation: str = fig("organisation", "text", "Organisation")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
+    energy_j: int | None = fig("kwh", "joules", "Energy kWh", None)  # None: no data
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class UserUse:
     user: str = fig("user", "text", "User")
     account: str = fig("account", "text", "Account")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
+    energy_j: int | None = fig("kwh", "joules", "Energy kWh", None)  # None: no data
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,17 @@ def _sum_by(rows: Iterable[UsageRow], key: Callable[[UsageRow], object]) -> dict
     return out
 
 
+def _energy_by(rows: Iterable[UsageRow], key: Callable[[UsageRow], object]) -> dict:
+    """Joules by key, only where some job had energy recorded (elsewhere: no data)."""
+    joules: dict = defaultdict(int)
+    measured: set = set()
+    for r in rows:
+        if r.energy_gpu_s:
+            joules[key(r)] += r.energy_j
+            measured.add(key(r))
+    return {k: joules[k] for k in measured}
+
+
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole > 0 else None
 
@@ -164,6 +175,9 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
     amap = map_accounts(settings, d.tree.parents, {r.account for r in d.rows})
     allocated = sum(r.gpu_s for r in d.rows)
     by_account = _sum_by(d.rows, lambda r: r.account)
+    by_account_j = _energy_by(d.rows, lambda r: r.account)
+    by_user_j = _energy_by(d.rows, lambda r: (r.user, r.account))
+    by_type_j = _energy_by(d.rows, lambda r: r.gpu_type)
     categories, pools, commercial = _quotas(settings, period, d, amap)
     return Report(
         facility=settings.facility.name, cluster=settings.slurm.cluster,
@@ -175,12 +189,12 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
         partitions=tuple(PartitionUse(p, s, _ratio(s, allocated) if allocated else None)
                          for p, s in sorted(_sum_by(d.rows, lambda r: r.partition).items())),
         gpu_types=tuple(GpuTypeUse(t or "(untyped)", s, settings.gpu_weights.get(t, 1.0),
-                                   s * settings.gpu_weights.get(t, 1.0))
+                                   s * settings.gpu_weights.get(t, 1.0), by_type_j.get(t))
                         for t, s in sorted(_sum_by(d.rows, lambda r: r.gpu_type).items())),
         accounts=tuple(AccountUse(a, amap.category_of(a) or UNMAPPED,
                                   amap.pool_of(a) or UNMAPPED, d.tree.organisations.get(a, ""),
-                                  s) for a, s in sorted(by_account.items())),
-        users=tuple(UserUse(u, a, s) for (u, a), s in
+                                  s, by_account_j.get(a)) for a, s in sorted(by_account.items())),
+        users=tuple(UserUse(u, a, s, by_user_j.get((u, a))) for (u, a), s in
                     sorted(_sum_by(d.rows, lambda r: (r.user, r.account)).items())),
         access_modes=tuple(AccessModeUse(m, s) for m, s in
                            _by_attribute(settings, by_account, "access_mode")),

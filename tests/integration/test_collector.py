@@ -157,6 +157,9 @@ def test_energy_by_category_equals_sacct_consumed_energy(lay, hist, policy, inde
     for category, j in expected.items():   # kWh shown to 1/1000
         assert abs(ours[category] - j / 3.6e6) <= 0.001, (month, category)
     assert abs(got["energy"]["total"]["kwh"] - sum(expected.values()) / 3.6e6) <= 0.001
+    accounts = {a["account"]: a["kwh"] for a in got["accounts"]}
+    for account, j in joules.items():      # and every account's
+        assert abs(accounts[account] - j / 3.6e6) <= 0.001, (month, account)
 
 
 @pytest.mark.parametrize("index", range(MONTHS))

@@ -176,6 +176,14 @@ def test_the_report_shows_energy_by_category_and_its_coverage(tmp_path):
     assert doc["total"]["kwh"] == 40.0 and doc["recorded"] is True
     assert "40.0 kWh for 40.0 of 70.0 GPU-h (57.1%), 1.000 kWh per GPU-h" in text.render(
         report, "md")
+    # ... and by account, user and GPU type: the job's account, user and type only.
+    assert {a.account: a.energy_j for a in report.accounts} == {
+        "ehpc_a": None, "com_acme": None, "nl_x": 144_000_000, "stray": None}
+    assert {(u.user, u.account): u.energy_j for u in report.users}[("maria", "nl_x")] \
+        == 144_000_000
+    assert {t.gpu_type: t.energy_j for t in report.gpu_types} == {"h100": 144_000_000}
+    assert {a["account"]: a["kwh"] for a in convert.document(report)["accounts"]}["nl_x"] \
+        == 40.0
 
 
 def test_a_cluster_without_energy_says_so_and_shows_no_zeros(tmp_path):

@@ -46,8 +46,8 @@ def test_csv_sections_parse_back_with_the_hostile_name_intact(report):
         sections[name] = list(csv.reader(io.StringIO(body)))
     assert set(sections) == {key for _, key, _ in SECTIONS}
     users = sections["users"]
-    assert users[0] == ["user", "account", "gpu_hours"]
-    assert [HOSTILE, HOSTILE, "1234.5"] in users
+    assert users[0] == ["user", "account", "gpu_hours", "kwh"]
+    assert [HOSTILE, HOSTILE, "1234.5", ""] in users   # no energy data: empty, not 0
     cats = {r[0]: r for r in sections["categories"][1:] if r}
     assert cats["science"][2] == "43.0"
 
@@ -56,7 +56,7 @@ def test_markdown_escapes_table_breakers_and_markup(report):
     md = render(report, "md")
     line = next(x for x in md.splitlines() if "alert" in x)
     assert "<script>" not in md and "&lt;script>" in line
-    assert line.count(" | ") == 2  # the name's own | is escaped, the row keeps 3 cells
+    assert line.count(" | ") == 3  # the name's own | is escaped, the row keeps 4 cells
     assert "| science | national | 43.0 |" in md
 
 
