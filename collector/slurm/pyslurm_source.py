@@ -84,7 +84,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -405,30 +405,30 @@ def live_node(node: Mapping[str, Any]) -> NodeGpus:
                     tuple(partitions))
 
 
-def parse_live_jobs(jobs: Iterable[Any]) -> tuple[list[LiveJob], list[Rejected]]:
-    """Every `pyslurm.Job` of `pyslurm.Jobs.load()` that squeue would list, or rejected."""
-    out, rejected = [], []
-    for index, job in enumerate(jobs, 1):
+def _parse_live(objs: Iterable[Any], names: tuple[str, ...],
+                read: Callable[[Mapping[str, Any]], list]) -> tuple[list, list[Rejected]]:
+    """Each object's `names` read by `read` (into none, one or more entries), or the
+    object rejected with its reason."""
+    out: list = []
+    rejected: list[Rejected] = []
+    for index, obj in enumerate(objs, 1):
         fields: dict[str, Any] = {}
         try:
-            fields = job_fields(job, LIVE_JOB_FIELDS)
-            out.extend(live_jobs(fields))
+            fields = job_fields(obj, names)
+            out.extend(read(fields))
         except _REJECTED as exc:
-            rejected.append(_rejected(index, exc, fields, job))
+            rejected.append(_rejected(index, exc, fields, obj))
     return out, rejected
+
+
+def parse_live_jobs(jobs: Iterable[Any]) -> tuple[list[LiveJob], list[Rejected]]:
+    """Every `pyslurm.Job` of `pyslurm.Jobs.load()` that squeue would list, or rejected."""
+    return _parse_live(jobs, LIVE_JOB_FIELDS, live_jobs)
 
 
 def parse_live_nodes(nodes: Iterable[Any]) -> tuple[list[NodeGpus], list[Rejected]]:
     """Every `pyslurm.Node` of `pyslurm.Nodes.load()`, or rejected."""
-    out, rejected = [], []
-    for index, node in enumerate(nodes, 1):
-        fields: dict[str, Any] = {}
-        try:
-            fields = job_fields(node, NODE_FIELDS)
-            out.append(live_node(fields))
-        except _REJECTED as exc:
-            rejected.append(_rejected(index, exc, fields, node))
-    return out, rejected
+    return _parse_live(nodes, NODE_FIELDS, lambda fields: [live_node(fields)])
 
 
 def _gpu_minutes(tres: Any) -> int | None:
@@ -489,23 +489,22 @@ class PyslurmSource:
     def by_ids(self, job_ids: list[int]) -> ParseResult:
         return self._load(ids=list(job_ids)) if job_ids else ParseResult()
 
-    def jobs_now(self) -> tuple[list[LiveJob], list[Rejected]]:
-        """Jobs holding or waiting for GPUs now, from slurmctld (as squeue lists them)."""
+    def _slurmctld(self, what: str) -> Any:
+        """pyslurm's `Jobs` or `Nodes` collection loaded from slurmctld now."""
         lib = self._lib()
         try:
-            jobs = lib.Jobs.load()
+            return getattr(lib, what).load()
         except lib.RPCError as exc:
-            raise SlurmError(f"pyslurm could not read jobs from slurmctld: {exc}") from exc
-        return parse_live_jobs(jobs.values())
+            raise SlurmError(f"pyslurm could not read {what.lower()} from slurmctld: {exc}"
+                             ) from exc
+
+    def jobs_now(self) -> tuple[list[LiveJob], list[Rejected]]:
+        """Jobs holding or waiting for GPUs now, from slurmctld (as squeue lists them)."""
+        return parse_live_jobs(self._slurmctld("Jobs").values())
 
     def nodes_now(self) -> tuple[list[NodeGpus], list[Rejected]]:
         """Every node with its GPUs and state, from slurmctld (as sinfo lists them)."""
-        lib = self._lib()
-        try:
-            nodes = lib.Nodes.load()
-        except lib.RPCError as exc:
-            raise SlurmError(f"pyslurm could not read nodes from slurmctld: {exc}") from exc
-        return parse_live_nodes(nodes.values())
+        return parse_live_nodes(self._slurmctld("Nodes").values())
 
     def accounts(self) -> list[Account]:
         lib = self._lib()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from collector.config import Settings
 from collector.secretfile import SecretFileError, read_secret_file
@@ -26,6 +26,9 @@ from collector.slurm.live_parser import LiveJob, NodeGpus, parse_sinfo, parse_sq
 from collector.slurm.sacct_parser import ParseResult, Rejected, parse_sacct
 from collector.slurm.sacctmgr_parser import Account, parse_accounts
 from collector.slurm.slurmrestd_source import RestClient
+
+if TYPE_CHECKING:  # imported lazily: the product runs without pyslurm
+    from collector.slurm.pyslurm_source import PyslurmSource
 
 SOURCES = ("sacct", "slurmrestd", "pyslurm")
 
@@ -115,23 +118,31 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
     return SacctSource(slurm.cluster, slurm.timeout_s, env)
 
 
+def _pyslurm(settings: Settings, env: dict[str, str] | None) -> PyslurmSource | None:
+    """The pyslurm door when it is the configured source (the live view's too)."""
+    if settings.slurm.source != "pyslurm":
+        return None
+    from collector.slurm.pyslurm_source import PyslurmSource
+    return PyslurmSource(settings.slurm.cluster, settings.exporter.slurm_timeout_s, env)
+
+
 def live_jobs(settings: Settings, env: dict[str, str] | None = None
               ) -> tuple[list[LiveJob], list[Rejected]]:
     """Jobs holding or waiting for GPUs now, and what could not be read; raises
     SlurmError."""
-    timeout = settings.exporter.slurm_timeout_s
-    if settings.slurm.source == "pyslurm":
-        from collector.slurm.pyslurm_source import PyslurmSource
-        return PyslurmSource(settings.slurm.cluster, timeout, env).jobs_now()
-    return parse_squeue(door.run_squeue(settings.slurm.cluster, timeout, env))
+    source = _pyslurm(settings, env)
+    if source is not None:
+        return source.jobs_now()
+    return parse_squeue(door.run_squeue(settings.slurm.cluster,
+                                        settings.exporter.slurm_timeout_s, env))
 
 
 def live_nodes(settings: Settings, env: dict[str, str] | None = None
                ) -> tuple[list[NodeGpus], list[Rejected]]:
     """Every node with its GPUs and state, and what could not be read; raises
     SlurmError."""
-    timeout = settings.exporter.slurm_timeout_s
-    if settings.slurm.source == "pyslurm":
-        from collector.slurm.pyslurm_source import PyslurmSource
-        return PyslurmSource(settings.slurm.cluster, timeout, env).nodes_now()
-    return parse_sinfo(door.run_sinfo(settings.slurm.cluster, timeout, env))
+    source = _pyslurm(settings, env)
+    if source is not None:
+        return source.nodes_now()
+    return parse_sinfo(door.run_sinfo(settings.slurm.cluster,
+                                      settings.exporter.slurm_timeout_s, env))
