@@ -25,11 +25,13 @@ from pathlib import Path
 
 from collector import clock
 from collector.config import Settings
+from collector.engine.gpuuse import with_gpu_use
 from collector.engine.periods import default_history_start, local_midnight
 from collector.engine.rollup import (
     LocalDays,
     bucket_origin,
     energy_cells,
+    gpu_use_cells,
     start_cell,
     usage_cells,
 )
@@ -54,6 +56,7 @@ class _Tally:
     windows: int = 0
     usage: dict = field(default_factory=lambda: defaultdict(int))
     energy: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    gpu_use: dict = field(default_factory=lambda: defaultdict(lambda: [0] * 6))
     starts: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     seen_open: set = field(default_factory=set)
 
@@ -109,6 +112,10 @@ def _contribute(tally: _Tally, job: JobRecord, origin: int, sign: int) -> None:
         acc = tally.energy[key]
         acc[0] += sign * joules
         acc[1] += sign * gpu_s
+    for key, values in gpu_use_cells(job, origin):
+        acc = tally.gpu_use[key]
+        for i, value in enumerate(values):
+            acc[i] += sign * value
     cell = start_cell(job, origin)
     if cell is not None:
         acc = tally.starts[cell[0]]
@@ -117,11 +124,14 @@ def _contribute(tally: _Tally, job: JobRecord, origin: int, sign: int) -> None:
 
 
 def apply_records(store: Store, cluster: str, records: list[JobRecord], collection_id: int,
-                  origin: int, tally: _Tally) -> None:
-    """Store the records that are new or changed and move their rolled-up usage."""
+                  origin: int, tally: _Tally, steps: dict | None = None) -> None:
+    """Store the records that are new or changed and move their rolled-up usage; with
+    `steps` (by job key), each finished job's GPU use comes from its steps."""
     stored = store.stored_jobs(cluster, (r.job_id_raw for r in records))
     rows = []
     for job in records:
+        if steps is not None:
+            job = with_gpu_use(job, steps.get(job.key))
         row = job_row(job, collection_id)
         old = stored.get(job.key)
         if job.end_s is None:
@@ -155,11 +165,18 @@ def _flush(store: Store, tally: _Tally, day_of: LocalDays) -> None:
         cell = energy[(cluster, day_of(hour), *dims)]
         cell[0] += joules
         cell[1] += gpu_s
+    gpu_use: dict[tuple, list[int]] = defaultdict(lambda: [0] * 6)
+    for (cluster, hour, *dims), values in tally.gpu_use.items():
+        cell = gpu_use[(cluster, day_of(hour), *dims)]
+        for i, value in enumerate(values):
+            cell[i] += value
     store.add_usage(days)
     store.add_energy({k: (j, g) for k, (j, g) in energy.items()})
+    store.add_gpu_use({k: tuple(v) for k, v in gpu_use.items()})
     store.add_starts({k: (n, w) for k, (n, w) in starts.items()})
     tally.usage.clear()
     tally.energy.clear()
+    tally.gpu_use.clear()
     tally.starts.clear()
 
 
@@ -309,7 +326,7 @@ def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: i
         tally.rejected += store.record_rejected(
             cid, source, ((r.line_no, r.reason, r.line) for r in result.rejected))
     tally.pending_arrays += len(result.pending_arrays)
-    apply_records(store, cluster, result.records, cid, origin, tally)
+    apply_records(store, cluster, result.records, cid, origin, tally, result.steps)
     if len(tally.usage) > 200_000:
         _flush(store, tally, day_of)
 

@@ -55,6 +55,9 @@ class Slurm(_Model):
     window_hours: float = Field(default=24 * 31, ge=1, le=24 * 366)
     lookback_hours: float = Field(default=6, ge=0, le=24 * 31)
     timeout_s: float = Field(default=600, gt=0)
+    # GPU use from job steps (gres/gpuutil, gres/gpumem; Slurm 23.02+ with a GPU
+    # plugin): "auto" reads steps when slurmdbd has those TRES, "off" never does.
+    gpu_steps: Literal["auto", "off"] = "auto"
 
 
 class Slurmrestd(_Model):
@@ -249,6 +252,15 @@ class EnergyFactors(_Model):
     carbon_g_per_kwh: float | None = Field(default=None, ge=0, le=2000)  # g CO2e per facility kWh
 
 
+class EfficiencySettings(_Model):
+    """`[efficiency]`: when a group's idle-allocated share of its GPU-hours with GPU
+    data is worth an alert (the report flags it, the exporter publishes the threshold
+    for the alert rule), and how many projects the report lists as most idle."""
+
+    idle_share_alert: float = Field(default=0.3, gt=0, le=1)
+    top_idle_projects: int = Field(default=10, ge=1, le=1000)
+
+
 class Settings(_Model):
     facility: Facility
     slurm: Slurm
@@ -263,6 +275,7 @@ class Settings(_Model):
     gpu_weights: dict[str, float] = {}
     commercial: CommercialRule = CommercialRule()
     energy: EnergyFactors = EnergyFactors()
+    efficiency: EfficiencySettings = EfficiencySettings()
 
     @field_validator("gpu_weights")
     @classmethod

@@ -24,7 +24,20 @@ from ClusterShell.RangeSet import RangeSet
 from collector import clock
 
 from . import database
-from .history import FIRST_JOB_ID, History, HistoryJob, HistorySpec, energy_j, generate
+from .history import (
+    BATCH as BATCH_STEP,
+)
+from .history import (
+    EXTERN,
+    FIRST_JOB_ID,
+    History,
+    HistoryJob,
+    HistorySpec,
+    HistoryStep,
+    energy_j,
+    generate,
+    job_steps,
+)
 from .layout import (
     CPUS_PER_NODE,
     FIRST_LIVE_JOB_ID,
@@ -65,8 +78,8 @@ def _ids(cur, cluster: str) -> Ids:
     for typ, name, tid in cur.fetchall():
         key = {"cpu": "cpu", "mem": "mem", "node": "node", "billing": "billing",
                "energy": "energy"}.get(typ)
-        if typ == "gres" and name in ("gpu", f"gpu:{GPU_TYPE}"):
-            key = name
+        if typ == "gres" and name in ("gpu", f"gpu:{GPU_TYPE}", "gpuutil", "gpumem"):
+            key = name  # gpuutil, gpumem: registered by Slurm 23.02+ with gres/gpu
         if key:
             tres[key] = tid
     missing = {"cpu", "mem", "node", "billing", "gpu", f"gpu:{GPU_TYPE}"} - tres.keys()
@@ -161,6 +174,61 @@ def _write_jobs(cur, conn, lay: Layout, history: History, ids: Ids, progress: Pr
         progress("jobs", done, total)
 
 
+STEP_COLUMNS = (
+    "job_db_inx", "deleted", "exit_code", "id_step", "step_het_comp", "nodelist", "nodes_alloc",
+    "node_inx", "state", "step_name", "task_cnt", "task_dist", "time_start", "time_end",
+    "time_suspended", "user_sec", "user_usec", "sys_sec", "sys_usec", "act_cpufreq",
+    "consumed_energy", "req_cpufreq_min", "req_cpufreq", "req_cpufreq_gov", "tres_alloc",
+    "tres_usage_in_ave", "tres_usage_in_max", "tres_usage_in_max_taskid",
+    "tres_usage_in_max_nodeid", "tres_usage_in_min", "tres_usage_in_min_taskid",
+    "tres_usage_in_min_nodeid", "tres_usage_in_tot", "tres_usage_out_ave",
+    "tres_usage_out_max", "tres_usage_out_max_taskid", "tres_usage_out_max_nodeid",
+    "tres_usage_out_min", "tres_usage_out_min_taskid", "tres_usage_out_min_nodeid",
+    "tres_usage_out_tot",
+)
+STEP_NAMES = {EXTERN: "extern", BATCH_STEP: "batch"}
+
+
+def step_row(inx: int, step: HistoryStep, job: HistoryJob, ids: Ids,
+             node_index: dict[str, int]) -> tuple:
+    """A step table row as slurmdbd keeps it (columns seen on 24.11): the GPU figures in
+    TRESUsageIn* as jobacct_gather's nvml plugin leaves them, one task per node (tot:
+    the sum of the tasks' peaks; ave, max and min: one task's)."""
+    tasks = len(step.nodes)
+    util, mem = ids.tres["gpuutil"], ids.tres["gpumem"]
+    one = f"{mem}={step.gpumem // tasks},{util}={step.gpuutil // tasks}"
+    first = f"{mem}=0,{util}=0"
+    cpus = job.cpus * tasks // max(1, len(job.nodes))
+    return (
+        inx, 0, 0, step.step_id, NO_VAL, str(NodeSet.fromlist(step.nodes)), tasks,
+        str(RangeSet([node_index[n] for n in step.nodes])), 3,
+        STEP_NAMES.get(step.step_id, "python"), tasks, 0, step.start, step.end, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, _tres(ids, cpus, tasks, step.gpus), one, one, first, first, one, first,
+        first, f"{mem}={step.gpumem},{util}={step.gpuutil}", "", "", "", "", "", "", "", "",
+    )
+
+
+def _write_steps(cur, conn, lay: Layout, history: History, ids: Ids,
+                 progress: Progress) -> int:
+    """Step rows of the history's GPU jobs, where slurmdbd tracks GPU use (23.02+)."""
+    if "gpuutil" not in ids.tres or "gpumem" not in ids.tres:
+        return 0
+    cur.execute(f"SELECT id_job, time_submit, job_db_inx FROM `{lay.cluster}_job_table` "
+                "WHERE id_job >= %s AND id_job < %s", (FIRST_JOB_ID, FIRST_LIVE_JOB_ID))
+    inx = {(int(j), int(t)): int(i) for j, t, i in cur.fetchall()}
+    cols = ", ".join(f"`{c}`" for c in STEP_COLUMNS)
+    sql = (f"INSERT INTO `{lay.cluster}_step_table` ({cols}) "
+           f"VALUES ({', '.join(['%s'] * len(STEP_COLUMNS))})")
+    node_index = {n: i for i, n in enumerate(lay.nodes)}
+    rows = [step_row(inx[(j.job_id, j.submit)], st, j, ids, node_index)
+            for j in history.jobs for st in job_steps(j)]
+    for done, batch in enumerate(_batches(rows, BATCH), 1):
+        cur.executemany(sql, batch)
+        conn.commit()
+        progress("steps", min(len(rows), done * BATCH), len(rows))
+    return len(rows)
+
+
 def _node_tres(ids: Ids, gpus: int) -> str:
     return _tres(ids, CPUS_PER_NODE, 1, gpus).replace(f"{ids.tres['node']}=1,", "")
 
@@ -205,7 +273,11 @@ def _write_events(cur, lay: Layout, history: History, ids: Ids) -> None:
 
 
 def clear_history(cur, lay: Layout, history_end: int) -> int:
-    """Remove an earlier backfill (history job ids, its events); return job rows removed."""
+    """Remove an earlier backfill (history job ids, their steps, its events); return job
+    rows removed."""
+    cur.execute(f"DELETE s FROM `{lay.cluster}_step_table` s JOIN `{lay.cluster}_job_table` j "
+                "ON s.job_db_inx = j.job_db_inx WHERE j.id_job >= %s AND j.id_job < %s",
+                (FIRST_JOB_ID, FIRST_LIVE_JOB_ID))
     cur.execute(f"DELETE FROM `{lay.cluster}_job_table` WHERE id_job >= %s AND id_job < %s",
                 (FIRST_JOB_ID, FIRST_LIVE_JOB_ID))
     removed = cur.rowcount
@@ -299,6 +371,7 @@ def write(lay: Layout, history: History, progress: Progress) -> dict[str, float]
             clear_history(cur, lay, history.end)
             conn.commit()
             _write_jobs(cur, conn, lay, history, ids, progress)
+            timings["step_rows"] = _write_steps(cur, conn, lay, history, ids, progress)
             _write_events(cur, lay, history, ids)
             conn.commit()
             timings["write_s"] = time.monotonic() - t0

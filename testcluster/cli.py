@@ -213,8 +213,10 @@ def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | 
         history, timings = bf.backfill(lay, spec, progress)
     click.echo(f"backfilled {len(history.jobs):,} job records, {len(history.outages)} node "
                f"outages and {len(history.maintenance)} maintenance window(s) from "
-               f"{day(spec.start)} to {day(spec.end)}: generated in {timings['generate_s']:.1f} s,"
-               f" written in {timings['write_s']:.1f} s, rolled up in {timings['rollup_s']:.1f} s")
+               f"{day(spec.start)} to {day(spec.end)}"
+               + (f" with {int(timings['step_rows']):,} steps" if timings.get("step_rows") else "")
+               + f": generated in {timings['generate_s']:.1f} s, written in "
+               f"{timings['write_s']:.1f} s, rolled up in {timings['rollup_s']:.1f} s")
 
 
 @contextmanager

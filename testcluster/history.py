@@ -118,6 +118,69 @@ def energy_j(job: HistoryJob) -> int | None:
     return int((job.end - job.start) * job.gpus * watts)
 
 
+# The synthetic GPU use (written as step rows with gres/gpuutil and gres/gpumem in
+# TRESUsageIn*, as jobacct_gather leaves them with the nvml plugin; on 23.02+ only;
+# docs/test-cluster.md). Every GPU job has an extern step (GPU figures 0: it tells a
+# job with no step at all from a cluster without a GPU plugin). Then, by use phase and
+# a draw from the job id:
+# - "other" (interactive, notebooks): 30 % hold their GPUs with no step at all;
+# - single-node inference and other jobs run their GPU work in the batch script;
+# - the rest (training, multi-node) run one srun step after a setup of a tenth of
+#   the job (at most 20 minutes), the batch script idle meanwhile; 10 % of those of
+#   2+ GPUs use half their GPUs only (the rest idle all along).
+# Peak utilisation per GPU and memory per GPU (GiB, of an 80 GiB H100) by phase:
+STEP_UTIL = {"pretrain": (90, 100), "finetune": (70, 100), "inference": (30, 70),
+             "other": (10, 50)}
+STEP_MEM_GIB = {"pretrain": (60, 78), "finetune": (40, 78), "inference": (15, 40),
+                "other": (5, 30)}
+EXTERN, BATCH = -4, -5
+
+
+@dataclass(frozen=True)
+class HistoryStep:
+    """One step row: its GPU figures are TRESUsageInTot's (sums of the tasks' peaks)."""
+
+    step_id: int           # EXTERN, BATCH, 0 ...
+    start: int
+    end: int
+    gpus: int
+    nodes: tuple[str, ...]
+    gpuutil: int           # percent, summed over the tasks
+    gpumem: int            # bytes, summed over the tasks
+
+
+def _draw_u(job_id: int, salt: int) -> float:
+    """A uniform number in [0, 1) from the job id (deterministic, no RNG state)."""
+    return ((job_id * 2654435761 + salt * 40503) % 4294967291) / 4294967291
+
+
+def job_steps(job: HistoryJob) -> tuple[HistoryStep, ...]:
+    """The steps of a finished GPU job (none for CPU-only jobs and jobs that never ran)."""
+    elapsed = job.end - job.start
+    if not job.ran or elapsed <= 0 or not job.gpus:
+        return ()
+    steps = [HistoryStep(EXTERN, job.start, job.end, job.gpus, job.nodes, 0, 0)]
+    phase = job.wckey.lstrip("*")
+    lo, hi = STEP_UTIL.get(phase, STEP_UTIL["other"])
+    util = lo + int((hi - lo + 1) * _draw_u(job.job_id, 1))
+    mlo, mhi = STEP_MEM_GIB.get(phase, STEP_MEM_GIB["other"])
+    mem = (mlo + int((mhi - mlo + 1) * _draw_u(job.job_id, 2))) << 30
+    kind = _draw_u(job.job_id, 3)
+    batch_gpus = min(job.gpus, GPUS_PER_NODE)
+    if phase == "other" and kind < 0.3:
+        return tuple(steps)
+    if phase in ("inference", "other") and len(job.nodes) == 1:
+        steps.append(HistoryStep(BATCH, job.start, job.end, batch_gpus, job.nodes[:1],
+                                 util * batch_gpus, mem * batch_gpus))
+        return tuple(steps)
+    steps.append(HistoryStep(BATCH, job.start, job.end, batch_gpus, job.nodes[:1], 0, 0))
+    setup = min(1200, elapsed // 10)
+    gpus = job.gpus // 2 if job.gpus >= 2 and kind >= 0.9 else job.gpus
+    steps.append(HistoryStep(0, job.start + setup, job.end, gpus, job.nodes,
+                             util * gpus, mem * gpus))
+    return tuple(steps)
+
+
 @dataclass(frozen=True)
 class NodeOutage:
     node: str

@@ -45,6 +45,10 @@ SHEETS = {"capacity": "Capacity", "pools": "Pools", "categories": "Categories",
           "allocations": "Allocations", "job_mix.size": "Job size",
           "job_mix.phase": "Use phase", "service.queue_wait": "Queue wait",
           "energy.categories": "Energy", "energy.total": "Energy total",
+          "efficiency.categories": "GPU efficiency",
+          "efficiency.total": "GPU efficiency total",
+          "efficiency.top_idle_projects": "Most idle projects",
+          "efficiency.phases": "Efficiency by phase", "efficiency.sizes": "Efficiency by size",
           "accounts": "Accounts", "users": "Users", "unmapped_accounts": "Unmapped accounts"}
 
 

@@ -70,6 +70,22 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Energy, facility total", "energy.total", ("used_s", "measured_s", "energy_j",
                                                 "kwh_per_gpu_hour", "facility_kwh",
                                                 "water_l", "co2e_kg")),
+    ("GPU efficiency by category (from job steps; busy is an upper bound)",
+     "efficiency.categories", ("category", "used_s", "quota_s", "measured_s", "busy_s", "idle_s",
+                               "busy_share", "idle_share", "long_idle_jobs", "long_idle_s",
+                               "mem_peak_gib", "over_threshold")),
+    ("GPU efficiency, facility total", "efficiency.total",
+     ("used_s", "measured_s", "busy_s", "idle_s", "busy_share", "idle_share", "long_idle_jobs",
+      "long_idle_s", "mem_peak_gib")),
+    ("Most idle-allocated projects", "efficiency.top_idle_projects",
+     ("group", "category", "used_s", "measured_s", "idle_s", "idle_share", "long_idle_jobs",
+      "over_threshold")),
+    ("GPU efficiency and energy by use phase", "efficiency.phases",
+     ("group", "used_s", "measured_s", "busy_share", "idle_share", "long_idle_jobs", "energy_j",
+      "kwh_per_gpu_hour")),
+    ("GPU efficiency and energy by job size", "efficiency.sizes",
+     ("group", "used_s", "measured_s", "busy_share", "idle_share", "long_idle_jobs", "energy_j",
+      "kwh_per_gpu_hour")),
     ("Accounts", "accounts", ("account", "category", "pool", "organisation", "used_s",
                               "energy_j")),
     ("Users", "users", ("user", "account", "used_s", "energy_j")),
@@ -83,6 +99,9 @@ ROW_TYPES: dict[str, type] = {
     "allocations": model.AllocationStatus, "job_mix.size": model.SizeUse,
     "job_mix.phase": model.PhaseUse, "service.queue_wait": model.QueueWait,
     "energy.categories": model.EnergyUse, "energy.total": model.EnergyUse,
+    "efficiency.categories": model.EfficiencyUse, "efficiency.total": model.EfficiencyUse,
+    "efficiency.top_idle_projects": model.EfficiencyUse,
+    "efficiency.phases": model.EfficiencyUse, "efficiency.sizes": model.EfficiencyUse,
     "accounts": model.AccountUse, "users": model.UserUse,
     "unmapped_accounts": model.UnmappedAccount,
 }
@@ -236,6 +255,7 @@ def service_lines(report: model.Report, limit: int | None = None) -> Iterator[st
            f"GPU-hours ({q.sreport_view.note})"
            f"{unseen}.")
     yield f"Energy: {energy_sentence(report)}."
+    yield f"GPU efficiency: {efficiency_sentence(report)}."
     yield (f"Data until {convert.convert(report.period.data_until_s, 'instant', tz)}; "
            f"last collection {convert.convert(report.last_collection_s, 'instant', tz)}.")
 
@@ -269,6 +289,32 @@ def energy_sentence(report: model.Report) -> str:
             + ("; CO2e of the IT energy only (no PUE configured)" if it_only else ""))
 
 
+def efficiency_sentence(report: model.Report) -> str:
+    """What the GPU efficiency figures are, or that the cluster recorded no GPU use."""
+    e, tz = report.efficiency, report.period.timezone
+    gap = ""
+    if e.not_collected_before_s is not None:
+        gap = (f"jobs stored before {convert.convert(e.not_collected_before_s, 'instant', tz)}"
+               " (when this store was upgraded from a version without GPU use) hold none: "
+               "'gpu-usage collect --from-scratch' reads it; ")
+        if not e.recorded:
+            return "not collected for this period: " + gap.removesuffix("; ")
+    if not e.recorded:
+        return ("not recorded on this cluster in this period: no finished job's steps carry "
+                "gres/gpuutil (Slurm 23.02+ with a GPU plugin, nvml or rsmi, gathers it), so "
+                "the efficiency tables show no data, not idle GPUs")
+    t = e.total
+    over = [c.category for c in e.categories if c.over_threshold]
+    return (gap + f"of {convert.convert(t.measured_s, 'gpu_s', tz):,.1f} GPU-h with GPU data "
+            f"({e.coverage or 0:.1%} of {convert.convert(t.used_s, 'gpu_s', tz):,.1f} "
+            f"allocated), at most {t.busy_share or 0:.1%} busy and {t.idle_share or 0:.1%} "
+            f"allocated but idle; {t.long_idle_jobs:,} job(s) held GPUs idle for more than "
+            "an hour. Busy is an upper bound: Slurm keeps each task's peak utilisation, not "
+            "its average; time with no GPU data (running jobs, steps without a GPU plugin) "
+            "is no data, never idle; idle share over the alert threshold "
+            f"({e.idle_threshold:.0%}): {', '.join(over) or 'none'}")
+
+
 def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str]]:
     """The service and data-quality sentences as (what, value) pairs, for a table."""
     s, q, tz = report.service, report.data_quality, report.period.timezone
@@ -291,6 +337,7 @@ def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str
          f"GPU-h ({q.sreport_view.note})"),
     ]
     out.append(("Energy", energy_sentence(report)))
+    out.append(("GPU efficiency", efficiency_sentence(report)))
     if q.nodes_without_inventory:
         out.append(("Nodes never seen in the inventory", ", ".join(q.nodes_without_inventory)
                     + " (maintenance counted at the cluster's average GPUs per node)"))

@@ -280,6 +280,46 @@ class Energy:
 
 
 @dataclass(frozen=True)
+class EfficiencyUse:
+    """GPU use of one group (a category, project, use phase or job size) from the
+    jobs' steps (engine/gpuuse.py; docs/efficiency.md). Shares are of the GPU-hours
+    with GPU data; GPU-hours without it (running jobs, clusters or jobs without a GPU
+    plugin) are "no data", never idle. Energy beside it for the same group."""
+
+    group: str = fig("group", "text", "Group")
+    category: str = fig("category", "text", "Category")
+    used_s: int = fig("gpu_hours", "gpu_s", "Allocated GPU-h")
+    measured_s: int = fig("gpu_hours_with_gpu_data", "gpu_s", "GPU-h with GPU data")
+    busy_s: int | None = fig("busy_gpu_hours", "gpu_s", "Busy GPU-h (upper bound)")
+    idle_s: int | None = fig("idle_allocated_gpu_hours", "gpu_s", "Idle-allocated GPU-h")
+    busy_share: float | None = fig("busy_share", "ratio", "Busy (upper bound)")
+    idle_share: float | None = fig("idle_share", "ratio", "Idle-allocated")
+    long_idle_jobs: int = fig("jobs_idle_over_1h", "count", "Jobs idle > 1 h")
+    long_idle_s: int = fig("gpu_hours_of_jobs_idle_over_1h", "gpu_s",
+                           "GPU-h of jobs idle > 1 h")
+    mem_peak_gib: float | None = fig("gpu_memory_peak_gib", "rate",
+                                     "GPU memory peak GiB/GPU")
+    quota_s: float | None = fig("quota_gpu_hours", "gpu_s", "Quota GPU-h")
+    energy_j: int | None = fig("kwh", "joules", "Energy kWh")
+    kwh_per_gpu_hour: float | None = fig("kwh_per_gpu_hour", "rate", "kWh per GPU-h")
+    over_threshold: bool = fig("idle_over_threshold", "flag", "Idle share over threshold")
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    recorded: bool = fig("recorded", "flag", "GPU use recorded on this cluster")
+    coverage: float | None = fig("coverage", "ratio", "Share of GPU-h with GPU data")
+    idle_threshold: float = fig("idle_share_threshold", "share", "Idle share threshold")
+    not_collected_before_s: int | None = fig(
+        "not_collected_before", "instant", "GPU use not collected before")
+    total: EfficiencyUse = part("total")
+    categories: tuple[EfficiencyUse, ...] = part("categories")
+    top_idle_projects: tuple[EfficiencyUse, ...] = part("top_idle_projects")
+    phases: tuple[EfficiencyUse, ...] = part("phases")
+    sizes: tuple[EfficiencyUse, ...] = part("sizes")
+
+
+@dataclass(frozen=True)
 class UnmappedAccount:
     account: str = fig("account", "text", "Account")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
@@ -344,6 +384,7 @@ class Report:
     job_mix: JobMix = part("job_mix")
     service: Service = part("service")
     energy: Energy = part("energy")
+    efficiency: Efficiency = part("efficiency")
     unmapped_accounts: tuple[UnmappedAccount, ...] = part("unmapped_accounts")
     data_quality: DataQuality = part("data_quality")
 

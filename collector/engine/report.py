@@ -28,6 +28,8 @@ from collector.engine.model import (
     CommercialCheck,
     CountryUse,
     DataQuality,
+    Efficiency,
+    EfficiencyUse,
     Energy,
     EnergyUse,
     GpuTypeUse,
@@ -132,6 +134,7 @@ class PeriodData:
     rejected: tuple[int, list[reads.Rejected]]
     last: Collection | None
     energy_since_s: int | None = None
+    gpu_use_since_s: int | None = None
 
 
 def load(store: Store, settings: Settings, period: Period, now_s: int) -> PeriodData:
@@ -160,7 +163,7 @@ def load(store: Store, settings: Settings, period: Period, now_s: int) -> Period
         alloc_days=alloc_days, first_user=first_user, first_account=first_account,
         unusual_states=reads.unusual_states(store, cluster, period.start_s, period.end_s),
         rejected=reads.rejected(store), last=reads.last_collection(store, cluster),
-        energy_since_s=reads.energy_since(store))
+        energy_since_s=reads.energy_since(store), gpu_use_since_s=reads.gpu_use_since(store))
 
 
 def build_report(store: Store, settings: Settings, period: Period,
@@ -204,6 +207,7 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
         job_mix=_job_mix(settings, d, amap),
         service=_service(settings, period, d, amap),
         energy=_energy(settings, period, d, amap),
+        efficiency=_efficiency(settings, period, d, amap, categories),
         unmapped_accounts=_unmapped(by_account, amap, d.tree),
         data_quality=_data_quality(d, amap),
     )
@@ -393,3 +397,62 @@ def _energy(settings: Settings, period: Period, d: PeriodData, amap: AccountMap)
                   total=_energy_use(settings, "(facility)", "", used, measured, joules,
                                     joules),
                   categories=rows)
+
+
+_EFF_SUMS = ("gpu_s", "use_gpu_s", "busy_gpu_s", "idle_gpu_s", "long_idle_jobs",
+             "long_idle_gpu_s", "mem_mib_gpu_s", "energy_j", "energy_gpu_s")
+
+
+def _efficiency_sums(rows: Iterable[UsageRow], key: Callable[[UsageRow], object]
+                     ) -> dict[object, list[int]]:
+    sums: dict[object, list[int]] = defaultdict(lambda: [0] * len(_EFF_SUMS))
+    for r in rows:
+        cell = sums[key(r)]
+        for i, name in enumerate(_EFF_SUMS):
+            cell[i] += getattr(r, name)
+    return sums
+
+
+def _efficiency_use(settings: Settings, group: str, category: str, sums: list[int],
+                    quota_s: float | None = None) -> EfficiencyUse:
+    used, measured, busy, idle, long_jobs, long_s, mem, joules, energy_s = sums
+    threshold = settings.efficiency.idle_share_alert
+    idle_share = _ratio(idle, measured) if measured else None
+    return EfficiencyUse(
+        group, category, used, measured, busy if measured else None,
+        idle if measured else None, _ratio(busy, measured) if measured else None, idle_share,
+        long_jobs, long_s, mem / measured / 1024 if measured else None, quota_s,
+        joules if energy_s else None, joules / (1000 * energy_s) if energy_s else None,
+        idle_share is not None and idle_share > threshold)
+
+
+def _efficiency(settings: Settings, period: Period, d: PeriodData, amap: AccountMap,
+                categories: tuple[CategoryUse, ...]) -> Efficiency:
+    """GPU use from steps by category, project, use phase and job size; groups with no
+    GPU data show "no data" (None), never idle."""
+    def category(account: str) -> str:
+        return amap.category_of(account) or UNMAPPED
+
+    by_cat = _efficiency_sums(d.rows, lambda r: category(r.account))
+    quota = {c.category: c.quota_s for c in categories}
+    order = [c.name for c in settings.categories]
+    cats = tuple(_efficiency_use(settings, c, c, by_cat[c], quota.get(c))
+                 for c in [*order, *sorted(set(by_cat) - set(order))] if c in by_cat)
+    total = _efficiency_use(settings, "(facility)", "", [sum(col) for col in zip(
+        *by_cat.values(), strict=True)] if by_cat else [0] * len(_EFF_SUMS))
+    by_account = _efficiency_sums(d.rows, lambda r: r.account)
+    projects = sorted((a for a, v in by_account.items() if v[1]),
+                      key=lambda a: (-by_account[a][3], a))
+    top = tuple(_efficiency_use(settings, a, category(a), by_account[a])
+                for a in projects[:settings.efficiency.top_idle_projects])
+    by_phase = _efficiency_sums(d.rows, lambda r: settings.wckeys.get(r.wckey, "other"))
+    by_size = _efficiency_sums(d.rows, lambda r: r.size_class)
+    gap = (d.gpu_use_since_s if d.gpu_use_since_s and period.start_s < d.gpu_use_since_s
+           else None)
+    return Efficiency(
+        recorded=total.measured_s > 0, coverage=_ratio(total.measured_s, total.used_s),
+        idle_threshold=settings.efficiency.idle_share_alert, not_collected_before_s=gap,
+        total=total, categories=cats, top_idle_projects=top,
+        phases=tuple(_efficiency_use(settings, p, "", by_phase[p]) for p in sorted(by_phase)),
+        sizes=tuple(_efficiency_use(settings, s, "", by_size[s])
+                    for s in SIZE_CLASSES if s in by_size))

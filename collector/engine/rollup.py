@@ -107,6 +107,35 @@ def energy_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, tupl
         yield key, (joules, gpu_s)
 
 
+LONG_IDLE_S = 3600  # an idle stretch longer than this makes a "long idle" job
+
+
+def gpu_use_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, tuple[int, ...]]]:
+    """Per hour bucket of a finished GPU job with GPU data (engine/gpuuse.py), in
+    database.GPU_USE_COLUMNS order: its GPU-seconds, busy and idle GPU-seconds split in
+    proportion to its time in each (whole seconds that add up to the job's exactly),
+    memory peak x GPU-seconds, and, if its idle stretch passed an hour, the job (in the
+    hour it ended) and its GPU-seconds. No data: no cells, never zeros."""
+    if job.busy_gpu_s is None or job.idle_gpu_s is None:
+        return
+    cells = list(usage_cells(job, origin_s))
+    if not cells:
+        return
+    elapsed = job.end_s - job.start_s  # type: ignore[operator]  # cells: both are set
+    long_idle = (job.idle_stretch_s or 0) > LONG_IDLE_S
+    mem = job.gpu_mem_mib or 0
+    done_s = done_busy = done_idle = 0
+    for i, (key, gpu_s) in enumerate(cells):
+        done_s += gpu_s // job.gpus
+        busy = job.busy_gpu_s * done_s // elapsed - done_busy
+        idle = job.idle_gpu_s * done_s // elapsed - done_idle
+        done_busy += busy
+        done_idle += idle
+        last = i == len(cells) - 1
+        yield key, (gpu_s, busy, idle, mem * gpu_s, int(long_idle and last),
+                    gpu_s if long_idle else 0)
+
+
 def start_cell(job: JobRecord, origin_s: int) -> tuple[StartKey, int] | None:
     """The hour a job started, its dimensions and its queue wait (seconds)."""
     if job.start_s is None or not job.started:

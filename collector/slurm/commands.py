@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from collector.slurm.live_parser import SINFO_FIELDS, SQUEUE_FIELDS, SQUEUE_STATES
-from collector.slurm.sacct_parser import SACCT_FIELDS
+from collector.slurm.sacct_parser import SACCT_FIELDS, STEP_FIELDS
 from collector.slurm.sacctmgr_parser import (
     ACCOUNT_FORMAT,
     ASSOC_FORMAT,
@@ -85,6 +85,35 @@ def run_sacct(start_s: int, end_s: int, cluster: str | None, delimiter: str,
     """The raw sacct text for the window, fields split by `delimiter`; raises SlurmError."""
     return _run(sacct_argv(start_s, end_s, cluster, delimiter),
                 f"jobs {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)
+
+
+def _steps_common(cluster: str | None) -> list[str]:
+    # No --allocations: each job line is followed by its steps. --noconvert: gpumem in
+    # bytes (sacct prints it as "78125000K" otherwise).
+    return ["sacct", "--allusers", "--duplicates", "--parsable2", "--noheader", "--noconvert",
+            f"--format={','.join(STEP_FIELDS)}", *([f"--clusters={cluster}"] if cluster else [])]
+
+
+def run_sacct_steps(start_s: int, end_s: int, cluster: str | None, timeout_s: float = 600,
+                    env: dict[str, str] | None = None) -> str:
+    """The steps (times, GPUs, TRESUsageInTot) of the jobs of the window, after each job's
+    own line; no free-text field, so sacct's "|" is safe."""
+    return _run([*_steps_common(cluster), f"--starttime={sacct_time(start_s)}",
+                 f"--endtime={sacct_time(end_s)}"],
+                f"steps {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)
+
+
+def run_sacct_job_steps(job_ids: list[int], cluster: str | None, timeout_s: float = 600,
+                        env: dict[str, str] | None = None) -> str:
+    """The steps of these jobs, whenever they ran."""
+    ids = ",".join(str(int(i)) for i in job_ids)
+    return _run([*_steps_common(cluster), f"--jobs={ids}"], f"steps of {len(job_ids)} job(s)",
+                timeout_s, env)
+
+
+def run_sacctmgr_tres(timeout_s: float = 120, env: dict[str, str] | None = None) -> str:
+    """The TRES slurmdbd tracks, one `type|name` per line (gres|gpuutil ...)."""
+    return _sacctmgr(["tres"], ("Type", "Name"), "show tres", timeout_s, env)
 
 
 def run_sacct_jobs(job_ids: list[int], cluster: str | None, delimiter: str,

@@ -17,6 +17,19 @@ KNOWN_STATES = frozenset({
 })
 
 
+class StepRecord(NamedTuple):
+    """One job step's GPU use as Slurm's accounting keeps it (TRESUsageInTot): the
+    sum over its tasks of each task's peak, so `gpuutil` (percent) may pass 100 per
+    GPU. None: the step carries no GPU figure (no GPU plugin, or Slurm 22.05)."""
+
+    step: str            # "batch", "extern", "interactive", "0", "1", "0+1" ...
+    start_s: int
+    end_s: int
+    gpus: int            # gres/gpu of the step's allocation
+    gpuutil: int | None  # gres/gpuutil of TRESUsageInTot, percent summed over tasks
+    gpumem: int | None   # gres/gpumem of TRESUsageInTot, bytes summed over tasks
+
+
 def job_id_text(raw: int, array_id: int | None, task: int | None, het_id: int | None,
                 offset: int | None) -> str:
     """The JobID as sacct prints it (`123_7`, `123+1`, `123`), for sources that give
@@ -59,6 +72,11 @@ class JobRecord(NamedTuple):
     energy_j: int | None = None  # the energy TRES of the allocation (sacct's
     # ConsumedEnergyRaw of the job), joules; None: not recorded (no energy plugin,
     # or the job has not ended yet), never 0 for "unknown"
+    # GPU use from the job's steps (engine/gpuuse.py; None: no GPU data recorded):
+    busy_gpu_s: int | None = None     # upper bound of the GPU-seconds the GPUs were busy
+    idle_gpu_s: int | None = None     # allocated GPU-seconds outside any step using GPUs
+    idle_stretch_s: int | None = None  # longest wall time with an allocated GPU idle
+    gpu_mem_mib: int | None = None    # highest step's GPU memory peak per GPU, MiB
 
     @property
     def key(self) -> tuple[str, int, int]:

@@ -34,7 +34,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from collector.slurm.records import JobRecord
+from collector.slurm.records import JobRecord, StepRecord
 
 SACCT_FIELDS = (
     "JobIDRaw", "JobID", "Cluster", "User", "Account", "Partition", "QOS", "WCKey", "State",
@@ -58,6 +58,9 @@ class ParseResult:
     rejected: list[Rejected] = field(default_factory=list)
     pending_arrays: list[str] = field(default_factory=list)  # e.g. "123_[0-9]": no task yet
     lines: int = 0  # lines of text read into a record, a rejection or a pending array
+    # Each job's steps by JobRecord.key, when the source read them (None: not read;
+    # engine/gpuuse.py turns them into the job's GPU use).
+    steps: dict[tuple[str, int, int], list[StepRecord]] | None = None
 
 
 class FieldError(ValueError):
@@ -221,3 +224,63 @@ def parse_sacct(text: str, cluster: str | None = None, delimiter: str = "|") -> 
         else:
             result.records.append(record)
     return result
+
+
+# The steps call: no free text (no step name), so sacct's "|" cannot be forged.
+STEP_FIELDS = ("JobIDRaw", "Submit", "Start", "End", "AllocTRES", "TRESUsageInTot")
+_STEP_ID = re.compile(r"^(?P<raw>\d+)(?:\.(?P<step>[A-Za-z0-9+]+))?$")
+
+
+def _usage(text: str, key: str) -> int | None:
+    """One `gres/...=N` count of a TRESUsageInTot string (sacct --noconvert)."""
+    at = text.find(key + "=")
+    if at < 0 or (at > 0 and text[at - 1] != ","):
+        return None
+    value = text[at + len(key) + 1:].split(",", 1)[0]
+    if not value.isdigit() or len(value) > MAX_DIGITS:
+        raise FieldError(f"TRESUsageInTot {key}={value!r} is not a count")
+    return int(value)
+
+
+def parse_steps(text: str, cluster: str) -> tuple[dict[tuple[str, int, int], list[StepRecord]],
+                                                   list[Rejected]]:
+    """Every job's finished steps from `sacct --noconvert --parsable2 --noheader
+    --format=STEP_FIELDS` (without --allocations: each job line, then its steps), by
+    the job's key; lines that cannot be read are rejected with their number. A step
+    belongs to the job line above it (with --duplicates, each run of a requeued job
+    is followed by its own steps)."""
+    steps: dict[tuple[str, int, int], list[StepRecord]] = {}
+    rejected: list[Rejected] = []
+    current: tuple[str, int, int] | None = None
+    for no, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        try:
+            parts = line.split("|")
+            if len(parts) != len(STEP_FIELDS):
+                raise FieldError(f"{len(parts)} fields, expected {len(STEP_FIELDS)}")
+            raw, submit, start, end, alloc, usage = parts
+            match = _STEP_ID.match(raw)
+            if match is None:
+                raise FieldError(f"JobIDRaw {raw!r} is not a job or step id")
+            if match["step"] is None:
+                current = None  # a job line that cannot be read owns no steps
+                submit_s = parse_time(submit, "Submit")
+                if submit_s is None:
+                    raise FieldError("Submit is missing")
+                current = (cluster, _int(raw, "JobIDRaw"), submit_s)
+                steps.setdefault(current, [])
+                continue
+            if current is None or current[1] != int(match["raw"]):
+                raise FieldError(f"step {raw} does not follow its job's line")
+            start_s, end_s = parse_time(start, "Start"), parse_time(end, "End")
+            if start_s is None or end_s is None:
+                continue  # a step still running: its usage comes when it ends
+            if end_s < start_s:
+                raise FieldError(f"End {end} is before Start {start}")
+            steps[current].append(StepRecord(
+                match["step"], start_s, end_s, parse_tres(alloc)[0],
+                _usage(usage, "gres/gpuutil"), _usage(usage, "gres/gpumem")))
+        except FieldError as exc:
+            rejected.append(Rejected(no, f"step line: {exc}", line))
+    return steps, rejected

@@ -18,12 +18,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from collector.config import Settings
+from collector.config import Settings, Slurm
 from collector.secretfile import SecretFileError, read_secret_file
 from collector.slurm import commands as door
 from collector.slurm import slurmrestd_parser
 from collector.slurm.live_parser import LiveJob, NodeGpus, parse_sinfo, parse_squeue
-from collector.slurm.sacct_parser import ParseResult, Rejected, parse_sacct
+from collector.slurm.sacct_parser import ParseResult, Rejected, parse_sacct, parse_steps
 from collector.slurm.sacctmgr_parser import Account, parse_accounts
 from collector.slurm.slurmrestd_source import RestClient
 
@@ -42,6 +42,9 @@ class JobSource(Protocol):
     def accounts(self) -> list[Account]: ...
 
 
+STEP_IDS_PER_CALL = 2000  # job ids per `sacct --jobs` call for steps (about 16 KB of argv)
+
+
 @dataclass
 class SacctSource:
     cluster: str
@@ -49,17 +52,39 @@ class SacctSource:
     env: dict[str, str] | None = None
     name: str = "sacct"
     window_target: int = 50_000
+    steps: bool = False  # also read each job's steps (GPU use)
 
     def window(self, start_s: int, end_s: int) -> ParseResult:
         delimiter = door.new_delimiter()  # a new one each run: see sacct_parser
-        return parse_sacct(door.run_sacct(start_s, end_s, self.cluster, delimiter,
-                                          self.timeout_s, self.env), self.cluster, delimiter)
+        result = parse_sacct(door.run_sacct(start_s, end_s, self.cluster, delimiter,
+                                            self.timeout_s, self.env), self.cluster, delimiter)
+        if self.steps:  # after the jobs: a job seen ended has its steps ended too
+            self._add_steps(result, door.run_sacct_steps(start_s, end_s, self.cluster,
+                                                         self.timeout_s, self.env))
+            # sacct shows a window's steps that overlap it only: the steps of a job that
+            # ran past either edge of the window are read again by job id, whole.
+            crossing = sorted({r.job_id_raw for r in result.records
+                               if r.gpus > 0 and r.start_s is not None and r.end_s is not None
+                               and not start_s <= r.start_s <= r.end_s < end_s})
+            for i in range(0, len(crossing), STEP_IDS_PER_CALL):
+                self._add_steps(result, door.run_sacct_job_steps(
+                    crossing[i:i + STEP_IDS_PER_CALL], self.cluster, self.timeout_s, self.env))
+        return result
 
     def by_ids(self, job_ids: list[int]) -> ParseResult:
         delimiter = door.new_delimiter()
-        return parse_sacct(door.run_sacct_jobs(job_ids, self.cluster, delimiter,
-                                               self.timeout_s, self.env), self.cluster,
-                           delimiter)
+        result = parse_sacct(door.run_sacct_jobs(job_ids, self.cluster, delimiter,
+                                                 self.timeout_s, self.env), self.cluster,
+                             delimiter)
+        if self.steps:
+            self._add_steps(result, door.run_sacct_job_steps(job_ids, self.cluster,
+                                                             self.timeout_s, self.env))
+        return result
+
+    def _add_steps(self, result: ParseResult, text: str) -> None:
+        steps, rejected = parse_steps(text, self.cluster)
+        result.steps = {**(result.steps or {}), **steps}  # a later read is whole: it wins
+        result.rejected.extend(rejected)
 
     def accounts(self) -> list[Account]:
         return parse_accounts(*door.run_sacctmgr_accounts(self.cluster, self.timeout_s,
@@ -115,7 +140,14 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
     if slurm.source == "pyslurm":
         from collector.slurm.pyslurm_source import PyslurmSource
         return PyslurmSource(slurm.cluster, slurm.timeout_s, env)
-    return SacctSource(slurm.cluster, slurm.timeout_s, env)
+    return SacctSource(slurm.cluster, slurm.timeout_s, env,
+                       steps=slurm.gpu_steps == "auto" and records_gpu_use(slurm, env))
+
+
+def records_gpu_use(slurm: Slurm, env: dict[str, str] | None) -> bool:
+    """Whether slurmdbd tracks gres/gpuutil (Slurm 23.02+ adds it with gres/gpu)."""
+    text = door.run_sacctmgr_tres(slurm.timeout_s, env)
+    return any(line.strip().lower() == "gres|gpuutil" for line in text.splitlines())
 
 
 def _pyslurm(settings: Settings, env: dict[str, str] | None) -> PyslurmSource | None:

@@ -32,16 +32,23 @@ from collector.slurm.records import JobRecord
 
 DB_FILE = "gpu-usage.sqlite"
 LOCK_FILE = "collect.lock"
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 JOB_COLUMNS = (
     "cluster", "job_id_raw", "submit_s", "job_id", "array_job_id", "array_task_id",
     "het_job_id", "het_job_offset", "user", "account", "partition", "qos", "wckey",
     "wckey_is_default", "state", "eligible_s", "start_s", "end_s", "gpus", "gpu_types",
-    "nodes", "cpus", "nodelist", "name", "energy_j",
+    "nodes", "cpus", "nodelist", "name", "energy_j", "busy_gpu_s", "idle_gpu_s",
+    "idle_stretch_s", "gpu_mem_mib",
 )
 USAGE_DIMS = ("cluster", "day_s", "account", "user", "partition", "gpu_type", "wckey",
               "size_class")
+# GPU use per usage cell (rollup.gpu_use_cells): GPU-seconds of the jobs with GPU data,
+# their busy (upper bound) and idle-allocated GPU-seconds, GPU memory peak (MiB per
+# GPU) x GPU-seconds, and the jobs with an idle stretch over an hour (count in the
+# hour they ended, GPU-seconds split by time).
+GPU_USE_COLUMNS = ("use_gpu_s", "busy_gpu_s", "idle_gpu_s", "mem_mib_gpu_s", "long_idle_jobs",
+                   "long_idle_gpu_s")
 START_DIMS = ("cluster", "day_s", "account", "user", "size_class", "wait_bin")
 
 # The common states; anything else (e.g. a state of a newer Slurm) is shown in data
@@ -60,13 +67,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     wckey_is_default INTEGER NOT NULL, state TEXT NOT NULL, eligible_s INTEGER,
     start_s INTEGER, end_s INTEGER, gpus INTEGER NOT NULL, gpu_types TEXT NOT NULL,
     nodes INTEGER NOT NULL, cpus INTEGER NOT NULL, nodelist TEXT NOT NULL, name TEXT NOT NULL,
-    energy_j INTEGER, collection_id INTEGER NOT NULL,
+    energy_j INTEGER, busy_gpu_s INTEGER, idle_gpu_s INTEGER, idle_stretch_s INTEGER,
+    gpu_mem_mib INTEGER, collection_id INTEGER NOT NULL,
     PRIMARY KEY (cluster, job_id_raw, submit_s)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (cluster, job_id_raw) WHERE end_s IS NULL;
 CREATE INDEX IF NOT EXISTS jobs_unusual ON jobs (state) WHERE {UNUSUAL_STATE_SQL};
 CREATE TABLE IF NOT EXISTS usage_day (
     {", ".join(d + " NOT NULL" for d in USAGE_DIMS)}, gpu_s INTEGER NOT NULL,
     energy_j INTEGER NOT NULL DEFAULT 0, energy_gpu_s INTEGER NOT NULL DEFAULT 0,
+    {", ".join(c + " INTEGER NOT NULL DEFAULT 0" for c in GPU_USE_COLUMNS)},
     PRIMARY KEY ({", ".join(USAGE_DIMS)})) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS starts_day (
     {", ".join(d + " NOT NULL" for d in START_DIMS)}, jobs INTEGER NOT NULL,
@@ -319,6 +328,16 @@ class Store:
             "excluded.energy_j, energy_gpu_s = energy_gpu_s + excluded.energy_gpu_s",
             ((*k, j, g) for k, (j, g) in deltas.items() if j or g))
 
+    def add_gpu_use(self, deltas: Mapping[tuple, tuple[int, ...]]) -> None:
+        """GPU_USE_COLUMNS per usage cell (the cell's GPU-seconds came by add_usage)."""
+        cols = ", ".join(GPU_USE_COLUMNS)
+        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in GPU_USE_COLUMNS)
+        marks = ",".join("?" * (len(USAGE_DIMS) + len(GPU_USE_COLUMNS)))
+        self.conn.executemany(
+            f"INSERT INTO usage_day ({', '.join(USAGE_DIMS)}, {cols}, gpu_s) "
+            f"VALUES ({marks}, 0) ON CONFLICT DO UPDATE SET {sets}",
+            ((*k, *v) for k, v in deltas.items() if any(v)))
+
     def add_starts(self, deltas: Mapping[tuple, tuple[int, int]]) -> None:
         marks = ",".join("?" * (len(START_DIMS) + 2))
         self.conn.executemany(
@@ -330,7 +349,7 @@ class Store:
         """Every job, rollup and rejected line (inside the caller's transaction)."""
         for table in ("jobs", "usage_day", "starts_day", "rejected_lines"):
             self.conn.execute(f"DELETE FROM {table}")
-        self.conn.execute("DELETE FROM meta WHERE key=?", (ENERGY_SINCE,))
+        self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (ENERGY_SINCE, GPU_USE_SINCE))
 
     def clear_rollups(self) -> None:
         self.conn.execute("DELETE FROM usage_day")
@@ -413,10 +432,20 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
 # no energy: meta ENERGY_SINCE keeps the upgrade's instant, so that reports and verify
 # say energy was not collected before it (not "not recorded"), until
 # `collect --from-scratch` reads everything again and drops it.
+# Schema 2 -> 3: each job's GPU use from its steps, rolled up likewise; meta
+# GPU_USE_SINCE keeps that upgrade's instant in the same way.
 ENERGY_SINCE = "energy_collected_since"
-MIGRATIONS = {"1": ("ALTER TABLE jobs ADD COLUMN energy_j INTEGER",
-                    "ALTER TABLE usage_day ADD COLUMN energy_j INTEGER NOT NULL DEFAULT 0",
-                    "ALTER TABLE usage_day ADD COLUMN energy_gpu_s INTEGER NOT NULL DEFAULT 0")}
+GPU_USE_SINCE = "gpu_use_collected_since"
+MIGRATIONS = {
+    "1": ("ALTER TABLE jobs ADD COLUMN energy_j INTEGER",
+          "ALTER TABLE usage_day ADD COLUMN energy_j INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE usage_day ADD COLUMN energy_gpu_s INTEGER NOT NULL DEFAULT 0"),
+    "2": (*(f"ALTER TABLE jobs ADD COLUMN {c} INTEGER"
+            for c in ("busy_gpu_s", "idle_gpu_s", "idle_stretch_s", "gpu_mem_mib")),
+          *(f"ALTER TABLE usage_day ADD COLUMN {c} INTEGER NOT NULL DEFAULT 0"
+            for c in GPU_USE_COLUMNS)),
+}
+SINCE = {"1": ENERGY_SINCE, "2": GPU_USE_SINCE}  # what an upgrade from that schema lacks
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
@@ -426,12 +455,15 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
     if row is not None and row[0] in MIGRATIONS:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in MIGRATIONS[row[0]]:
-                conn.execute(statement)
+            now = str(int(clock.now()))
+            for version in range(int(row[0]), int(SCHEMA_VERSION)):
+                for statement in MIGRATIONS[str(version)]:
+                    conn.execute(statement)
+                # Jobs stored until now lack what this step adds: reports before this
+                # instant say so.
+                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                             (SINCE[str(version)], now))
             conn.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA_VERSION,))
-            # Jobs stored until now hold no energy: reports before this instant say so.
-            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                         (ENERGY_SINCE, str(int(clock.now()))))
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from collector.engine.rollup import LocalDays
 from collector.slurm.records import JobRecord
 from collector.slurm.sacctmgr_parser import Event, Reservation
-from collector.store.database import ENERGY_SINCE, UNUSUAL_STATE_SQL, Collection, Store
+from collector.store.database import (
+    ENERGY_SINCE,
+    GPU_USE_COLUMNS,
+    GPU_USE_SINCE,
+    UNUSUAL_STATE_SQL,
+    Collection,
+    Store,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,15 @@ class UsageRow:
     gpu_s: int
     energy_j: int = 0        # joules of the jobs whose energy Slurm recorded
     energy_gpu_s: int = 0    # the GPU-seconds of those jobs (the rest: no energy data)
+    # GPU use (database.GPU_USE_COLUMNS): the GPU-seconds of jobs with GPU data, their
+    # busy and idle-allocated GPU-seconds, memory peak (MiB) x GPU-seconds, and the
+    # jobs idle over an hour with their GPU-seconds
+    use_gpu_s: int = 0
+    busy_gpu_s: int = 0
+    idle_gpu_s: int = 0
+    mem_mib_gpu_s: int = 0
+    long_idle_jobs: int = 0
+    long_idle_gpu_s: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,10 +104,11 @@ def usage_rows(store: Store, cluster: str, start_s: int, end_s: int) -> list[Usa
     _check_aligned(store, start_s, end_s)
     return [UsageRow(*r) for r in store.conn.execute(
         "SELECT account, user, partition, gpu_type, wckey, size_class, SUM(gpu_s), "
-        "SUM(energy_j), SUM(energy_gpu_s) "
+        "SUM(energy_j), SUM(energy_gpu_s), "
+        + ", ".join(f"SUM({c})" for c in GPU_USE_COLUMNS) + " "
         "FROM usage_day WHERE cluster=? AND day_s >= ? AND day_s < ? "
         "GROUP BY account, user, partition, gpu_type, wckey, size_class "
-        "HAVING SUM(gpu_s) != 0 OR SUM(energy_j) != 0",
+        "HAVING SUM(gpu_s) != 0 OR SUM(energy_j) != 0 OR SUM(use_gpu_s) != 0",
         (cluster, start_s, end_s))]
 
 
@@ -145,6 +162,13 @@ def energy_since(store: Store) -> int | None:
     """When the store was upgraded to hold energy (jobs stored before hold none); None
     when every stored job was read with its energy."""
     value = store.meta(ENERGY_SINCE)
+    return int(value) if value else None
+
+
+def gpu_use_since(store: Store) -> int | None:
+    """When the store was upgraded to hold GPU use from steps; None when every stored
+    job was read with it."""
+    value = store.meta(GPU_USE_SINCE)
     return int(value) if value else None
 
 

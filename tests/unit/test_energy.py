@@ -20,7 +20,7 @@ from collector.engine.rollup import energy_cells, usage_cells
 from collector.slurm import pyslurm_source, slurmrestd_parser
 from collector.slurm.sacct_parser import FieldError, parse_energy, parse_sacct
 from collector.store import reads
-from collector.store.database import SCHEMA_VERSION, Store, StoreError
+from collector.store.database import GPU_USE_COLUMNS, SCHEMA_VERSION, Store, StoreError
 
 from . import fakeslurm
 from .test_rollup import JOB
@@ -119,6 +119,10 @@ def test_a_schema_1_store_is_upgraded_by_the_next_collection(tmp_path):
     collect_mod.collect(settings, now=NOW, env=env)
     path = settings.store.path / "gpu-usage.sqlite"
     with sqlite3.connect(path) as db:                 # as version 1 left it
+        for column in ("busy_gpu_s", "idle_gpu_s", "idle_stretch_s", "gpu_mem_mib"):
+            db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        for column in GPU_USE_COLUMNS:
+            db.execute(f"ALTER TABLE usage_day DROP COLUMN {column}")
         db.execute("ALTER TABLE jobs DROP COLUMN energy_j")
         db.execute("ALTER TABLE usage_day DROP COLUMN energy_j")
         db.execute("ALTER TABLE usage_day DROP COLUMN energy_gpu_s")
@@ -128,6 +132,7 @@ def test_a_schema_1_store_is_upgraded_by_the_next_collection(tmp_path):
     collect_mod.collect(settings, now=NOW, env=env)
     with Store.open_reader(settings.store.path) as store:
         assert store.meta("schema") == SCHEMA_VERSION
+        assert store.meta("gpu_use_collected_since") == store.meta("energy_collected_since")
         jobs = store.conn.execute("SELECT COUNT(*), COUNT(energy_j) FROM jobs").fetchone()
     assert jobs == (len(fakeslurm.JOBS), 0)  # stored before: no energy, not zero
     # ... and the report and verify say so, instead of "not recorded on this cluster".
