@@ -25,6 +25,7 @@ tasks of the task's *peak* sample. So:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import NamedTuple
 
 from collector.slurm.records import JobRecord, StepRecord
@@ -63,7 +64,7 @@ def gpu_use(start_s: int, end_s: int, gpus: int, steps: Iterable[StepRecord]) ->
     idle = stretch = running = 0
     stretch_from: int | None = None
     times = sorted(changes)
-    for t, nxt in zip(times, times[1:], strict=False):
+    for t, nxt in pairwise(times):
         running += changes[t]
         free = gpus - min(gpus, running)
         idle += free * (nxt - t)

@@ -469,6 +469,7 @@ class PyslurmSource:
     name: str = "pyslurm"
     window_target: int = 50_000
     _pyslurm: Any = field(default=None, repr=False)
+    steps: bool = False  # GPU use from the jobs' steps, through sacct (see sources)
 
     def _lib(self) -> Any:
         if self._pyslurm is None:
@@ -484,10 +485,20 @@ class PyslurmSource:
         return parse_jobs(jobs.values(), self.cluster)
 
     def window(self, start_s: int, end_s: int) -> ParseResult:
-        return self._load(start_time=max(start_s, 1), end_time=end_s)
+        result = self._load(start_time=max(start_s, 1), end_time=end_s)
+        if self.steps:
+            from collector.slurm.sources import add_sacct_steps
+            add_sacct_steps(result, self.cluster, self.timeout_s, self.env, (start_s, end_s))
+        return result
 
     def by_ids(self, job_ids: list[int]) -> ParseResult:
-        return self._load(ids=list(job_ids)) if job_ids else ParseResult()
+        if not job_ids:
+            return ParseResult()
+        result = self._load(ids=list(job_ids))
+        if self.steps:
+            from collector.slurm.sources import add_sacct_steps
+            add_sacct_steps(result, self.cluster, self.timeout_s, self.env, ids=list(job_ids))
+        return result
 
     def _slurmctld(self, what: str) -> Any:
         """pyslurm's `Jobs` or `Nodes` collection loaded from slurmctld now."""

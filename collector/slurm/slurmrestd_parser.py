@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from collector.slurm.records import KNOWN_STATES, JobRecord, job_id_text
+from collector.slurm.records import KNOWN_STATES, JobRecord, StepRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
 from collector.slurm.sacctmgr_parser import Account
 from collector.slurm.values import number, text
@@ -131,15 +131,61 @@ def job_record(job: dict, cluster: str | None = None) -> JobRecord | None:
         cpus if ran else 0, nodelist if ran else "", text(job, "name"), energy)
 
 
-def parse_jobs(payload: dict, cluster: str | None = None) -> ParseResult:
-    """Every job of a `/jobs` (or `/job/{id}`) response, read or rejected."""
-    result = ParseResult()
+def _usage(items: Any, name: str) -> int | None:
+    """A gres count of `tres.requested.total` (TRESUsageInTot); None: not recorded."""
+    if not isinstance(items, list):
+        raise FieldError(f"tres.requested.total {items!r} is not a list")
+    for item in items:
+        if isinstance(item, dict) and item.get("type") == "gres" and item.get("name") == name:
+            count = item.get("count")
+            if count in (None, -1, -2):
+                return None  # NO_VAL64 / INFINITE64 as -2 / -1: not recorded
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 10**15:
+                raise FieldError(f"step TRES gres/{name} count {count!r} is not a count")
+            return count
+    return None
+
+
+def job_steps(job: dict) -> list[StepRecord]:
+    """The finished steps of a job object with their GPU use (`tres.requested.total`:
+    TRESUsageInTot, where slurmrestd puts gres/gpuutil and gres/gpumem)."""
+    steps = job.get("steps") or []
+    if not isinstance(steps, list):
+        raise FieldError("steps is not a list")
+    out = []
+    for step in steps:
+        ident = (step.get("step") or {}).get("id")
+        if isinstance(ident, dict):  # v0.0.38: {"job_id": .., "step_id": ..}
+            ident = str(ident.get("step_id"))
+        if not isinstance(ident, str | int):
+            raise FieldError(f"step id {ident!r} is not a step id")
+        times = step.get("time") or {}
+        start, end = _time(times.get("start"), "step time.start"), _time(
+            times.get("end"), "step time.end")
+        if start is None or end is None:
+            continue  # still running: its usage comes when it ends
+        if end < start:
+            raise FieldError(f"step {ident} ends before it starts")
+        tres = step.get("tres") or {}
+        total = (tres.get("requested") or {}).get("total") or []
+        out.append(StepRecord(str(ident).partition(".")[2] or str(ident), start, end,
+                              _tres(tres.get("allocated") or [])[0],
+                              _usage(total, "gpuutil"), _usage(total, "gpumem")))
+    return out
+
+
+def parse_jobs(payload: dict, cluster: str | None = None, steps: bool = False) -> ParseResult:
+    """Every job of a `/jobs` (or `/job/{id}`) response, read or rejected; with `steps`,
+    each job's finished steps too (ParseResult.steps)."""
+    result = ParseResult(steps={} if steps else None)
     jobs = payload.get("jobs") if isinstance(payload, dict) else None
     if not isinstance(jobs, list):
         raise FieldError("the response has no jobs list")
     for index, job in enumerate(jobs, 1):
         try:
             record = job_record(job, cluster)
+            if record is not None and result.steps is not None:
+                result.steps[record.key] = job_steps(job)
         except (FieldError, AttributeError, TypeError) as exc:
             shown = json.dumps(job, ensure_ascii=False, default=str)[:2000]
             reason = str(exc) if isinstance(exc, FieldError) else f"unexpected shape: {exc}"

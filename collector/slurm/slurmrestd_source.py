@@ -172,16 +172,18 @@ class RestClient:
 
     # -- accounting ---------------------------------------------------------
     def jobs(self, start_s: int, end_s: int, cluster: str | None = None,
-             now: float | None = None, margin_s: int = MARGIN_S) -> dict:
+             now: float | None = None, margin_s: int = MARGIN_S, steps: bool = False) -> dict:
         """Every allocation eligible or running in [start, end), as sacct's window
-        (starting `margin_s` earlier)."""
+        (starting `margin_s` earlier); with `steps`, each with its steps that overlap
+        the window (slurmdbd leaves out the others)."""
         version = self.discover()
         now = clock.now_or(now)
         params = {"start_time": _relative(now, start_s - margin_s),
                   "end_time": _relative(now, end_s)}
         if cluster:
             params["cluster"] = cluster
-        params.update(dict.fromkeys(self.job_flags, "true"))
+        params.update(dict.fromkeys((f for f in self.job_flags
+                                     if not (steps and f == "skip_steps")), "true"))
         return self.get(f"/slurmdb/{version}/jobs", params)
 
     def job(self, job_id: int) -> dict:

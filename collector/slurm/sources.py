@@ -45,6 +45,33 @@ class JobSource(Protocol):
 STEP_IDS_PER_CALL = 2000  # job ids per `sacct --jobs` call for steps (about 16 KB of argv)
 
 
+def crossing(result: ParseResult, start_s: int, end_s: int) -> list[int]:
+    """Ids of the window's finished GPU jobs that ran past either of its edges: slurmdbd
+    returns a window's steps that overlap it only, so theirs are read again by id."""
+    return sorted({r.job_id_raw for r in result.records
+                   if r.gpus > 0 and r.start_s is not None and r.end_s is not None
+                   and not start_s <= r.start_s <= r.end_s < end_s})
+
+
+def add_sacct_steps(result: ParseResult, cluster: str, timeout_s: float,
+                    env: dict[str, str] | None, window: tuple[int, int] | None = None,
+                    ids: list[int] | None = None) -> None:
+    """Each job's steps from sacct into `result.steps` (and unreadable step lines into
+    its rejections): the window's, then, whole, those of the jobs that ran past either
+    edge of it (sacct shows a window's steps that overlap it only), or those of `ids`."""
+    def add(text: str) -> None:
+        steps, rejected = parse_steps(text, cluster)
+        result.steps = {**(result.steps or {}), **steps}  # a later read is whole: it wins
+        result.rejected.extend(rejected)
+
+    if window is not None:
+        add(door.run_sacct_steps(*window, cluster, timeout_s, env))
+        ids = crossing(result, *window)
+    for i in range(0, len(ids or ()), STEP_IDS_PER_CALL):
+        add(door.run_sacct_job_steps(ids[i:i + STEP_IDS_PER_CALL], cluster,  # type: ignore[index]
+                                     timeout_s, env))
+
+
 @dataclass
 class SacctSource:
     cluster: str
@@ -59,16 +86,7 @@ class SacctSource:
         result = parse_sacct(door.run_sacct(start_s, end_s, self.cluster, delimiter,
                                             self.timeout_s, self.env), self.cluster, delimiter)
         if self.steps:  # after the jobs: a job seen ended has its steps ended too
-            self._add_steps(result, door.run_sacct_steps(start_s, end_s, self.cluster,
-                                                         self.timeout_s, self.env))
-            # sacct shows a window's steps that overlap it only: the steps of a job that
-            # ran past either edge of the window are read again by job id, whole.
-            crossing = sorted({r.job_id_raw for r in result.records
-                               if r.gpus > 0 and r.start_s is not None and r.end_s is not None
-                               and not start_s <= r.start_s <= r.end_s < end_s})
-            for i in range(0, len(crossing), STEP_IDS_PER_CALL):
-                self._add_steps(result, door.run_sacct_job_steps(
-                    crossing[i:i + STEP_IDS_PER_CALL], self.cluster, self.timeout_s, self.env))
+            add_sacct_steps(result, self.cluster, self.timeout_s, self.env, (start_s, end_s))
         return result
 
     def by_ids(self, job_ids: list[int]) -> ParseResult:
@@ -77,14 +95,8 @@ class SacctSource:
                                                  self.timeout_s, self.env), self.cluster,
                              delimiter)
         if self.steps:
-            self._add_steps(result, door.run_sacct_job_steps(job_ids, self.cluster,
-                                                             self.timeout_s, self.env))
+            add_sacct_steps(result, self.cluster, self.timeout_s, self.env, ids=job_ids)
         return result
-
-    def _add_steps(self, result: ParseResult, text: str) -> None:
-        steps, rejected = parse_steps(text, self.cluster)
-        result.steps = {**(result.steps or {}), **steps}  # a later read is whole: it wins
-        result.rejected.extend(rejected)
 
     def accounts(self) -> list[Account]:
         return parse_accounts(*door.run_sacctmgr_accounts(self.cluster, self.timeout_s,
@@ -99,17 +111,28 @@ class RestSource:
     # slurmrestd builds each response whole in memory (several KB of JSON per job).
     window_target: int = 20_000
 
+    steps: bool = False  # read each job's GPU use from its steps
+
     def window(self, start_s: int, end_s: int) -> ParseResult:
-        return slurmrestd_parser.parse_jobs(self.client.jobs(start_s, end_s, self.cluster),
-                                            self.cluster)
+        result = slurmrestd_parser.parse_jobs(
+            self.client.jobs(start_s, end_s, self.cluster, steps=self.steps), self.cluster,
+            self.steps)
+        if self.steps:  # slurmdbd gives a window's steps that overlap it only
+            whole = self.by_ids(crossing(result, start_s, end_s))
+            result.steps = {**(result.steps or {}), **(whole.steps or {})}
+            result.rejected.extend(whole.rejected)
+        return result
 
     def by_ids(self, job_ids: list[int]) -> ParseResult:
-        result = ParseResult()
+        result = ParseResult(steps={} if self.steps else None)
         for job_id in job_ids:
-            one = slurmrestd_parser.parse_jobs(self.client.job(job_id), self.cluster)
+            one = slurmrestd_parser.parse_jobs(self.client.job(job_id), self.cluster,
+                                               self.steps)
             result.records.extend(r for r in one.records if r.cluster == self.cluster)
             result.rejected.extend(one.rejected)
             result.pending_arrays.extend(one.pending_arrays)
+            if result.steps is not None and one.steps:
+                result.steps.update(one.steps)
         return result
 
     def accounts(self) -> list[Account]:
@@ -136,10 +159,14 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
         user = rest.user or (env if env is not None else os.environ).get("USER")
         token = None if rest.url.startswith("unix:") else read_token(settings, env)
         return RestSource(slurm.cluster, RestClient(rest.url, user if token else None, token,
-                                                    slurm.timeout_s))
+                                                    slurm.timeout_s),
+                          steps=slurm.gpu_steps == "auto")
     if slurm.source == "pyslurm":
         from collector.slurm.pyslurm_source import PyslurmSource
-        return PyslurmSource(slurm.cluster, slurm.timeout_s, env)
+        # pyslurm's JobStep has no GPU figures (its statistics read cpu, memory and disk
+        # only): the steps come through sacct, as events and reservations do.
+        return PyslurmSource(slurm.cluster, slurm.timeout_s, env,
+                             steps=slurm.gpu_steps == "auto" and records_gpu_use(slurm, env))
     return SacctSource(slurm.cluster, slurm.timeout_s, env,
                        steps=slurm.gpu_steps == "auto" and records_gpu_use(slurm, env))
 

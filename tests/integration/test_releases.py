@@ -16,12 +16,15 @@ releases.
 
 from __future__ import annotations
 
+import calendar
 import json
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -250,3 +253,95 @@ def _steady(view: dict) -> dict:
     for an idle node) comes and goes between two reads; everything else must agree."""
     nodes = [[n[0], n[1].rstrip("-").replace("planned", "idle"), *n[2:]] for n in view["nodes"]]
     return {**view, "nodes": nodes}
+
+
+GPU_USE_RELEASES = ("24.11", "25.11", "26.05")  # 23.02+: gres/gpuutil and gres/gpumem
+
+
+def sacct_gpu_use_by_account(lay: Layout, start_s: int, end_s: int, history_start: int
+                             ) -> tuple[dict[str, list[float]], int]:
+    """(allocated, busy, idle) GPU-seconds per account in [start, end), recomputed from
+    sacct's TRESUsageInTot and step times without the collector's code: sacct asked
+    over the whole history (it shows only the steps that overlap its window), each
+    finished GPU job's figures split by its time inside [start, end). And the jobs."""
+    from .conftest import slurm
+    out = slurm(lay, "sacct", "-a", "-D", "-n", "-P", "--noconvert",
+                "-S", time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(history_start - 7 * 86400)),
+                "-E", "now", "--format=JobIDRaw,Account,Start,End,AllocTRES,TRESUsageInTot")
+    jobs: list[dict] = []
+    for line in out.splitlines():
+        raw, account, begun, ended, alloc, usage = line.split("|")
+        gpus = dict(i.split("=", 1) for i in alloc.split(",") if "=" in i).get("gres/gpu")
+        times = [calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%S"))
+                 if "T" in t else None for t in (begun, ended)]
+        if "." not in raw:
+            jobs.append({"account": account, "gpus": int(gpus or 0), "times": times,
+                         "steps": []})
+            continue
+        figures = dict(i.split("=", 1) for i in usage.split(",") if "=" in i)
+        if None not in times and "gres/gpuutil" in figures:
+            jobs[-1]["steps"].append((raw.split(".", 1)[1], *times, int(gpus or 0),
+                                      int(figures["gres/gpuutil"])))
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    counted = 0
+    for job in jobs:
+        (a, b), gpus = job["times"], job["gpus"]
+        if a is None or b is None or b <= a or not gpus or not job["steps"]:
+            continue  # never ran, running, no GPUs, or no GPU figures (no data)
+        inside = min(b, end_s) - max(a, start_s)
+        if inside <= 0:
+            continue
+        # Second by second would do; segments between step edges are the same sums.
+        work = [(max(a, s), min(b, e), g, u) for name, s, e, g, u in job["steps"]
+                if name != "extern" and u > 0 and g > 0 and min(b, e) > max(a, s)]
+        edges = sorted({a, b, *(w[0] for w in work), *(w[1] for w in work)})
+        in_use = sum((hi - lo) * min(gpus, sum(g for s, e, g, _ in work if s <= lo and e >= hi))
+                     for lo, hi in pairwise(edges))
+        busy = min(in_use, sum(min((e - s) * u // 100, (e - s) * g) for s, e, g, u in work))
+        share = inside / (b - a)
+        cell = sums[job["account"]]
+        cell[0] += gpus * inside
+        cell[1] += busy * share
+        cell[2] += (gpus * (b - a) - in_use) * share
+        counted += 1
+    return sums, counted
+
+
+def test_gpu_use_equals_a_recomputation_from_sacct(collected):
+    """Busy and idle-allocated GPU-hours per category equal a recomputation from sacct's
+    TRESUsageInTot and step times (24.11, 25.11, 26.05); on 22.05, which has no GPU
+    figures, every report says "not recorded", never idle."""
+    lay, months, configs = collected
+    spec = backfill.recorded_spec(lay)
+    for index, month in enumerate(months):
+        got = json.loads(gpu_usage(lay, "report", "--config", str(configs["sacct"]),
+                                   "--month", month, "--format", "json").stdout)
+        eff = got["efficiency"]
+        if lay.slurm not in GPU_USE_RELEASES:
+            assert not eff["recorded"] and eff["total"]["busy_gpu_hours"] is None
+            md = gpu_usage(lay, "report", "--config", str(configs["sacct"]), "--month", month,
+                           "--format", "md").stdout
+            assert "GPU efficiency: not recorded on this cluster" in md
+            continue
+        start, end = add_months(spec.start, index), add_months(spec.start, index + 1)
+        sums, jobs = sacct_gpu_use_by_account(lay, start, end, spec.start)
+        assert eff["recorded"] and jobs > 500
+        category_of = {a["account"]: a["category"] for a in got["accounts"]}
+        expected: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        for account, values in sums.items():
+            for i, v in enumerate(values):
+                expected[category_of[account]][i] += v
+        ours = {c["category"]: c for c in eff["categories"]}
+        # Each job's split at the month's edges is whole seconds in the store: at most a
+        # second per job apart, plus the 1/1000 GPU-h of the document's rounding.
+        slack = 0.001 + jobs / 3600
+        for category, (gpu_s, busy, idle) in expected.items():
+            row = ours[category]
+            assert abs(row["gpu_hours_with_gpu_data"] - gpu_s / 3600) <= slack, category
+            assert abs(row["busy_gpu_hours"] - busy / 3600) <= slack, (month, category)
+            assert abs(row["idle_allocated_gpu_hours"] - idle / 3600) <= slack, (month,
+                                                                                  category)
+        total = eff["total"]
+        assert abs(total["busy_gpu_hours"] - sum(v[1] for v in expected.values()) / 3600) \
+            <= slack
+        assert 0.3 < total["busy_share"] < 0.95 and 0.02 < total["idle_share"] < 0.5
