@@ -16,6 +16,7 @@ PAGES = [
     st.Page("views/allocations.py", title="Allocations", icon=":material/account_balance:"),
     st.Page("views/job_mix.py", title="Job mix", icon=":material/stacked_bar_chart:"),
     st.Page("views/energy.py", title="Energy", icon=":material/electric_bolt:"),
+    st.Page("views/efficiency.py", title="GPU efficiency", icon=":material/speed:"),
     st.Page("views/live.py", title="Live", icon=":material/bolt:"),
     st.Page("views/data_quality.py", title="Data quality", icon=":material/fact_check:"),
     st.Page("views/reports.py", title="Reports", icon=":material/description:"),

@@ -87,6 +87,23 @@ def energy_bars(df: pd.DataFrame, order: list[str]) -> alt.Chart:
     ).properties(title="Energy by category", height=alt.Step(26))
 
 
+def efficiency_bars(df: pd.DataFrame, order: list[str]) -> alt.Chart:
+    """Per category, side by side: its quota, what it was allocated, and of that how much
+    the GPUs were busy (an upper bound) and allocated but idle."""
+    measures = ["quota", "allocated", "busy (upper bound)", "idle-allocated"]
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("category:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False)),
+        yOffset=alt.YOffset("measure:N", sort=measures),
+        x=alt.X("gpu_hours:Q", title="GPU-hours", axis=alt.Axis(format=",.0f")),
+        color=alt.Color("measure:N", sort=measures, title=None,
+                        scale=alt.Scale(domain=measures,
+                                        range=["#bbbbbb", "#4c78a8", "#54a24b", "#e45756"])),
+        tooltip=["category:N", "measure:N",
+                 alt.Tooltip("gpu_hours:Q", title="GPU-hours", format=",.1f")],
+    ).properties(title="Quota, allocated, busy and idle-allocated GPU-hours by category",
+                 height=alt.Step(12))
+
+
 def stacked_by_category(df: pd.DataFrame, part: str, value: str, order: list[str],
                         title: str, unit: str) -> alt.Chart:
     """Per category (one bar each), stacked by `part` (job size class, use phase...)."""

@@ -265,6 +265,44 @@ def energy(rep: Report) -> pd.DataFrame:
         "co2e_kg_estimate"])
 
 
+# --- Efficiency ---------------------------------------------------------------------
+EFFICIENCY_COLUMNS = ["gpu_hours", "gpu_hours_with_gpu_data", "busy_gpu_hours",
+                      "idle_allocated_gpu_hours", "busy_share", "idle_share",
+                      "jobs_idle_over_1h", "gpu_hours_of_jobs_idle_over_1h",
+                      "gpu_memory_peak_gib"]
+
+
+def efficiency(rep: Report) -> pd.DataFrame:
+    """Per category: allocated, quota, GPU-hours with GPU data, busy (upper bound) and
+    idle-allocated (None where no job has GPU data: no data, not idle)."""
+    return _frame(rep, rep.efficiency.categories, [
+        "category", "quota_gpu_hours", *EFFICIENCY_COLUMNS, "idle_over_threshold"])
+
+
+def efficiency_bars(df: pd.DataFrame) -> pd.DataFrame:
+    """The chart's long form: one row per category and measure (quota, allocated, busy,
+    idle-allocated); measures without data are left out, not drawn as 0."""
+    names = {"quota_gpu_hours": "quota", "gpu_hours": "allocated",
+             "busy_gpu_hours": "busy (upper bound)", "idle_allocated_gpu_hours": "idle-allocated"}
+    long = df[["category", *names]].melt(id_vars=["category"], var_name="measure",
+                                         value_name="value").dropna(subset=["value"])
+    long["measure"] = long["measure"].map(names)
+    return long.rename(columns={"value": "gpu_hours"})
+
+
+def top_idle_projects(rep: Report) -> pd.DataFrame:
+    return _frame(rep, rep.efficiency.top_idle_projects, [
+        "group", "category", "gpu_hours", "gpu_hours_with_gpu_data",
+        "idle_allocated_gpu_hours", "idle_share", "jobs_idle_over_1h", "idle_over_threshold"])
+
+
+def efficiency_by(rep: Report, part: str) -> pd.DataFrame:
+    """By use phase or job size, with the energy of the same jobs."""
+    rows = rep.efficiency.phases if part == "phase" else rep.efficiency.sizes
+    return _frame(rep, rows, ["group", "gpu_hours", "gpu_hours_with_gpu_data", "busy_share",
+                              "idle_share", "jobs_idle_over_1h", "kwh", "kwh_per_gpu_hour"])
+
+
 # --- Live -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Live:

@@ -24,13 +24,15 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ERROR_SELECTOR = "[data-testid='stException'], [data-testid='stAlertContentError']"
 # The URL path of each page (st.Page derives it from the file name).
 PAGES = {"overview": "", "categories": "categories", "allocations": "allocations",
-         "job_mix": "job_mix", "energy": "energy", "live": "live",
+         "job_mix": "job_mix", "energy": "energy", "efficiency": "efficiency", "live": "live",
          "data_quality": "data_quality", "reports": "reports"}
 # Each page's title starts with this; and how many charts it draws on a month with data.
 TITLES = {"overview": "GPU usage", "categories": "Categories", "allocations": "Allocations",
-          "job_mix": "Job mix", "energy": "Energy", "live": "Live",
+          "job_mix": "Job mix", "energy": "Energy", "efficiency": "GPU efficiency",
+          "live": "Live",
           "data_quality": "Data quality", "reports": "Monthly reports"}
-CHARTS = {"overview": 3, "categories": 3, "allocations": 1, "job_mix": 2, "energy": 1}
+CHARTS = {"overview": 3, "categories": 3, "allocations": 1, "job_mix": 2, "energy": 1,
+          "efficiency": 1}
 
 
 class BrowserError(RuntimeError):

@@ -436,10 +436,11 @@ def _efficiency(settings: Settings, period: Period, d: PeriodData, amap: Account
     by_cat = _efficiency_sums(d.rows, lambda r: category(r.account))
     quota = {c.category: c.quota_s for c in categories}
     order = [c.name for c in settings.categories]
-    cats = tuple(_efficiency_use(settings, c, c, by_cat[c], quota.get(c))
-                 for c in [*order, *sorted(set(by_cat) - set(order))] if c in by_cat)
+    # Every configured category (its quota is known without use), then unmapped ones.
     total = _efficiency_use(settings, "(facility)", "", [sum(col) for col in zip(
         *by_cat.values(), strict=True)] if by_cat else [0] * len(_EFF_SUMS))
+    cats = tuple(_efficiency_use(settings, c, c, by_cat[c], quota.get(c))
+                 for c in [*order, *sorted(set(by_cat) - set(order))])
     by_account = _efficiency_sums(d.rows, lambda r: r.account)
     projects = sorted((a for a, v in by_account.items() if v[1]),
                       key=lambda a: (-by_account[a][3], a))

@@ -86,6 +86,7 @@ def month_families(view: StoreView) -> list[Metric]:
     out.append(util)
     out += _category_families(r)
     out += _energy_families(r)
+    out += _efficiency_families(r)
     out += _pool_families(r)
     unmapped = _gauge("month_unmapped_gpu_seconds", "Current month: GPU time of accounts that "
                       "map to no category.")
@@ -145,6 +146,55 @@ def _energy_families(r: Report) -> list[Metric]:
             joules.add_metric([c.pool, c.category], c.energy_j)
             measured.add_metric([c.pool, c.category], c.measured_s)
     return [recorded, joules, measured]
+
+
+def _efficiency_families(r: Report) -> list[Metric]:
+    """GPU use from job steps by category; a category without GPU data has no sample
+    (never 0, which would read as idle GPUs)."""
+    e = r.efficiency
+    pools = {c.category: c.pool for c in r.categories}
+    recorded = _gauge("month_gpu_use_recorded", "1 if any finished job of the current month "
+                      "has GPU use from its steps (gres/gpuutil, Slurm 23.02+ with a GPU "
+                      "plugin), else 0.")
+    recorded.add_metric([], 1 if e.recorded else 0)
+    seconds = _gauge("category_gpu_use_seconds", "Current month: GPU time of the category's "
+                     "finished jobs with GPU data (kind=with_data), of it busy (kind=busy, an "
+                     "upper bound: Slurm keeps peaks) and allocated but idle (kind=idle).",
+                     ("pool", "category", "kind"))
+    idle = _gauge("category_idle_share_ratio", "Current month: idle-allocated / GPU time with "
+                  "GPU data of the category (0..1).", ("pool", "category"))
+    long_idle = _gauge("category_jobs_idle_over_hour", "Current month: the category's jobs "
+                       "that held a GPU idle for more than an hour.", ("pool", "category"))
+    for c in e.categories:
+        if c.busy_s is None or c.idle_s is None:
+            continue
+        pool = pools.get(c.category, "")
+        for kind, value in (("with_data", c.measured_s), ("busy", c.busy_s),
+                            ("idle", c.idle_s)):
+            seconds.add_metric([pool, c.category, kind], value)
+        if c.idle_share is not None:
+            idle.add_metric([pool, c.category], c.idle_share)
+        long_idle.add_metric([pool, c.category], c.long_idle_jobs)
+    threshold = _gauge("idle_share_alert_threshold_ratio", "The configured idle-allocated "
+                       "share above which a category or project is alerted on "
+                       "([efficiency] idle_share_alert).")
+    threshold.add_metric([], e.idle_threshold)
+    return [recorded, seconds, idle, long_idle, threshold]
+
+
+def project_idle_families(view: StoreView) -> list[Metric]:
+    """The most idle-allocated projects of the month (`[efficiency] top_idle_projects`);
+    they name projects: only with `[exporter] project_labels = true`."""
+    share = _gauge("project_idle_share_ratio", "Current month: idle-allocated / GPU time with "
+                   "GPU data of one of the most idle-allocated projects.",
+                   ("project", "category"))
+    idle = _gauge("project_idle_gpu_seconds", "Current month: idle-allocated GPU time of one "
+                  "of the most idle-allocated projects.", ("project", "category"))
+    for p in view.report.efficiency.top_idle_projects:
+        if p.idle_s is not None and p.idle_share is not None:
+            share.add_metric([p.group, p.category], p.idle_share)
+            idle.add_metric([p.group, p.category], p.idle_s)
+    return [share, idle]
 
 
 def _pool_families(r: Report) -> list[Metric]:
@@ -299,7 +349,7 @@ def families(settings: Settings, view: StoreView | None, live: LiveFigures | Non
     if view is not None:
         out += month_families(view) + category_allocation_families(settings, view)
         if settings.exporter.project_labels:
-            out += allocation_families(view)
+            out += allocation_families(view) + project_idle_families(view)
     out += health_families(view)
     if live is not None:
         out += live_families(live)

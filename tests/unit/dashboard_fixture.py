@@ -33,11 +33,11 @@ def toml_of(policy: dict) -> str:
     return "\n".join(out)
 
 
-def make(tmp: Path, jobs: list[str] | None = None, extra: dict | None = None
-         ) -> tuple[Path, dict[str, str], object]:
+def make(tmp: Path, jobs: list[str] | None = None, extra: dict | None = None,
+         steps: str | None = None) -> tuple[Path, dict[str, str], object]:
     """(policy file, environment for the stand-in Slurm tools, settings); `jobs`
-    instead of fakeslurm's, `extra` policy sections."""
-    settings, env = fakeslurm.make(tmp, jobs if jobs is not None else fakeslurm.JOBS)
+    instead of fakeslurm's, `extra` policy sections, `steps` (sacct's step lines)."""
+    settings, env = fakeslurm.make(tmp, jobs if jobs is not None else fakeslurm.JOBS, steps)
     data = Path(env["FAKE_SLURM_DIR"])
     shutil.copy(FIXTURES / "squeue-live.txt", data / "squeue.txt")
     shutil.copy(FIXTURES / "sinfo-live.txt", data / "sinfo.txt")

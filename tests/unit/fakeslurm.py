@@ -97,11 +97,17 @@ POLICY = {
 }
 
 
-def make(tmp: Path, jobs: list[str] = JOBS) -> tuple[Settings, dict[str, str]]:
-    """Write the cluster's files under tmp; return settings and the environment."""
+def make(tmp: Path, jobs: list[str] = JOBS, steps: str | None = None
+         ) -> tuple[Settings, dict[str, str]]:
+    """Write the cluster's files under tmp; return settings and the environment. With
+    `steps` (sacct's step lines, see STEP_FIELDS), slurmdbd tracks gres/gpuutil."""
     data = tmp / "slurm"
     data.mkdir(exist_ok=True)
     write_jobs(data, jobs)
+    if steps is not None:
+        (data / "steps.txt").write_text(steps)
+        (data / "sacctmgr-tres.txt").write_text("cpu|\nmem|\nenergy|\nnode|\ngres|gpu\n"
+                                                "gres|gpumem\ngres|gpuutil\n")
     (data / "sacctmgr-assoc.txt").write_text(ASSOC)
     (data / "sacctmgr-account.txt").write_text(ACCOUNTS)
     (data / "sacctmgr-events.txt").write_text(EVENTS)
@@ -116,3 +122,22 @@ def make(tmp: Path, jobs: list[str] = JOBS) -> tuple[Settings, dict[str, str]]:
 
 def write_jobs(data: Path, jobs: list[str]) -> None:
     (data / "sacct.txt").write_text("\n".join(jobs) + "\n")
+
+
+def gpu_use_jobs() -> tuple[list[str], str]:
+    """JOBS with job 103 (com_acme, 2 GPUs, 10-31 20:00 to 11-01 12:00) finished and its
+    steps: the extern step, the batch script idle for the first 4 hours, then one step
+    at a peak of 80 % per GPU and 40 GiB per GPU. The other jobs have no steps (no data)."""
+    jobs = list(JOBS)
+    jobs[2] = line(103, "kim", "com_acme", "COMPLETED", "2026-10-31T19:00:00",
+                   "2026-10-31T20:00:00", "2026-11-01T12:00:00", gpu(2))
+    alloc = "cpu=2,gres/gpu=2,mem=8G,node=1"
+    steps = "\n".join([
+        f"103|2026-10-31T19:00:00|2026-10-31T20:00:00|2026-11-01T12:00:00|{alloc}|",
+        f"103.extern|x|2026-10-31T20:00:00|2026-11-01T12:00:00|{alloc}|"
+        "gres/gpumem=0,gres/gpuutil=0",
+        f"103.batch|x|2026-10-31T20:00:00|2026-11-01T12:00:00|{alloc}|"
+        "gres/gpumem=0,gres/gpuutil=0",
+        f"103.0|x|2026-11-01T00:00:00|2026-11-01T12:00:00|{alloc}|"
+        "gres/gpumem=85899345920,gres/gpuutil=160"]) + "\n"
+    return jobs, steps

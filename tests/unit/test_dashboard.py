@@ -226,3 +226,36 @@ def test_energy_page_by_category_with_estimates(tmp_path, monkeypatch):
     table = at.dataframe[0].value.set_index(header("category"))
     assert table.loc["science", header("kwh")] == 40.0
     assert len(at.get("arrow_vega_lite_chart")) == 1
+
+
+def test_efficiency_page_without_gpu_data_shows_quota_and_allocated_only(env):
+    at = run_page("efficiency")
+    assert any("not recorded on this cluster" in i.value for i in at.info)
+    assert len(at.get("arrow_vega_lite_chart")) == 1      # quota and allocated: known
+    table = at.dataframe[0].value.set_index(header("category"))
+    assert table[header("busy_gpu_hours")].isna().all()   # no data, never 0
+
+
+def test_efficiency_page_busy_idle_and_the_most_idle_projects(tmp_path, monkeypatch):
+    jobs, steps = fakeslurm.gpu_use_jobs()
+    path, env, _ = make(tmp_path, jobs, None, steps)
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(path))
+    monkeypatch.setenv(clock.ENV, str(NOW))
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_DIR", env["FAKE_SLURM_DIR"])
+    at = run_page("efficiency", period_month="2026-11")   # the month job 103 ended in
+    m = metrics(at)
+    assert m["Idle-allocated"] == "25.0%" and m["Busy (upper bound)"] == "60.0%"
+    assert m["Jobs idle > 1 h"] == "1", m
+    table = at.dataframe[0].value.set_index(header("category"))
+    assert table.loc["commercial", header("idle_allocated_gpu_hours")] == 6.0
+    top = at.dataframe[1].value
+    assert list(top[header("group")]) == ["com_acme"]
+    chart = queries.efficiency_bars(table.rename(columns={
+        header(k): k for k in ("quota_gpu_hours", "gpu_hours", "busy_gpu_hours",
+                               "idle_allocated_gpu_hours")}).reset_index().rename(
+        columns={header("category"): "category"}))
+    assert set(chart[chart.category == "commercial"].measure) == {
+        "quota", "allocated", "busy (upper bound)", "idle-allocated"}
+    others = chart[chart.category != "commercial"]  # no GPU data: quota and allocated only
+    assert set(others.measure) <= {"quota", "allocated"} and len(others)

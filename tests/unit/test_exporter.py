@@ -397,3 +397,32 @@ def test_energy_by_category_where_recorded_and_no_zeros_where_not(tmp_path, scra
     assert value(registry, "category_energy_gpu_seconds", **commercial) == 24 * H
     assert value(registry, "category_energy_joules", pool="national",
                  category="science") is None
+
+
+def test_gpu_use_by_category_where_recorded_and_no_zeros_where_not(tmp_path, scraped):
+    # Without gres/gpuutil in slurmdbd: recorded 0 and no GPU use sample (not 0 busy).
+    assert value(scraped, "month_gpu_use_recorded") == 0
+    assert value(scraped, "category_gpu_use_seconds", pool="eurohpc", category="commercial",
+                 kind="busy") is None
+    jobs, steps = fakeslurm.gpu_use_jobs()
+    (tmp_path / "gpu").mkdir()
+    settings, env = fakeslurm.make(tmp_path / "gpu", jobs, steps)
+    done = collect(settings, now=NOW, env=env)
+    assert done.rejected == 0
+    exporter, registry = exporter_for(settings, env)
+    exporter.refresh()
+    commercial = {"pool": "eurohpc", "category": "commercial"}
+    assert value(registry, "month_gpu_use_recorded") == 1
+    # 16 h x 2 GPUs, 12 of them in November (split by time); idle: 4 h x 2 GPUs over
+    # the job, busy: 12 h x 2 GPUs x 80 %; November holds 12/16 of each.
+    assert value(registry, "category_gpu_use_seconds", kind="with_data", **commercial) == \
+        24 * H
+    assert value(registry, "category_gpu_use_seconds", kind="idle", **commercial) == \
+        8 * H * 12 // 16
+    assert value(registry, "category_gpu_use_seconds", kind="busy", **commercial) == \
+        int(12 * H * 2 * 0.8) * 12 // 16
+    assert value(registry, "category_idle_share_ratio", **commercial) == pytest.approx(0.25)
+    assert value(registry, "category_jobs_idle_over_hour", **commercial) == 1
+    assert value(registry, "idle_share_alert_threshold_ratio") == 0.3
+    assert value(registry, "category_gpu_use_seconds", pool="national", category="science",
+                 kind="busy") is None   # its jobs have no steps: no data, not idle
