@@ -16,6 +16,15 @@ the same run:
     later visits, each a new session).
 Prints a table and writes the figures as JSON (--out).
 
+With --gpu-use (on a release whose slurmdbd has gres/gpuutil: 24.11 by default) it
+measures what GPU use from steps costs instead: for each size, the backfill writes
+step rows too, and in the same run it times the sacct dump of the jobs and of their
+steps, `collect` from an empty store with `[slurm] gpu_steps = "off"` and with
+`"auto"`, `report` on each store, and each store's size (growth per job).
+
+  .venv/bin/python scripts/benchmark.py --gpu-use --jobs 100000 --jobs 1000000 \
+      --out docs/benchmark-gpu-use.json
+
 With --sources it compares the doors to Slurm instead, for the same month: the
 plain sacct dump (the floor), then `gpu-usage collect` from an empty store through
 sacct, slurmrestd on its UNIX socket, slurmrestd over HTTP with a JWT, and pyslurm
@@ -126,6 +135,59 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
             "sreport_s": round(sreport_s, 3), "report_s": round(report_s, 3),
             "report_over_sreport": round(report_s / sreport_s, 2),
             "store_mb": round(size_mb), **scrape, **page}
+
+
+def _config(work: Path, name: str, first: str, extra: str = "") -> tuple[Path, Path]:
+    store = work / f"store-{name}"
+    shutil.rmtree(store, ignore_errors=True)
+    config = work / f"facility-{name}.toml"
+    text = (ROOT / "testcluster" / "facility.toml").read_text()
+    text = text.replace('path = "var/store"', f'path = "{store}"')
+    text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = {first}{extra}')
+    config.write_text(text)
+    return config, store
+
+
+def _mb(store: Path) -> float:
+    return sum(f.stat().st_size for f in store.iterdir()) / 2**20
+
+
+def bench_gpu_use(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
+                  work: Path) -> dict:
+    """Collection and report with and without the jobs' steps, side by side."""
+    from collector import clock
+    from collector.slurm.commands import _steps_common, sacct_time
+
+    print(f"\n== {jobs:,} jobs in one month with steps: backfill", flush=True)
+    t0 = time.perf_counter()
+    subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",
+                    str(jobs), "--seed", "1"], env=env, check=True)
+    backfill_s = time.perf_counter() - t0
+    first, _ = month_bounds(run_dir)
+    month = first[:7]
+    start = calendar.timegm(time.strptime(first, "%Y-%m-%d"))
+    print("   sacct dumps (jobs, steps) ...", flush=True)
+    sacct_s = run(sacct_dump(first), env)
+    steps_s = run([*_steps_common(None), f"--starttime={sacct_time(start)}",
+                   f"--endtime={sacct_time(int(clock.now()))}"], env)
+    result = {"jobs": jobs, "month": month, "backfill_s": round(backfill_s, 1),
+              "sacct_jobs_s": round(sacct_s, 2), "sacct_steps_s": round(steps_s, 2)}
+    for mode in ("off", "auto"):
+        config, store = _config(work, f"{jobs}-{mode}", first, f'\ngpu_steps = "{mode}"')
+        print(f"   collect with gpu_steps = {mode} ...", flush=True)
+        peak_file = work / "peak.json"
+        took = run([*PEAK, str(peak_file), "collect", "--quiet", "--config", str(config)], env)
+        peak = json.loads(peak_file.read_text())
+        report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--month",
+                                 month, "--format", "json"], env)
+        result |= {f"collect_{mode}_s": round(took, 2),
+                   f"collect_{mode}_peak_rss_mb": round(peak["self_mb"]),
+                   f"report_{mode}_s": round(report_s, 3), f"store_{mode}_mb": round(_mb(store), 1)}
+    result["collect_ratio"] = round(result["collect_auto_s"] / result["collect_off_s"], 2)
+    result["report_ratio"] = round(result["report_auto_s"] / result["report_off_s"], 2)
+    result["store_growth_bytes_per_job"] = round(
+        (result["store_auto_mb"] - result["store_off_mb"]) * 2**20 / jobs)
+    return result
 
 
 def bench_sources(jobs: int, cli: list[str], env: dict[str, str], lay, work: Path) -> dict:
@@ -248,7 +310,11 @@ def main() -> None:
     parser.add_argument("--month", help="with --dashboard-only: the month to open")
     parser.add_argument("--sources", action="store_true",
                         help="compare collection through sacct, slurmrestd and pyslurm")
-    parser.add_argument("--slurm", default="22.05", help="with --sources: the Slurm release")
+    parser.add_argument("--gpu-use", action="store_true",
+                        help="collection and report with and without the jobs' steps")
+    parser.add_argument("--slurm", default=None,
+                        help="with --sources (default 22.05) or --gpu-use (default 24.11): "
+                             "the Slurm release")
     args = parser.parse_args()
     if args.dashboard_only:
         env = dict(os.environ, TZ="UTC", PYTHONPATH=str(ROOT))
@@ -268,15 +334,17 @@ def main() -> None:
     run_dir = args.run_dir or work / "cluster"
     cli = ["--run-dir", str(run_dir), "--base-port", str(args.base_port)]
     from testcluster.layout import Layout
-    lay = Layout(run_dir, args.base_port, release=args.slurm if args.sources else None)
+    release = args.slurm or ("24.11" if args.gpu_use else "22.05" if args.sources else None)
+    lay = Layout(run_dir, args.base_port, release=release)
     env = dict(lay.env(), TZ="UTC", PYTHONPATH=str(ROOT))
     subprocess.run([*GPU_USAGE, "cluster", "up", *cli,
-                    *(["--slurm", args.slurm] if args.sources else [])], env=env, check=True)
+                    *(["--slurm", release] if release else [])], env=env, check=True)
     env = dict(lay.env(), TZ="UTC", PYTHONPATH=str(ROOT))
     results = []
     try:
         for jobs in sizes:
             results.append(bench_sources(jobs, cli, env, lay, work) if args.sources else
+                           bench_gpu_use(jobs, cli, env, run_dir, work) if args.gpu_use else
                            bench_size(jobs, cli, env, run_dir, work))
     finally:
         if not args.keep:

@@ -237,6 +237,9 @@ def title_of(report: model.Report | model.ProjectsReport, limit: int | None = No
 def service_lines(report: model.Report, limit: int | None = None) -> Iterator[str]:
     """The report's sentences: service, data quality, and how current it is."""
     s, q, tz = report.service, report.data_quality, report.period.timezone
+    paragraph = energy_paragraph(report)
+    if paragraph:
+        yield paragraph
     served = ", ".join(f"{k} {v}" for k, v in s.projects_served_by_category) or "none"
     yield (f"Users active {s.active_users}, new {s.new_users}; projects active "
            f"{s.active_projects}, new {s.new_projects}; served by category: {served}")
@@ -287,6 +290,47 @@ def energy_sentence(report: model.Report) -> str:
             + (f"; facility kWh, water and CO2e are estimates from the configured factors "
                f"({', '.join(f'{k} {v:g}' for k, v in e.factors)})" if e.factors else "")
             + ("; CO2e of the IT energy only (no PUE configured)" if it_only else ""))
+
+
+def energy_paragraph(report: model.Report) -> str | None:
+    """The paragraph on energy and GPU efficiency that quarterly and yearly reports to
+    funders carry: the facility's kWh, its estimates, the categories' shares, and how
+    busy the allocated GPUs were. None for other periods."""
+    if report.period.kind not in ("quarter", "year"):
+        return None
+    e, eff, tz = report.energy, report.efficiency, report.period.timezone
+    parts = [f"Energy and GPU efficiency, {report.period.label}:"]
+    if e.recorded and e.total.energy_j is not None:
+        t = e.total
+        kwh = convert.convert(t.energy_j, "joules", tz)
+        parts.append(f"the GPU jobs' nodes used {kwh:,.0f} kWh "
+                     f"({t.kwh_per_gpu_hour or 0:.3f} kWh per GPU-hour, measured on "
+                     f"{e.coverage or 0:.0%} of the GPU-hours)")
+        estimates = [f"{label} {value:,.0f} {unit}" for label, value, unit in (
+            ("facility energy", t.facility_kwh, "kWh"), ("water", t.water_l, "litres"),
+            ("CO2e", t.co2e_kg, "kg")) if value is not None]
+        if estimates:
+            parts[-1] += "; estimated from the configured factors: " + ", ".join(estimates)
+        shares = sorted(((c.share_of_energy or 0, c.category) for c in e.categories
+                         if c.energy_j), reverse=True)
+        if shares:
+            parts[-1] += "; by category: " + ", ".join(f"{name} {share:.0%}"
+                                                       for share, name in shares[:5])
+        parts[-1] += "."
+    else:
+        parts.append(f"energy {energy_sentence(report)}.")
+    if eff.recorded:
+        t = eff.total
+        worst = max((c for c in eff.categories if c.idle_share is not None),
+                    key=lambda c: c.idle_share or 0, default=None)
+        parts.append(f"Of the allocated GPU-hours with GPU data, at most "
+                     f"{t.busy_share or 0:.0%} were busy and {t.idle_share or 0:.0%} allocated "
+                     f"but idle; {t.long_idle_jobs:,} job(s) held GPUs idle for more than an "
+                     "hour" + (f"; the highest idle share was {worst.category}'s "
+                               f"({worst.idle_share:.0%})" if worst else "") + ".")
+    else:
+        parts.append(f"GPU efficiency: {efficiency_sentence(report)}.")
+    return " ".join(parts)
 
 
 def efficiency_sentence(report: model.Report) -> str:

@@ -95,6 +95,7 @@ from collector.slurm.live_parser import SQUEUE_STATES, LiveJob, NodeGpus
 from collector.slurm.records import JobRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
 from collector.slurm.sacctmgr_parser import Account, parse_account_info
+from collector.slurm.steps import add_sacct_steps
 from collector.slurm.values import number, text
 
 FIX = ("install it against this cluster's Slurm: pip install 'gpu-usage[pyslurm]' on a "
@@ -487,7 +488,6 @@ class PyslurmSource:
     def window(self, start_s: int, end_s: int) -> ParseResult:
         result = self._load(start_time=max(start_s, 1), end_time=end_s)
         if self.steps:
-            from collector.slurm.sources import add_sacct_steps
             add_sacct_steps(result, self.cluster, self.timeout_s, self.env, (start_s, end_s))
         return result
 
@@ -496,7 +496,6 @@ class PyslurmSource:
             return ParseResult()
         result = self._load(ids=list(job_ids))
         if self.steps:
-            from collector.slurm.sources import add_sacct_steps
             add_sacct_steps(result, self.cluster, self.timeout_s, self.env, ids=list(job_ids))
         return result
 

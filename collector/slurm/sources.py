@@ -23,9 +23,10 @@ from collector.secretfile import SecretFileError, read_secret_file
 from collector.slurm import commands as door
 from collector.slurm import slurmrestd_parser
 from collector.slurm.live_parser import LiveJob, NodeGpus, parse_sinfo, parse_squeue
-from collector.slurm.sacct_parser import ParseResult, Rejected, parse_sacct, parse_steps
+from collector.slurm.sacct_parser import ParseResult, Rejected, parse_sacct
 from collector.slurm.sacctmgr_parser import Account, parse_accounts
 from collector.slurm.slurmrestd_source import RestClient
+from collector.slurm.steps import add_sacct_steps, crossing
 
 if TYPE_CHECKING:  # imported lazily: the product runs without pyslurm
     from collector.slurm.pyslurm_source import PyslurmSource
@@ -40,36 +41,6 @@ class JobSource(Protocol):
     def window(self, start_s: int, end_s: int) -> ParseResult: ...
     def by_ids(self, job_ids: list[int]) -> ParseResult: ...
     def accounts(self) -> list[Account]: ...
-
-
-STEP_IDS_PER_CALL = 2000  # job ids per `sacct --jobs` call for steps (about 16 KB of argv)
-
-
-def crossing(result: ParseResult, start_s: int, end_s: int) -> list[int]:
-    """Ids of the window's finished GPU jobs that ran past either of its edges: slurmdbd
-    returns a window's steps that overlap it only, so theirs are read again by id."""
-    return sorted({r.job_id_raw for r in result.records
-                   if r.gpus > 0 and r.start_s is not None and r.end_s is not None
-                   and not start_s <= r.start_s <= r.end_s < end_s})
-
-
-def add_sacct_steps(result: ParseResult, cluster: str, timeout_s: float,
-                    env: dict[str, str] | None, window: tuple[int, int] | None = None,
-                    ids: list[int] | None = None) -> None:
-    """Each job's steps from sacct into `result.steps` (and unreadable step lines into
-    its rejections): the window's, then, whole, those of the jobs that ran past either
-    edge of it (sacct shows a window's steps that overlap it only), or those of `ids`."""
-    def add(text: str) -> None:
-        steps, rejected = parse_steps(text, cluster)
-        result.steps = {**(result.steps or {}), **steps}  # a later read is whole: it wins
-        result.rejected.extend(rejected)
-
-    if window is not None:
-        add(door.run_sacct_steps(*window, cluster, timeout_s, env))
-        ids = crossing(result, *window)
-    for i in range(0, len(ids or ()), STEP_IDS_PER_CALL):
-        add(door.run_sacct_job_steps(ids[i:i + STEP_IDS_PER_CALL], cluster,  # type: ignore[index]
-                                     timeout_s, env))
 
 
 @dataclass

@@ -48,7 +48,7 @@ def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 def served(tmp_path_factory) -> set[str]:
     """Every sample name of a full scrape (store, squeue and sinfo all answering)."""
     tmp = tmp_path_factory.mktemp("served")
-    settings, env = fakeslurm.make(tmp)
+    settings, env = fakeslurm.make(tmp, *fakeslurm.gpu_use_jobs())   # GPU use from steps
     data = Path(env["FAKE_SLURM_DIR"])
     shutil.copy(FIXTURES / "squeue-live.txt", data / "squeue.txt")
     shutil.copy(FIXTURES / "sinfo-live.txt", data / "sinfo.txt")

@@ -80,7 +80,7 @@ def test_a_running_job_keeps_no_gpu_use():
 
 
 def test_sacct_steps_recorded_on_24_11_attach_to_their_own_job_runs():
-    steps, rejected = parse_steps((FIXTURES / "sacct-steps.txt").read_text(), "testai")
+    steps, rejected = parse_steps((FIXTURES / "steps-sacct.txt").read_text(), "testai")
     assert not rejected and len(steps) >= 17
     by_id: dict[int, list] = {}
     for (_, raw, submit), found in steps.items():
@@ -94,8 +94,8 @@ def test_sacct_steps_recorded_on_24_11_attach_to_their_own_job_runs():
 
 
 def test_slurmrestd_steps_equal_sacct_steps_on_the_same_jobs():
-    sacct, _ = parse_steps((FIXTURES / "sacct-steps.txt").read_text(), "testai")
-    payload = json.loads((FIXTURES / "slurmrestd-steps.json").read_text())
+    sacct, _ = parse_steps((FIXTURES / "steps-sacct.txt").read_text(), "testai")
+    payload = json.loads((FIXTURES / "steps-slurmrestd.json").read_text())
     rest = slurmrestd_parser.parse_jobs(payload, "testai", steps=True)
     assert not rest.rejected and rest.steps
     for key, found in rest.steps.items():
@@ -157,3 +157,38 @@ def test_the_synthetic_steps_make_the_documented_mix():
         assert use is not None and use.busy_gpu_s >= 0 and use.idle_gpu_s >= 0
         assert use.busy_gpu_s + use.idle_gpu_s <= job.gpus * (job.end - job.start)
     assert all(n > 50 for n in kinds.values()), kinds
+
+
+def test_reports_by_category_and_the_quarterly_paragraph(tmp_path):
+    from collector.collect import collect
+    from collector.documents import text
+    from collector.engine import periods
+    from collector.engine.report import build_report
+    from collector.store.database import Store
+
+    from . import fakeslurm
+    from .test_exporter import NOW
+
+    jobs, steps = fakeslurm.gpu_use_jobs()
+    settings, env = fakeslurm.make(tmp_path, jobs, steps)
+    assert collect(settings, now=NOW, env=env).rejected == 0
+    with Store.open_reader(settings.store.path) as store:
+        november = build_report(store, settings, periods.month(2026, 11, "UTC"), now=NOW)
+        quarter = build_report(store, settings, periods.quarter(2026, 4, "UTC"), now=NOW)
+    eff = november.efficiency
+    commercial = {c.category: c for c in eff.categories}["commercial"]
+    assert commercial.idle_s == 6 * 3600 and commercial.long_idle_jobs == 1
+    assert commercial.mem_peak_gib == 40.0 and commercial.over_threshold is False
+    science = {c.category: c for c in eff.categories}["science"]
+    assert science.busy_s is None and science.idle_share is None   # no data, not idle
+    assert [p.group for p in eff.top_idle_projects] == ["com_acme"]
+    assert text.energy_paragraph(november) is None                  # months: no paragraph
+    paragraph = text.energy_paragraph(quarter)
+    assert paragraph.startswith("Energy and GPU efficiency, 2026Q4:")
+    assert "at most 60% were busy and 25% allocated but idle" in paragraph
+    assert "1 job(s) held GPUs idle for more than an hour" in paragraph
+    assert "energy not recorded on this cluster" in paragraph
+    md = text.render(quarter, "md")
+    assert paragraph.replace("_", "\\_") in md and "## Most idle-allocated projects" in md
+    csv = text.render(quarter, "csv")
+    assert "# efficiency.categories" in csv and "idle_allocated_gpu_hours" in csv
