@@ -192,3 +192,27 @@ def test_reports_by_category_and_the_quarterly_paragraph(tmp_path):
     assert paragraph.replace("_", "\\_") in md and "## Most idle-allocated projects" in md
     csv = text.render(quarter, "csv")
     assert "# efficiency.categories" in csv and "idle_allocated_gpu_hours" in csv
+
+
+def test_mutated_step_lines_are_read_or_rejected_never_crash():
+    """Real step lines, cut, doubled and sprinkled with hostile characters (a seeded
+    generator, so a failure replays): parse_steps never raises, and every step it
+    keeps has a name, whole non-negative figures and an end after its start."""
+    import random
+    rng = random.Random(7)
+    real = (FIXTURES / "steps-sacct.txt").read_text().splitlines()
+    hostile = ("|", "\n", "=", ",", "-1", "gres/gpuutil=", "\x00", "é", "9" * 30, "")
+    for _ in range(1500):
+        lines = [rng.choice(real) for _ in range(rng.randrange(1, 8))]
+        for i in range(len(lines)):
+            if rng.random() < 0.5:
+                at = rng.randrange(len(lines[i]) + 1)
+                cut = at + rng.randrange(0, 6)
+                lines[i] = lines[i][:at] + rng.choice(hostile) + lines[i][cut:]
+        steps, rejected = parse_steps("\n".join(lines), "testai")
+        assert all(1 <= r.line_no <= len("\n".join(lines).split("\n")) for r in rejected)
+        for found in steps.values():
+            for s in found:
+                assert s.gpuutil is None or (isinstance(s.gpuutil, int) and s.gpuutil >= 0)
+                assert s.end_s >= s.start_s
+            assert all(isinstance(s.step, str) and s.step for s in found)
