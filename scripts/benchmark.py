@@ -61,6 +61,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GPU_USAGE = [sys.executable, "-m", "collector"]
+TESTCLUSTER = [sys.executable, "-m", "testcluster"]
 PEAK = [sys.executable, str(ROOT / "scripts" / "peak_rss.py")]
 
 
@@ -98,7 +99,7 @@ def sacct_dump(first: str) -> list[str]:
 def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
                work: Path) -> dict:
     print(f"\n== {jobs:,} jobs in one month: backfill", flush=True)
-    subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",
+    subprocess.run([*TESTCLUSTER, "backfill", *cli, "--months", "1", "--jobs",
                     str(jobs), "--seed", "1"], env=env, check=True)
     first, after = month_bounds(run_dir)
     store = work / f"store-{jobs}"
@@ -160,7 +161,7 @@ def bench_gpu_use(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
 
     print(f"\n== {jobs:,} jobs in one month with steps: backfill", flush=True)
     t0 = time.perf_counter()
-    subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",
+    subprocess.run([*TESTCLUSTER, "backfill", *cli, "--months", "1", "--jobs",
                     str(jobs), "--seed", "1"], env=env, check=True)
     backfill_s = time.perf_counter() - t0
     first, _ = month_bounds(run_dir)
@@ -195,7 +196,7 @@ def bench_sources(jobs: int, cli: list[str], env: dict[str, str], lay, work: Pat
     from collector.slurm.pyslurm_source import load_pyslurm
 
     print(f"\n== {jobs:,} jobs in one month on Slurm {lay.slurm}: backfill", flush=True)
-    subprocess.run([*GPU_USAGE, "cluster", "backfill", *cli, "--months", "1", "--jobs",
+    subprocess.run([*TESTCLUSTER, "backfill", *cli, "--months", "1", "--jobs",
                     str(jobs), "--seed", "1"], env=env, check=True)
     first, _ = month_bounds(lay.run_dir)
     print("   sacct dump ...", flush=True)
@@ -302,7 +303,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, action="append", help="jobs in the month (repeat)")
     parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--base-port", type=int, default=36800)
+    parser.add_argument("--base-port", type=int, default=26800)  # below the ephemeral range
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     parser.add_argument("--dashboard-only", type=Path, metavar="CONFIG",
@@ -337,7 +338,7 @@ def main() -> None:
     release = args.slurm or ("24.11" if args.gpu_use else "22.05" if args.sources else None)
     lay = Layout(run_dir, args.base_port, release=release)
     env = dict(lay.env(), TZ="UTC", PYTHONPATH=str(ROOT))
-    subprocess.run([*GPU_USAGE, "cluster", "up", *cli,
+    subprocess.run([*TESTCLUSTER, "up", *cli,
                     *(["--slurm", release] if release else [])], env=env, check=True)
     env = dict(lay.env(), TZ="UTC", PYTHONPATH=str(ROOT))
     results = []
@@ -348,7 +349,7 @@ def main() -> None:
                            bench_size(jobs, cli, env, run_dir, work))
     finally:
         if not args.keep:
-            subprocess.run([*GPU_USAGE, "cluster", "down", *cli], env=env, check=False)
+            subprocess.run([*TESTCLUSTER, "down", *cli], env=env, check=False)
     cols = list(results[0])
     print("\n| " + " | ".join(cols) + " |")
     print("|" + "|".join("---:" for _ in cols) + "|")

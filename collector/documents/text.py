@@ -343,6 +343,9 @@ def efficiency_sentence(report: model.Report) -> str:
                "'gpu-usage collect --from-scratch' reads it; ")
         if not e.recorded:
             return "not collected for this period: " + gap.removesuffix("; ")
+    if not e.recorded and not e.read:
+        return ('not read: [slurm] gpu_steps is "off", so the collector reads no job steps '
+                "and the efficiency tables show no data, not idle GPUs")
     if not e.recorded:
         return ("not recorded on this cluster in this period: no finished job's steps carry "
                 "gres/gpuutil (Slurm 23.02+ with a GPU plugin, nvml or rsmi, gathers it), so "

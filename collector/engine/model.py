@@ -308,6 +308,7 @@ class EfficiencyUse:
 @dataclass(frozen=True)
 class Efficiency:
     recorded: bool = fig("recorded", "flag", "GPU use recorded on this cluster")
+    read: bool = fig("read", "flag", "Steps read ([slurm] gpu_steps)")
     coverage: float | None = fig("coverage", "ratio", "Share of GPU-h with GPU data")
     idle_threshold: float = fig("idle_share_threshold", "share", "Idle share threshold")
     not_collected_before_s: int | None = fig(

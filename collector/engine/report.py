@@ -451,7 +451,8 @@ def _efficiency(settings: Settings, period: Period, d: PeriodData, amap: Account
     gap = (d.gpu_use_since_s if d.gpu_use_since_s and period.start_s < d.gpu_use_since_s
            else None)
     return Efficiency(
-        recorded=total.measured_s > 0, coverage=_ratio(total.measured_s, total.used_s),
+        recorded=total.measured_s > 0, read=settings.slurm.gpu_steps != "off",
+        coverage=_ratio(total.measured_s, total.used_s),
         idle_threshold=settings.efficiency.idle_share_alert, not_collected_before_s=gap,
         total=total, categories=cats, top_idle_projects=top,
         phases=tuple(_efficiency_use(settings, p, "", by_phase[p]) for p in sorted(by_phase)),

@@ -216,3 +216,26 @@ def test_mutated_step_lines_are_read_or_rejected_never_crash():
                 assert s.gpuutil is None or (isinstance(s.gpuutil, int) and s.gpuutil >= 0)
                 assert s.end_s >= s.start_s
             assert all(isinstance(s.step, str) and s.step for s in found)
+
+
+def test_gpu_steps_off_reads_no_steps_and_says_so(tmp_path):
+    from collector.collect import collect
+    from collector.documents import text
+    from collector.engine import periods
+    from collector.engine.report import build_report
+    from collector.store.database import Store
+
+    from . import fakeslurm
+    from .test_exporter import NOW
+
+    jobs, steps = fakeslurm.gpu_use_jobs()
+    settings, env = fakeslurm.make(tmp_path, jobs, steps)
+    settings = settings.model_copy(update={"slurm": settings.slurm.model_copy(
+        update={"gpu_steps": "off"})})
+    collect(settings, now=NOW, env=env)
+    calls = (tmp_path / "slurm" / "calls.log").read_text()
+    assert "--allocations" in calls and "TRESUsageInTot" not in calls   # no steps call
+    with Store.open_reader(settings.store.path) as store:
+        report = build_report(store, settings, periods.month(2026, 11, "UTC"), now=NOW)
+    assert not report.efficiency.recorded and not report.efficiency.read
+    assert 'not read: [slurm] gpu_steps is "off"' in text.efficiency_sentence(report)
