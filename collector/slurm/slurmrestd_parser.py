@@ -146,6 +146,15 @@ def _usage(items: Any, name: str) -> int | None:
     return None
 
 
+def tracks_gpu_use(payload: dict) -> bool:
+    """Whether a `/tres` response lists gres/gpuutil (Slurm 23.02+ with gres/gpu)."""
+    items = payload.get("TRES") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise FieldError("the /tres response has no TRES list")
+    return any(isinstance(t, dict) and t.get("type") == "gres" and t.get("name") == "gpuutil"
+               for t in items)
+
+
 def job_steps(job: dict) -> list[StepRecord]:
     """The finished steps of a job object with their GPU use (`tres.requested.total`:
     TRESUsageInTot, where slurmrestd puts gres/gpuutil and gres/gpumem)."""

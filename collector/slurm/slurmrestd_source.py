@@ -186,6 +186,11 @@ class RestClient:
                                      if not (steps and f == "skip_steps")), "true"))
         return self.get(f"/slurmdb/{version}/jobs", params)
 
+    def tres(self) -> dict:
+        """The TRES slurmdbd tracks (`{"TRES": [{"type", "name", "id"}, ...]}`; the same
+        key from v0.0.38 to v0.0.44)."""
+        return self.get(f"/slurmdb/{self.discover()}/tres")
+
     def job(self, job_id: int) -> dict:
         """Every record of one job id (each run of a requeued job)."""
         return self.get(f"/slurmdb/{self.discover()}/job/{int(job_id)}")

@@ -129,9 +129,10 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
         rest = settings.slurmrestd
         user = rest.user or (env if env is not None else os.environ).get("USER")
         token = None if rest.url.startswith("unix:") else read_token(settings, env)
-        return RestSource(slurm.cluster, RestClient(rest.url, user if token else None, token,
-                                                    slurm.timeout_s),
-                          steps=slurm.gpu_steps == "auto")
+        client = RestClient(rest.url, user if token else None, token, slurm.timeout_s)
+        # Steps (much more JSON) only where slurmdbd tracks GPU use: not on 22.05.
+        return RestSource(slurm.cluster, client, steps=slurm.gpu_steps == "auto"
+                          and slurmrestd_parser.tracks_gpu_use(client.tres()))
     if slurm.source == "pyslurm":
         from collector.slurm.pyslurm_source import PyslurmSource
         # pyslurm's JobStep has no GPU figures (its statistics read cpu, memory and disk

@@ -15,6 +15,7 @@ import pytest
 
 from collector.slurm import pyslurm_source, slurmrestd_parser
 from collector.slurm.commands import SlurmError
+from collector.slurm.sacct_parser import FieldError
 from collector.slurm.sacctmgr_parser import parse_accounts
 from collector.slurm.slurmrestd_source import RestClient, pick_version
 from testcluster.fixtures import read_recorded_sacct
@@ -213,3 +214,21 @@ def test_a_pyslurm_for_another_slurm_is_refused(monkeypatch):
     with pytest.raises(SlurmError, match="built for Slurm 25.11, but this cluster runs Slurm "
                                          "24.11"):
         pyslurm_source.load_pyslurm()
+
+
+def test_steps_are_asked_for_only_when_wanted(server):
+    client = RestClient(server, user="collector", token="tok-123")
+    client.jobs(1_000_000, 2_000_000, "testai", now=3_000_000, steps=True)
+    assert "skip_steps" not in _Handler.seen[-1]["path"]
+    client.jobs(1_000_000, 2_000_000, "testai", now=3_000_000)
+    assert "skip_steps=true" in _Handler.seen[-1]["path"]
+
+
+def test_gpu_use_is_read_where_slurmdbd_tracks_gpuutil():
+    # /tres as 22.05 (v0.0.38) and 25.11 (v0.0.44) answer it on the test clusters
+    gpu = [{"type": "gres", "name": "gpu", "id": 1001, "count": 0}]
+    util = [{"type": "gres", "name": "gpuutil", "id": 1004, "count": 0}]
+    assert not slurmrestd_parser.tracks_gpu_use({"TRES": gpu})
+    assert slurmrestd_parser.tracks_gpu_use({"TRES": gpu + util})
+    with pytest.raises(FieldError, match="no TRES list"):
+        slurmrestd_parser.tracks_gpu_use({"errors": ["no"]})
