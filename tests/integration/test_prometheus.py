@@ -218,7 +218,7 @@ def test_the_shipped_rules_evaluate_and_alert_on_the_report_figures(prom, same_m
         g for g in get_json(f"{prom}/api/v1/rules")["data"]["groups"]
         if all(r["lastEvaluation"] > "2000" for r in g["rules"])] or None)
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) == 10
+    assert len(rules) == 12   # 2 recording rules, 10 alerts
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError"))
                                                      for r in rules if r["health"] != "ok"]
     expected = {a.project for a in same_moment.allocations
