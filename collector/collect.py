@@ -106,13 +106,14 @@ def first_start(settings: Settings, now: float) -> int:
 
 def _contribute(tally: _Tally, job: JobRecord, origin: int, sign: int) -> None:
     usage = tally.usage
-    for key, gpu_s in usage_cells(job, origin):
+    cells = list(usage_cells(job, origin))  # once: energy and GPU use split the same way
+    for key, gpu_s in cells:
         usage[key] += sign * gpu_s
-    for key, (joules, gpu_s) in energy_cells(job, origin):
+    for key, (joules, gpu_s) in energy_cells(job, origin, cells):
         acc = tally.energy[key]
         acc[0] += sign * joules
         acc[1] += sign * gpu_s
-    for key, values in gpu_use_cells(job, origin):
+    for key, values in gpu_use_cells(job, origin, cells):
         acc = tally.gpu_use[key]
         for i, value in enumerate(values):
             acc[i] += sign * value

@@ -96,19 +96,28 @@ def sacct_dump(first: str) -> list[str]:
                       None, new_delimiter())
 
 
+def _config(work: Path, name: str, first: str, extra: str = "") -> tuple[Path, Path]:
+    store = work / f"store-{name}"
+    shutil.rmtree(store, ignore_errors=True)
+    config = work / f"facility-{name}.toml"
+    text = (ROOT / "testcluster" / "facility.toml").read_text()
+    text = text.replace('path = "var/store"', f'path = "{store}"')
+    text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = {first}{extra}')
+    config.write_text(text)
+    return config, store
+
+
+def _mb(store: Path) -> float:
+    return sum(f.stat().st_size for f in store.iterdir()) / 2**20
+
+
 def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
                work: Path) -> dict:
     print(f"\n== {jobs:,} jobs in one month: backfill", flush=True)
     subprocess.run([*TESTCLUSTER, "backfill", *cli, "--months", "1", "--jobs",
                     str(jobs), "--seed", "1"], env=env, check=True)
     first, after = month_bounds(run_dir)
-    store = work / f"store-{jobs}"
-    shutil.rmtree(store, ignore_errors=True)
-    config = work / f"facility-{jobs}.toml"
-    text = (ROOT / "testcluster" / "facility.toml").read_text()
-    text = text.replace('path = "var/store"', f'path = "{store}"')
-    text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = {first}')
-    config.write_text(text)
+    config, store = _config(work, str(jobs), first)
     print("   sacct dump ...", flush=True)
     sacct_s = run(sacct_dump(first), env)
     print("   collect from empty ...", flush=True)
@@ -124,7 +133,7 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
     sreport_s = median_of(3, sreport, env)
     report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--month", month,
                              "--format", "json"], env)
-    size_mb = sum(f.stat().st_size for f in store.iterdir()) / 2**20
+    size_mb = _mb(store)
     print("   exporter scrapes ...", flush=True)
     scrape = bench_scrapes(config, env)
     print("   dashboard in Chromium ...", flush=True)
@@ -136,21 +145,6 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
             "sreport_s": round(sreport_s, 3), "report_s": round(report_s, 3),
             "report_over_sreport": round(report_s / sreport_s, 2),
             "store_mb": round(size_mb), **scrape, **page}
-
-
-def _config(work: Path, name: str, first: str, extra: str = "") -> tuple[Path, Path]:
-    store = work / f"store-{name}"
-    shutil.rmtree(store, ignore_errors=True)
-    config = work / f"facility-{name}.toml"
-    text = (ROOT / "testcluster" / "facility.toml").read_text()
-    text = text.replace('path = "var/store"', f'path = "{store}"')
-    text = text.replace('source = "sacct"', f'source = "sacct"\nhistory_start = {first}{extra}')
-    config.write_text(text)
-    return config, store
-
-
-def _mb(store: Path) -> float:
-    return sum(f.stat().st_size for f in store.iterdir()) / 2**20
 
 
 STEPS_DUMP_MAX = 200_000

@@ -88,14 +88,15 @@ def usage_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, int]]
         yield (job.cluster, bucket, *dims), job.gpus * seconds
 
 
-def energy_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, tuple[int, int]]]:
+def energy_cells(job: JobRecord, origin_s: int, cells: list[tuple[UsageKey, int]] | None = None
+                 ) -> Iterator[tuple[UsageKey, tuple[int, int]]]:
     """(joules, GPU-seconds) per hour bucket of a finished GPU job whose energy Slurm
     recorded: its energy split in proportion to its time in each bucket, in whole
     joules that add up to the job's exactly. A job without energy has no cells (no
-    data, never zero joules)."""
+    data, never zero joules). `cells`: the job's usage_cells, when the caller has them."""
     if job.energy_j is None:
         return
-    cells = list(usage_cells(job, origin_s))
+    cells = list(usage_cells(job, origin_s)) if cells is None else cells
     if not cells:
         return
     elapsed = job.end_s - job.start_s  # type: ignore[operator]  # cells: both are set
@@ -110,7 +111,8 @@ def energy_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, tupl
 LONG_IDLE_S = 3600  # an idle stretch longer than this makes a "long idle" job
 
 
-def gpu_use_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, tuple[int, ...]]]:
+def gpu_use_cells(job: JobRecord, origin_s: int, cells: list[tuple[UsageKey, int]] | None = None
+                  ) -> Iterator[tuple[UsageKey, tuple[int, ...]]]:
     """Per hour bucket of a finished GPU job with GPU data (engine/gpuuse.py), in
     database.GPU_USE_COLUMNS order: its GPU-seconds, busy and idle GPU-seconds split in
     proportion to its time in each (whole seconds that add up to the job's exactly),
@@ -118,7 +120,7 @@ def gpu_use_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, tup
     hour it ended) and its GPU-seconds. No data: no cells, never zeros."""
     if job.busy_gpu_s is None or job.idle_gpu_s is None:
         return
-    cells = list(usage_cells(job, origin_s))
+    cells = list(usage_cells(job, origin_s)) if cells is None else cells
     if not cells:
         return
     elapsed = job.end_s - job.start_s  # type: ignore[operator]  # cells: both are set
