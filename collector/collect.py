@@ -2,9 +2,10 @@
 
 A run reads sacct in bounded windows from where the last successful run ended
 (minus `lookback_hours`, for records that reach slurmdbd late) to now; a first
-run starts at `[slurm] history_start`, else 13 months back. The next window is
-fetched while the current one is stored, so the source is the floor of the run
-time. Jobs that the store holds as pending or running and that no window showed
+run starts at `[slurm] history_start`, else 13 months back. sacct's output is
+parsed and stored while sacct is still writing it, and the next window is asked
+for as soon as sacct has written the last one, so the source is the floor of the
+run time. Jobs that the store holds as pending or running and that no window showed
 again are re-read by id. The account tree, the events and the reservations are
 read at the same time and replaced whole.
 
@@ -29,7 +30,6 @@ from collector.engine.gpuuse import with_gpu_use
 from collector.engine.periods import default_history_start, local_midnight
 from collector.engine.rollup import (
     LocalDays,
-    bucket_origin,
     energy_cells,
     gpu_use_cells,
     start_cell,
@@ -40,7 +40,7 @@ from collector.slurm.live_parser import parse_sinfo
 from collector.slurm.records import JobRecord
 from collector.slurm.sacct_parser import FieldError, ParseResult
 from collector.slurm.sacctmgr_parser import parse_events, parse_reservations
-from collector.slurm.sources import open_source
+from collector.slurm.sources import open_source, read_windows
 from collector.store.database import Collection, Store, job_row, row_job
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -54,9 +54,8 @@ class _Tally:
     rejected: int = 0
     pending_arrays: int = 0
     windows: int = 0
-    usage: dict = field(default_factory=lambda: defaultdict(int))
-    energy: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
-    gpu_use: dict = field(default_factory=lambda: defaultdict(lambda: [0] * 6))
+    # Per usage cell (cluster, local day, dimensions): database.USAGE_VALUES.
+    usage: dict = field(default_factory=lambda: defaultdict(lambda: [0] * 9))
     starts: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     seen_open: set = field(default_factory=set)
 
@@ -104,20 +103,22 @@ def first_start(settings: Settings, now: float) -> int:
     return default_history_start(tz, now)
 
 
-def _contribute(tally: _Tally, job: JobRecord, origin: int, sign: int) -> None:
+def _contribute(tally: _Tally, job: JobRecord, days: LocalDays, sign: int) -> None:
     usage = tally.usage
-    cells = list(usage_cells(job, origin))  # once: energy and GPU use split the same way
+    cells = list(usage_cells(job, days))  # once: energy and GPU use split the same way
     for key, gpu_s in cells:
-        usage[key] += sign * gpu_s
-    for key, (joules, gpu_s) in energy_cells(job, origin, cells):
-        acc = tally.energy[key]
-        acc[0] += sign * joules
-        acc[1] += sign * gpu_s
-    for key, values in gpu_use_cells(job, origin, cells):
-        acc = tally.gpu_use[key]
-        for i, value in enumerate(values):
-            acc[i] += sign * value
-    cell = start_cell(job, origin)
+        usage[key][0] += sign * gpu_s
+    if job.energy_j is not None:
+        for key, (joules, gpu_s) in energy_cells(job, days, cells):
+            acc = usage[key]
+            acc[1] += sign * joules
+            acc[2] += sign * gpu_s
+    if job.busy_gpu_s is not None:
+        for key, values in gpu_use_cells(job, days, cells):
+            acc = usage[key]
+            for i, value in enumerate(values, 3):
+                acc[i] += sign * value
+    cell = start_cell(job, days)
     if cell is not None:
         acc = tally.starts[cell[0]]
         acc[0] += sign
@@ -125,7 +126,7 @@ def _contribute(tally: _Tally, job: JobRecord, origin: int, sign: int) -> None:
 
 
 def apply_records(store: Store, cluster: str, records: list[JobRecord], collection_id: int,
-                  origin: int, tally: _Tally, steps: dict | None = None) -> None:
+                  days: LocalDays, tally: _Tally, steps: dict | None = None) -> None:
     """Store the records that are new or changed and move their rolled-up usage; with
     `steps` (by job key), each finished job's GPU use comes from its steps."""
     stored = store.stored_jobs(cluster, (r.job_id_raw for r in records))
@@ -144,53 +145,30 @@ def apply_records(store: Store, cluster: str, records: list[JobRecord], collecti
             tally.new += 1
         else:
             tally.updated += 1
-            _contribute(tally, row_job(old), origin, -1)
-        _contribute(tally, job, origin, +1)
+            _contribute(tally, row_job(old), days, -1)
+        _contribute(tally, job, days, +1)
         stored[job.key] = row[:-1]
         rows.append(row)
     store.put_jobs(rows)
 
 
-def _flush(store: Store, tally: _Tally, day_of: LocalDays) -> None:
-    """Hour cells to local days, added to the stored rollups."""
-    days: dict[tuple, int] = defaultdict(int)
-    for (cluster, hour, *dims), gpu_s in tally.usage.items():
-        days[(cluster, day_of(hour), *dims)] += gpu_s
-    starts: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-    for (cluster, hour, *dims), (jobs, wait_s) in tally.starts.items():
-        cell = starts[(cluster, day_of(hour), *dims)]
-        cell[0] += jobs
-        cell[1] += wait_s
-    energy: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-    for (cluster, hour, *dims), (joules, gpu_s) in tally.energy.items():
-        cell = energy[(cluster, day_of(hour), *dims)]
-        cell[0] += joules
-        cell[1] += gpu_s
-    gpu_use: dict[tuple, list[int]] = defaultdict(lambda: [0] * 6)
-    for (cluster, hour, *dims), values in tally.gpu_use.items():
-        cell = gpu_use[(cluster, day_of(hour), *dims)]
-        for i, value in enumerate(values):
-            cell[i] += value
-    store.add_usage(days)
-    store.add_energy({k: (j, g) for k, (j, g) in energy.items()})
-    store.add_gpu_use({k: tuple(v) for k, v in gpu_use.items()})
-    store.add_starts({k: (n, w) for k, (n, w) in starts.items()})
+def _flush(store: Store, tally: _Tally) -> None:
+    """The day cells gathered so far, added to the stored rollups."""
+    store.add_usage(tally.usage)
+    store.add_starts(tally.starts)
     tally.usage.clear()
-    tally.energy.clear()
-    tally.gpu_use.clear()
     tally.starts.clear()
 
 
-def rebuild_rollups(store: Store, origin: int, day_of: LocalDays,
-                     progress: Progress | None) -> None:
+def rebuild_rollups(store: Store, days: LocalDays, progress: Progress | None) -> None:
     """The facility's time zone changed: roll every stored job up again."""
     store.clear_rollups()
     tally = _Tally()
     done = 0
     for batch in store.all_jobs():
         for job in batch:
-            _contribute(tally, job, origin, +1)
-        _flush(store, tally, day_of)
+            _contribute(tally, job, days, +1)
+        _flush(store, tally)
         done += len(batch)
         if progress:
             progress("re-rolling stored jobs", done, 0)
@@ -243,8 +221,7 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
              tally: _Tally, from_scratch: bool = False, hold: bool = False) -> None:
     slurm = settings.slurm
     cluster, timeout = slurm.cluster, slurm.timeout_s
-    origin = bucket_origin(settings.facility.timezone)
-    day_of = LocalDays(settings.facility.timezone)
+    days = LocalDays(settings.facility.timezone)
     source = open_source(settings, env)
     cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600), target=source.window_target)
     started, t0 = clock.now(), time.monotonic()
@@ -254,41 +231,30 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
         resv = pool.submit(door.run_sacctmgr_reservations, cluster, history_from, timeout, env)
         nodes = pool.submit(door.run_sinfo, cluster, timeout, env)
 
-        def fetch() -> tuple[tuple[int, int], Future[ParseResult]] | None:
-            window = cuts.take()
-            if window is None:
-                return None
-            return window, pool.submit(source.window, *window)
-
         with store.transaction():
             if from_scratch:
                 store.forget_jobs()
             open_before = {j.key: j.job_id_raw for j in store.open_jobs(cluster)}
             if store.meta("timezone") != settings.facility.timezone:
-                rebuild_rollups(store, origin, day_of, progress)
+                rebuild_rollups(store, days, progress)
                 store.set_meta("timezone", settings.facility.timezone)
-            # Two windows in flight: sacct works on the next ones while this thread
-            # stores the current one. (A parser process was tried: on 2 cores, pickling
-            # the records back cost more than it saved.)
-            queue = [w for w in (fetch(), fetch()) if w is not None]
-            while queue:
-                (w_start, w_end), future = queue.pop(0)
-                result = future.result()
-                cuts.observe(len(result.records), w_end - w_start)
-                if (nxt := fetch()) is not None:
-                    queue.append(nxt)
-                _ingest(store, cluster, result, cid, origin, day_of, tally,
+            # sacct writes while this thread stores what it wrote (sources.read_windows).
+            # (A parser process was tried: on 2 cores, pickling the records back cost
+            # more than it saved.)
+            for (w_start, _), result, done in read_windows(source, cuts, pool):
+                _ingest(store, cluster, result, cid, days, tally,
                         f"{source.name} window from {door.sacct_time(w_start)}")
-                tally.windows += 1
-                if progress:
-                    progress(f"reading {source.name} (% of the time span)",
-                             round(100 * cuts.fraction_done(start_s)), 100)
+                if done:
+                    tally.windows += 1
+                    if progress:
+                        progress(f"reading {source.name} (% of the time span)",
+                                 round(100 * cuts.fraction_done(start_s)), 100)
             missing = sorted({raw for key, raw in open_before.items()
                               if key not in tally.seen_open})
             for i in range(0, len(missing), 1000):
-                _ingest(store, cluster, source.by_ids(missing[i:i + 1000]), cid, origin,
-                        day_of, tally, f"{source.name} by job id")
-            _flush(store, tally, day_of)
+                _ingest(store, cluster, source.by_ids(missing[i:i + 1000]), cid, days, tally,
+                        f"{source.name} by job id")
+            _flush(store, tally)
             store.replace("accounts", cluster, [
                 (cluster, a.account, a.parent, a.organisation, a.description,
                  a.grp_gpu_minutes, ",".join(a.users)) for a in accounts.result()])
@@ -321,15 +287,15 @@ def _record_inventory(store: Store, cluster: str, nodes: Future[str], now_s: int
     return ""
 
 
-def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, origin: int,
-            day_of: LocalDays, tally: _Tally, source: str) -> None:
+def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, days: LocalDays,
+            tally: _Tally, source: str) -> None:
     if result.rejected:
         tally.rejected += store.record_rejected(
             cid, source, ((r.line_no, r.reason, r.line) for r in result.rejected))
     tally.pending_arrays += len(result.pending_arrays)
-    apply_records(store, cluster, result.records, cid, origin, tally, result.steps)
+    apply_records(store, cluster, result.records, cid, days, tally, result.steps)
     if len(tally.usage) > 200_000:
-        _flush(store, tally, day_of)
+        _flush(store, tally)
 
 
 __all__ = ["FieldError", "Windows", "collect"]

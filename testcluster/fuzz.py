@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.config import ConfigError, load
-from collector.slurm.sacct_parser import FieldError, parse_sacct
+from collector.slurm.sacct_parser import FieldError, ParseResult, SacctReader, merge, parse_sacct
 from collector.slurm.slurmrestd_parser import parse_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +144,16 @@ def fuzz_sacct(n: int, seed: int = 1) -> Tally:
         except Exception as exc:
             tally.failures.append(f"{type(exc).__name__}: {exc} <- {text[:300]!r}")
             continue
+        # Read as it would arrive from sacct, in random pieces: the same result.
+        reader, cuts = SacctReader(None, delimiter), sorted(
+            rng.randrange(len(text) + 1) for _ in range(rng.randrange(4)))
+        streamed = ParseResult()
+        for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True):
+            merge(streamed, reader.feed(text[a:b]))
+        merge(streamed, reader.finish())
+        if (streamed.records, streamed.rejected, streamed.pending_arrays, streamed.lines) != \
+                (result.records, result.rejected, result.pending_arrays, result.lines):
+            tally.failures.append(f"read in pieces {cuts}: another result <- {text[:300]!r}")
         split = text.split("\n")[:-1]
         if result.lines != len(split):
             tally.failures.append(f"{len(split)} lines, {result.lines} read <- {text[:300]!r}")

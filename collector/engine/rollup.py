@@ -6,9 +6,12 @@ recorded, their joules split by time and those jobs' GPU-seconds), and started j
 with their queue wait. Reports read those instead of a million job rows. Only jobs with a
 known end are rolled up; running jobs are added live at report time.
 
-A job is first cut into hour buckets that start at `origin_s` past each UTC hour
-(0 for zones whose offset is whole hours, 1800 for India), so no bucket straddles
-a local midnight; the collector then adds the hours up per local day.
+A job is cut at the facility's local midnights (`LocalDays.split`) into one cell per
+local day it ran in: a ten-hour job makes one or two cells, not ten, which is most of
+what the collector's hot path costs. Energy and GPU use are split over those cells
+with running sums (each cell gets `total * seconds so far // elapsed` minus what the
+cells before it got), so a day's figure is the same whether the job was first cut
+into hours or into days.
 """
 
 from __future__ import annotations
@@ -35,19 +38,41 @@ def bucket_origin(timezone: str) -> int:
 
 
 class LocalDays:
-    """Local midnight (epoch) of the day holding an hour bucket, memoised."""
+    """Local midnights of the facility's zone, memoised: `days(t)` is the midnight that
+    starts the local day holding `t`; `split` cuts a span at them."""
 
     def __init__(self, timezone: str):
         self.zone = ZoneInfo(timezone)
+        self.origin = bucket_origin(timezone)
         self._cache: dict[int, int] = {}
+        self._next: dict[int, int] = {}
 
-    def __call__(self, hour_s: int) -> int:
-        day = self._cache.get(hour_s)
+    def __call__(self, t: int) -> int:
+        day = self._cache.get(t)
         if day is None:
-            local = datetime.fromtimestamp(hour_s, self.zone)
+            local = datetime.fromtimestamp(t, self.zone)
             midnight = datetime(local.year, local.month, local.day, tzinfo=self.zone)
-            day = self._cache[hour_s] = int(midnight.timestamp())
+            day = int(midnight.timestamp())
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[t] = day
         return day
+
+    def split(self, start_s: int, end_s: int) -> Iterator[tuple[int, int]]:
+        """(local midnight, seconds inside) for each local day that [start, end) touches.
+
+        Midnights fall on the zone's hour buckets (see `bucket_origin`), so the day of
+        a second is the day of its hour bucket (a cache hit for most jobs); a local day
+        is 23 to 25 hours long, so 26 hours past a midnight lies in the next day."""
+        day = self(start_s - (start_s - self.origin) % HOUR)
+        while day < end_s:
+            nxt = self._next.get(day)
+            if nxt is None:
+                nxt = self._next[day] = self(day + 26 * HOUR)
+            inside = min(end_s, nxt) - max(start_s, day)
+            if inside > 0:
+                yield day, inside
+            day = nxt
 
 
 def size_class(gpus: int, nodes: int) -> str:
@@ -64,39 +89,29 @@ def wait_bin(wait_s: int) -> int:
     return bisect_left(WAIT_EDGES, max(0, wait_s))
 
 
-def split_hours(start_s: int, end_s: int, origin_s: int = 0) -> Iterator[tuple[int, int]]:
-    """(bucket start, seconds inside) for each hour bucket that [start, end) touches."""
-    bucket = start_s - (start_s - origin_s) % HOUR
-    while bucket < end_s:
-        inside = min(end_s, bucket + HOUR) - max(start_s, bucket)
-        if inside > 0:
-            yield bucket, inside
-        bucket += HOUR
-
-
 UsageKey = tuple[str, int, str, str, str, str, str, str]
 StartKey = tuple[str, int, str, str, str, int]
 
 
-def usage_cells(job: JobRecord, origin_s: int) -> Iterator[tuple[UsageKey, int]]:
-    """GPU-seconds per hour bucket of a finished job that ran with GPUs."""
+def usage_cells(job: JobRecord, days: LocalDays) -> Iterator[tuple[UsageKey, int]]:
+    """GPU-seconds per local day of a finished job that ran with GPUs."""
     if job.end_s is None or job.start_s is None or not job.started or job.gpus <= 0:
         return
     dims = (job.account, job.user, job.partition, job.gpu_type or "", job.wckey,
             size_class(job.gpus, job.nodes))
-    for bucket, seconds in split_hours(job.start_s, job.end_s, origin_s):
-        yield (job.cluster, bucket, *dims), job.gpus * seconds
+    for day, seconds in days.split(job.start_s, job.end_s):
+        yield (job.cluster, day, *dims), job.gpus * seconds
 
 
-def energy_cells(job: JobRecord, origin_s: int, cells: list[tuple[UsageKey, int]] | None = None
+def energy_cells(job: JobRecord, days: LocalDays, cells: list[tuple[UsageKey, int]] | None = None
                  ) -> Iterator[tuple[UsageKey, tuple[int, int]]]:
-    """(joules, GPU-seconds) per hour bucket of a finished GPU job whose energy Slurm
+    """(joules, GPU-seconds) per local day of a finished GPU job whose energy Slurm
     recorded: its energy split in proportion to its time in each bucket, in whole
     joules that add up to the job's exactly. A job without energy has no cells (no
     data, never zero joules). `cells`: the job's usage_cells, when the caller has them."""
     if job.energy_j is None:
         return
-    cells = list(usage_cells(job, origin_s)) if cells is None else cells
+    cells = list(usage_cells(job, days)) if cells is None else cells
     if not cells:
         return
     elapsed = job.end_s - job.start_s  # type: ignore[operator]  # cells: both are set
@@ -111,16 +126,16 @@ def energy_cells(job: JobRecord, origin_s: int, cells: list[tuple[UsageKey, int]
 LONG_IDLE_S = 3600  # an idle stretch longer than this makes a "long idle" job
 
 
-def gpu_use_cells(job: JobRecord, origin_s: int, cells: list[tuple[UsageKey, int]] | None = None
+def gpu_use_cells(job: JobRecord, days: LocalDays, cells: list[tuple[UsageKey, int]] | None = None
                   ) -> Iterator[tuple[UsageKey, tuple[int, ...]]]:
-    """Per hour bucket of a finished GPU job with GPU data (engine/gpuuse.py), in
+    """Per local day of a finished GPU job with GPU data (engine/gpuuse.py), in
     database.GPU_USE_COLUMNS order: its GPU-seconds, busy and idle GPU-seconds split in
     proportion to its time in each (whole seconds that add up to the job's exactly),
-    memory peak x GPU-seconds, and, if its idle stretch passed an hour, the job (in the
-    hour it ended) and its GPU-seconds. No data: no cells, never zeros."""
+    memory peak x GPU-seconds, and, if its idle stretch passed an hour, the job (on the
+    day it ended) and its GPU-seconds. No data: no cells, never zeros."""
     if job.busy_gpu_s is None or job.idle_gpu_s is None:
         return
-    cells = list(usage_cells(job, origin_s)) if cells is None else cells
+    cells = list(usage_cells(job, days)) if cells is None else cells
     if not cells:
         return
     elapsed = job.end_s - job.start_s  # type: ignore[operator]  # cells: both are set
@@ -138,12 +153,12 @@ def gpu_use_cells(job: JobRecord, origin_s: int, cells: list[tuple[UsageKey, int
                     gpu_s if long_idle else 0)
 
 
-def start_cell(job: JobRecord, origin_s: int) -> tuple[StartKey, int] | None:
-    """The hour a job started, its dimensions and its queue wait (seconds)."""
+def start_cell(job: JobRecord, days: LocalDays) -> tuple[StartKey, int] | None:
+    """The local day a job started, its dimensions and its queue wait (seconds)."""
     if job.start_s is None or not job.started:
         return None
     ready = job.eligible_s if job.eligible_s is not None else job.submit_s
     wait = max(0, job.start_s - ready)
-    bucket = job.start_s - (job.start_s - origin_s) % HOUR
+    day = days(job.start_s - (job.start_s - days.origin) % HOUR)
     size = size_class(job.gpus, job.nodes) if job.gpus > 0 else NO_GPU
-    return (job.cluster, bucket, job.account, job.user, size, wait_bin(wait)), wait
+    return (job.cluster, day, job.account, job.user, size, wait_bin(wait)), wait

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from collector.engine.capacity import Capacity, capacity
-from collector.engine.rollup import LocalDays, bucket_origin, size_class, split_hours
+from collector.engine.rollup import LocalDays, size_class
 from collector.slurm.records import JobRecord
 from collector.store import reads
 from collector.store.database import Store
@@ -49,14 +49,13 @@ def daily_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int
     """GPU-seconds per (local day, account, user) in [start, min(end, now))."""
     out: dict[tuple[int, str, str], int] = defaultdict(int, reads.daily_rows(
         store, cluster, start_s, end_s))
-    day_of = LocalDays(timezone)
-    origin = bucket_origin(timezone)
+    days = LocalDays(timezone)
     stop = min(end_s, now_s)
     for job in reads.open_jobs(store, cluster) if open_jobs is None else open_jobs:
         if job.start_s is None or not job.started or job.gpus <= 0:
             continue
-        for hour, seconds in split_hours(max(job.start_s, start_s), stop, origin):
-            out[(day_of(hour), job.account, job.user)] += job.gpus * seconds
+        for day, seconds in days.split(max(job.start_s, start_s), stop):
+            out[(day, job.account, job.user)] += job.gpus * seconds
     return out
 
 

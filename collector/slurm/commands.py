@@ -11,9 +11,12 @@ exit codes.
 from __future__ import annotations
 
 import os
+import queue
 import secrets
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
 
 from collector.slurm.live_parser import SINFO_FIELDS, SQUEUE_FIELDS, SQUEUE_STATES
 from collector.slurm.sacct_parser import SACCT_FIELDS, STEP_FIELDS
@@ -85,6 +88,103 @@ def run_sacct(start_s: int, end_s: int, cluster: str | None, delimiter: str,
     """The raw sacct text for the window, fields split by `delimiter`; raises SlurmError."""
     return _run(sacct_argv(start_s, end_s, cluster, delimiter),
                 f"jobs {sacct_time(start_s)}..{sacct_time(end_s)}", timeout_s, env)
+
+
+CHUNK = 1 << 20  # bytes read from sacct's stdout at a time
+BACKLOG = 64     # chunks read ahead of the parser at most (then sacct waits)
+
+
+def stream_sacct(take: Callable[[], tuple[int, int] | None],
+                 observe: Callable[[int, int], None], cluster: str | None,
+                 timeout_s: float = 600, env: dict[str, str] | None = None,
+                 ) -> Iterator[tuple[tuple[int, int], str, bytes | None]]:
+    """sacct's output for window after window, as it is written.
+
+    A thread runs one sacct per window (`take()` gives the next, None when done), each
+    with its own delimiter, and reads its stdout in CHUNK pieces while the caller parses
+    the ones before: sacct never waits for the parser unless the parser is BACKLOG
+    chunks behind, and the next window's sacct starts as soon as the last one has
+    written everything. `observe(lines, seconds)` is told each window's line count
+    when it ends. Yields (window, delimiter, chunk), then (window, delimiter, None)
+    once the window's sacct has exited 0; raises SlurmError (and stops the thread and
+    its sacct) when one fails, times out or cannot start."""
+    full_env = dict(os.environ if env is None else env, TZ="UTC")
+    pipe: queue.Queue = queue.Queue(maxsize=BACKLOG)
+    stop = threading.Event()
+    running: list[subprocess.Popen] = []
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                pipe.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def one(window: tuple[int, int]) -> bool:
+        delimiter = new_delimiter()
+        argv = sacct_argv(*window, cluster, delimiter)
+        what = f"jobs {sacct_time(window[0])}..{sacct_time(window[1])}"
+        try:
+            proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise SlurmError("sacct not found: install slurm-client or put it on PATH") from None
+        running.append(proc)
+        timer = threading.Timer(timeout_s, proc.kill)
+        timer.start()
+        lines = 0
+        try:
+            # stderr is drained beside stdout, so that a chatty sacct cannot block.
+            errors: list[bytes] = []
+            drain = threading.Thread(target=lambda: errors.append(proc.stderr.read()),
+                                     daemon=True)
+            drain.start()
+            while chunk := proc.stdout.read1(CHUNK):
+                lines += chunk.count(b"\n")
+                if not put((window, delimiter, chunk)):
+                    return False
+            code = proc.wait()
+            drain.join()
+        finally:
+            timed_out = timer.finished.is_set() and proc.returncode != 0
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            running.remove(proc)
+        if timed_out:
+            raise SlurmError(f"sacct timed out after {timeout_s:.0f} s ({what}); is "
+                             "slurmdbd overloaded or unreachable?")
+        if code != 0:
+            stderr = b"".join(errors).decode(errors="replace")
+            raise SlurmError(f"sacct exited {code} ({what}): "
+                             f"{stderr.strip()[:500] or '(no message)'}")
+        observe(lines, window[1] - window[0])
+        return put((window, delimiter, None))
+
+    def reader() -> None:
+        try:
+            while (window := take()) is not None:
+                if not one(window):
+                    return
+            put(None)
+        except BaseException as exc:  # handed to the caller, raised there
+            put(exc)
+
+    thread = threading.Thread(target=reader, name="sacct-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := pipe.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        for proc in list(running):
+            proc.kill()
+        thread.join()
 
 
 def _steps_common(cluster: str | None) -> list[str]:

@@ -181,49 +181,96 @@ def parse_line(line: str, cluster: str | None = None, delimiter: str = "|") -> J
         parse_energy(tres))
 
 
+class SacctReader:
+    """Reads sacct's output as it arrives: `feed` each piece of text, then `finish`.
+
+    Each call returns the records completed so far. A record's extent is known only
+    when the next record's first line (or the end) is seen, so the last one waits for
+    the next piece; line numbers run on across pieces. The result is the same as
+    reading the whole text at once, however the text is cut."""
+
+    def __init__(self, cluster: str | None = None, delimiter: str = "|"):
+        if not delimiter or "\n" in delimiter:
+            raise ValueError(f"delimiter {delimiter!r}: expected a string without newlines")
+        self.cluster, self.delimiter = cluster, delimiter
+        self._lines: list[str] = []  # whole lines not read into a record yet
+        self._partial = ""           # text after the last newline
+        self._line_no = 0            # lines read before self._lines[0]
+
+    def feed(self, text: str) -> ParseResult:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        if self._lines:
+            self._lines.extend(lines)
+        else:
+            self._lines = lines
+        return self._read(final=False)
+
+    def finish(self) -> ParseResult:
+        """The records left once the output has ended (its last line may lack "\n")."""
+        if self._partial:
+            self._lines.append(self._partial)
+            self._partial = ""
+        return self._read(final=True)
+
+    def _read(self, final: bool) -> ParseResult:
+        result = ParseResult()
+        delimiter, lines, base = self.delimiter, self._lines, self._line_no
+        i, count = 0, len(lines)
+        while i < count:
+            line, first = lines[i], i
+            i += 1
+            if not line.strip():
+                result.lines += 1
+                continue
+            # A newline in the WCKey splits a record's delimiters over several lines:
+            # take lines while the record still lacks some (never past a whole record's
+            # worth), then every line without one (the rest of the job name).
+            found = line.count(delimiter)
+            while found < _LAST and i < count:
+                more = lines[i].count(delimiter)
+                if found + more > _LAST:
+                    break
+                found += more
+                i += 1
+            while i < count and delimiter not in lines[i]:
+                i += 1
+            if i == count and not final:  # the record may go on in the next piece
+                i = first
+                break
+            record_text = line if i == first + 1 else "\n".join(lines[first:i])
+            result.lines += i - first
+            try:
+                record = parse_line(record_text, self.cluster, delimiter)
+            except FieldError as exc:
+                # Shown and kept with sacct's default "|": the same line reads the same
+                # in every run, whatever delimiter the run drew.
+                result.rejected.append(Rejected(base + first + 1, str(exc),
+                                                record_text.replace(delimiter, "|")))
+                continue
+            if record is None:
+                result.pending_arrays.append(line.split(delimiter, 2)[1])
+            else:
+                result.records.append(record)
+        self._lines = lines[i:]
+        self._line_no = base + i
+        return result
+
+
+def merge(into: ParseResult, more: ParseResult) -> ParseResult:
+    """`into` with `more`'s records, rejections and pending arrays added."""
+    into.records.extend(more.records)
+    into.rejected.extend(more.rejected)
+    into.pending_arrays.extend(more.pending_arrays)
+    into.lines += more.lines
+    return into
+
+
 def parse_sacct(text: str, cluster: str | None = None, delimiter: str = "|") -> ParseResult:
     """Every record of `sacct --parsable2 --noheader --delimiter=DELIMITER` output, read
     or rejected; a record's name may run over several lines (see the module's doc)."""
-    if not delimiter or "\n" in delimiter:
-        raise ValueError(f"delimiter {delimiter!r}: expected a string without newlines")
-    result = ParseResult()
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last record
-    i, count = 0, len(lines)
-    while i < count:
-        line, first = lines[i], i
-        i += 1
-        if not line.strip():
-            result.lines += 1
-            continue
-        # A newline in the WCKey splits a record's delimiters over several lines: take
-        # lines while the record still lacks some (never past a whole record's worth),
-        # then every line without one (the rest of the job name).
-        found = line.count(delimiter)
-        while found < _LAST and i < count:
-            more = lines[i].count(delimiter)
-            if found + more > _LAST:
-                break
-            found += more
-            i += 1
-        while i < count and delimiter not in lines[i]:
-            i += 1
-        record_text = line if i == first + 1 else "\n".join(lines[first:i])
-        result.lines += i - first
-        try:
-            record = parse_line(record_text, cluster, delimiter)
-        except FieldError as exc:
-            # Shown and kept with sacct's default "|": the same line reads the same in
-            # every run, whatever delimiter the run drew.
-            result.rejected.append(Rejected(first + 1, str(exc),
-                                            record_text.replace(delimiter, "|")))
-            continue
-        if record is None:
-            result.pending_arrays.append(line.split(delimiter, 2)[1])
-        else:
-            result.records.append(record)
-    return result
+    reader = SacctReader(cluster, delimiter)
+    return merge(reader.feed(text), reader.finish())
 
 
 # The steps call: no free text (no step name), so sacct's "|" cannot be forged.

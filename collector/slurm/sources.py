@@ -14,7 +14,10 @@ the exporter's live families do not depend on slurmrestd's data-parser version.
 
 from __future__ import annotations
 
+import codecs
 import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,7 +26,7 @@ from collector.secretfile import SecretFileError, read_secret_file
 from collector.slurm import commands as door
 from collector.slurm import slurmrestd_parser
 from collector.slurm.live_parser import LiveJob, NodeGpus, parse_sinfo, parse_squeue
-from collector.slurm.sacct_parser import ParseResult, Rejected, parse_sacct
+from collector.slurm.sacct_parser import ParseResult, Rejected, SacctReader, merge, parse_sacct
 from collector.slurm.sacctmgr_parser import Account, parse_accounts
 from collector.slurm.slurmrestd_source import RestClient
 from collector.slurm.steps import add_sacct_steps, crossing
@@ -34,6 +37,14 @@ if TYPE_CHECKING:  # imported lazily: the product runs without pyslurm
 SOURCES = ("sacct", "slurmrestd", "pyslurm")
 
 
+Window = tuple[int, int]
+
+
+class Cuts(Protocol):  # collect.Windows
+    def take(self) -> Window | None: ...
+    def observe(self, records: int, length_s: int) -> None: ...
+
+
 class JobSource(Protocol):
     name: str
     window_target: int   # records per window the collector aims at
@@ -41,6 +52,32 @@ class JobSource(Protocol):
     def window(self, start_s: int, end_s: int) -> ParseResult: ...
     def by_ids(self, job_ids: list[int]) -> ParseResult: ...
     def accounts(self) -> list[Account]: ...
+
+
+def read_windows(source: JobSource, cuts: Cuts, pool: ThreadPoolExecutor
+                 ) -> Iterator[tuple[Window, ParseResult, bool]]:
+    """(window, records, whether the window is done) for every window `cuts` gives.
+
+    sacct's jobs are read as sacct writes them (`SacctSource.stream`): records come in
+    pieces while sacct is still running. The other doors (and sacct with steps, which
+    needs a window's jobs whole) answer a window at a time, with the next one already
+    asked for while the caller stores this one."""
+    if isinstance(source, SacctSource) and not source.steps:
+        yield from source.stream(cuts)
+        return
+
+    def fetch() -> tuple[Window, Future[ParseResult]] | None:
+        window = cuts.take()
+        return None if window is None else (window, pool.submit(source.window, *window))
+
+    queue = [w for w in (fetch(), fetch()) if w is not None]
+    while queue:
+        window, future = queue.pop(0)
+        result = future.result()
+        cuts.observe(len(result.records), window[1] - window[0])
+        if (nxt := fetch()) is not None:
+            queue.append(nxt)
+        yield window, result, True
 
 
 @dataclass
@@ -59,6 +96,24 @@ class SacctSource:
         if self.steps:  # after the jobs: a job seen ended has its steps ended too
             add_sacct_steps(result, self.cluster, self.timeout_s, self.env, (start_s, end_s))
         return result
+
+    def stream(self, cuts: Cuts) -> Iterator[tuple[Window, ParseResult, bool]]:
+        """Every window's records in pieces as sacct writes them (see door.stream_sacct);
+        a window's last piece comes with True, once its sacct has exited 0."""
+        reader: SacctReader | None = None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        current: Window | None = None
+        for window, delimiter, chunk in door.stream_sacct(cuts.take, cuts.observe,
+                                                          self.cluster, self.timeout_s,
+                                                          self.env):
+            if window != current:
+                current, reader = window, SacctReader(self.cluster, delimiter)
+                decoder.reset()
+            if chunk is not None:
+                yield window, reader.feed(decoder.decode(chunk)), False
+            else:
+                yield window, merge(reader.feed(decoder.decode(b"", final=True)),
+                                    reader.finish()), True
 
     def by_ids(self, job_ids: list[int]) -> ParseResult:
         delimiter = door.new_delimiter()

@@ -49,6 +49,9 @@ USAGE_DIMS = ("cluster", "day_s", "account", "user", "partition", "gpu_type", "w
 # hour they ended, GPU-seconds split by time).
 GPU_USE_COLUMNS = ("use_gpu_s", "busy_gpu_s", "idle_gpu_s", "mem_mib_gpu_s", "long_idle_jobs",
                    "long_idle_gpu_s")
+# A usage cell's figures: GPU-seconds; the joules of the jobs whose energy Slurm
+# recorded and those jobs' GPU-seconds; GPU use.
+USAGE_VALUES = ("gpu_s", "energy_j", "energy_gpu_s", *GPU_USE_COLUMNS)
 START_DIMS = ("cluster", "day_s", "account", "user", "size_class", "wait_bin")
 
 # The common states; anything else (e.g. a state of a newer Slurm) is shown in data
@@ -311,31 +314,14 @@ class Store:
             f"SELECT {cols} FROM jobs INDEXED BY jobs_open WHERE cluster=? AND end_s IS NULL",
             (cluster,))]
 
-    def add_usage(self, deltas: Mapping[tuple, int]) -> None:
-        marks = ",".join("?" * (len(USAGE_DIMS) + 1))
+    def add_usage(self, deltas: Mapping[tuple, list[int]]) -> None:
+        """USAGE_VALUES per usage cell (cluster, day, dimensions), added in one upsert."""
+        cols = ", ".join(USAGE_VALUES)
+        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in USAGE_VALUES)
+        marks = ",".join("?" * (len(USAGE_DIMS) + len(USAGE_VALUES)))
         self.conn.executemany(
-            f"INSERT INTO usage_day ({', '.join(USAGE_DIMS)}, gpu_s) VALUES ({marks}) "
-            "ON CONFLICT DO UPDATE SET gpu_s = gpu_s + excluded.gpu_s",
-            ((*k, v) for k, v in deltas.items() if v))
-
-    def add_energy(self, deltas: Mapping[tuple, tuple[int, int]]) -> None:
-        """Joules and the GPU-seconds of the jobs they belong to, per usage cell (the
-        cell's GPU-seconds were added by add_usage)."""
-        marks = ",".join("?" * (len(USAGE_DIMS) + 2))
-        self.conn.executemany(
-            f"INSERT INTO usage_day ({', '.join(USAGE_DIMS)}, energy_j, energy_gpu_s, gpu_s) "
-            f"VALUES ({marks}, 0) ON CONFLICT DO UPDATE SET energy_j = energy_j + "
-            "excluded.energy_j, energy_gpu_s = energy_gpu_s + excluded.energy_gpu_s",
-            ((*k, j, g) for k, (j, g) in deltas.items() if j or g))
-
-    def add_gpu_use(self, deltas: Mapping[tuple, tuple[int, ...]]) -> None:
-        """GPU_USE_COLUMNS per usage cell (the cell's GPU-seconds came by add_usage)."""
-        cols = ", ".join(GPU_USE_COLUMNS)
-        sets = ", ".join(f"{c} = {c} + excluded.{c}" for c in GPU_USE_COLUMNS)
-        marks = ",".join("?" * (len(USAGE_DIMS) + len(GPU_USE_COLUMNS)))
-        self.conn.executemany(
-            f"INSERT INTO usage_day ({', '.join(USAGE_DIMS)}, {cols}, gpu_s) "
-            f"VALUES ({marks}, 0) ON CONFLICT DO UPDATE SET {sets}",
+            f"INSERT INTO usage_day ({', '.join(USAGE_DIMS)}, {cols}) VALUES ({marks}) "
+            f"ON CONFLICT DO UPDATE SET {sets}",
             ((*k, *v) for k, v in deltas.items() if any(v)))
 
     def add_starts(self, deltas: Mapping[tuple, tuple[int, int]]) -> None:

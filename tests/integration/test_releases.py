@@ -127,7 +127,7 @@ def without_earlier_runs(config: Path, tmp: Path) -> Path:
     cannot read), its rollups rebuilt by the collector's own code."""
     from collector.collect import rebuild_rollups
     from collector.config import load
-    from collector.engine.rollup import LocalDays, bucket_origin
+    from collector.engine.rollup import LocalDays
     from collector.store.database import Store
 
     (tmp / "store").mkdir(parents=True)
@@ -139,7 +139,7 @@ def without_earlier_runs(config: Path, tmp: Path) -> Path:
     path.write_text(config.read_text().replace(str(config.parent), str(tmp)))
     tz = load(path).facility.timezone
     with Store.open_writer(tmp / "store") as store, store.transaction():
-        rebuild_rollups(store, bucket_origin(tz), LocalDays(tz), None)
+        rebuild_rollups(store, LocalDays(tz), None)
     return path
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from collector import collect as collect_mod
-from collector.engine.rollup import energy_cells, usage_cells
+from collector.engine.rollup import LocalDays, energy_cells, usage_cells
 from collector.slurm import pyslurm_source, slurmrestd_parser
 from collector.slurm.sacct_parser import FieldError, parse_energy, parse_sacct
 from collector.store import reads
@@ -82,16 +82,19 @@ def test_pyslurm_energy_is_allocated_tres_energy_or_not_recorded():
         pyslurm_source.job_record(_pyslurm_job(types.SimpleNamespace(count="9 kJ")))
 
 
-def test_energy_is_split_over_hours_by_time_and_adds_up_exactly():
-    job = JOB._replace(energy_j=1_000_003)   # 11:30 .. 13:10: 1800 + 3600 + 600 s
-    cells = list(energy_cells(job, 0))
-    assert [k for k, _ in cells] == [k for k, _ in usage_cells(job, 0)]
+def test_energy_is_split_over_days_by_time_and_adds_up_exactly():
+    utc, day = LocalDays("UTC"), 86400
+    # 23:30 on day 0 .. 00:10 on day 2: 1800 + 86400 + 600 s
+    job = JOB._replace(start_s=day - 1800, end_s=2 * day + 600, energy_j=1_000_003)
+    cells = list(energy_cells(job, utc))
+    assert [k for k, _ in cells] == [k for k, _ in usage_cells(job, utc)]
+    assert [k[1] for k, _ in cells] == [0, day, 2 * day]
     assert sum(j for _, (j, _) in cells) == 1_000_003
-    assert [j for _, (j, _) in cells] == [300_000, 600_002, 100_001]
-    assert [g for _, (_, g) in cells] == [g for _, g in usage_cells(job, 0)]
-    assert list(energy_cells(JOB, 0)) == []                       # not recorded
-    assert list(energy_cells(job._replace(end_s=None), 0)) == []  # running
-    assert list(energy_cells(job._replace(gpus=0), 0)) == []      # no GPUs
+    assert [j for _, (j, _) in cells] == [20_270, 972_976, 6_757]
+    assert [g for _, (_, g) in cells] == [g for _, g in usage_cells(job, utc)]
+    assert list(energy_cells(JOB, utc)) == []                       # not recorded
+    assert list(energy_cells(job._replace(end_s=None), utc)) == []  # running
+    assert list(energy_cells(job._replace(gpus=0), utc)) == []      # no GPUs
 
 
 def _energy_jobs() -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from collector.engine.gpuuse import gpu_use, with_gpu_use
-from collector.engine.rollup import LONG_IDLE_S, gpu_use_cells, usage_cells
+from collector.engine.rollup import LONG_IDLE_S, LocalDays, gpu_use_cells, usage_cells
 from collector.slurm import slurmrestd_parser
 from collector.slurm.records import StepRecord
 from collector.slurm.sacct_parser import parse_steps
@@ -128,14 +128,16 @@ def test_a_bad_gpu_figure_rejects_the_step_and_a_forged_key_is_not_read():
 
 
 def test_rolled_up_gpu_use_adds_up_to_the_jobs_exactly():
-    job = JOB._replace(start_s=1_000, end_s=1_000 + 5 * 3600 + 17, gpus=3, busy_gpu_s=40_001,
-                       idle_gpu_s=9_999, idle_stretch_s=LONG_IDLE_S + 1, gpu_mem_mib=512)
-    cells = list(gpu_use_cells(job, 0))
-    assert len(cells) == len(list(usage_cells(job, 0))) == 6
+    utc = LocalDays("UTC")
+    job = JOB._replace(start_s=1_000, end_s=1_000 + 50 * 3600 + 17, gpus=3, busy_gpu_s=400_001,
+                       idle_gpu_s=99_999, idle_stretch_s=LONG_IDLE_S + 1, gpu_mem_mib=512)
+    cells = list(gpu_use_cells(job, utc))
+    assert len(cells) == len(list(usage_cells(job, utc))) == 3  # three UTC days
     sums = [sum(c[1][i] for c in cells) for i in range(6)]
-    gpu_s = 3 * (5 * 3600 + 17)
-    assert sums == [gpu_s, 40_001, 9_999, 512 * gpu_s, 1, gpu_s]
-    assert list(gpu_use_cells(JOB, 0)) == []  # no data: no cells, never zeros
+    gpu_s = 3 * (50 * 3600 + 17)
+    assert sums == [gpu_s, 400_001, 99_999, 512 * gpu_s, 1, gpu_s]
+    assert [c[1][4] for c in cells] == [0, 0, 1]  # counted on the day it ended
+    assert list(gpu_use_cells(JOB, utc)) == []  # no data: no cells, never zeros
 
 
 def test_the_synthetic_steps_make_the_documented_mix():

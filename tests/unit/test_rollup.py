@@ -1,11 +1,17 @@
-"""Rolling one job up: hour buckets, clipping, size classes, queue-wait bins."""
+"""Rolling one job up: local days, clipping, size classes, queue-wait bins."""
+
+import random
+from collections import defaultdict
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from collector.engine.rollup import (
     NO_GPU,
     LocalDays,
     bucket_origin,
+    energy_cells,
+    gpu_use_cells,
     size_class,
-    split_hours,
     start_cell,
     usage_cells,
     wait_bin,
@@ -21,36 +27,89 @@ JOB = JobRecord(cluster="c", job_id_raw=1, job_id="1", array_job_id=None, array_
                 nodelist="gpu[01-02]")
 
 
-def test_a_job_is_split_at_hour_boundaries():
-    assert list(split_hours(11 * H + 1800, 13 * H + 600)) == [
-        (11 * H, 1800), (12 * H, 3600), (13 * H, 600)]
+UTC = LocalDays("UTC")
+DAY = 86400
 
 
-def test_half_hour_zones_get_half_hour_origins():
+def test_a_job_is_split_at_local_midnights():
+    assert list(UTC.split(11 * H + 1800, 13 * H + 600)) == [(0, 2 * H - 1200)]
+    assert list(UTC.split(DAY - 600, 2 * DAY + 60)) == [(0, 600), (DAY, DAY), (2 * DAY, 60)]
+    assert list(UTC.split(DAY, DAY)) == []
+
+
+def test_days_follow_daylight_saving_and_half_hour_zones():
+    ams = LocalDays("Europe/Amsterdam")
+    # 2026-10-25 is 25 hours long in Amsterdam: 22:00 UTC on the 24th to 23:00 on the 25th.
+    start = 1792879200
+    assert list(ams.split(start, start + 25 * H + 60)) == [(start, 25 * H), (start + 25 * H, 60)]
     assert bucket_origin("Europe/Amsterdam") == 0
     assert bucket_origin("Asia/Kolkata") == 1800
-    assert list(split_hours(0, 3600, origin_s=1800)) == [(-1800, 1800), (1800, 1800)]
+    # Kolkata's midnight is 18:30 UTC.
+    assert list(LocalDays("Asia/Kolkata").split(18 * H, 19 * H)) == [
+        (-5 * H - 1800, 1800), (18 * H + 1800, 1800)]
+
+
+def _by_hours(start_s: int, end_s: int, zone: str) -> dict[int, int]:
+    """Seconds per local day, cut hour by hour with the standard library alone."""
+    out: dict[int, int] = defaultdict(int)
+    tz = ZoneInfo(zone)
+    t = start_s
+    while t < end_s:
+        local = datetime.fromtimestamp(t, tz)
+        midnight = int(datetime(local.year, local.month, local.day, tzinfo=tz).timestamp())
+        step = min(end_s, t + H - (t - bucket_origin(zone)) % H)
+        out[midnight] += step - t
+        t = step
+    return dict(out)
+
+
+def test_day_cells_equal_hour_cells_added_up_per_day():
+    """Cutting by days gives what cutting by hours and adding each day's hours gave: the
+    seconds, and energy and GPU use split with running sums (telescoping)."""
+    rng = random.Random(7)
+    for zone in ("Europe/Amsterdam", "Asia/Kolkata", "America/New_York", "UTC"):
+        days = LocalDays(zone)
+        for _ in range(200):
+            start = 1_790_000_000 + rng.randrange(0, 120 * DAY)
+            job = JOB._replace(start_s=start, end_s=start + rng.randrange(1, 9 * DAY),
+                               energy_j=rng.randrange(0, 10**10), busy_gpu_s=rng.randrange(10**7),
+                               idle_gpu_s=rng.randrange(10**7), idle_stretch_s=0,
+                               gpu_mem_mib=100)
+            cells = list(usage_cells(job, days))
+            expected = _by_hours(job.start_s, job.end_s, zone)
+            assert {k[1]: g // job.gpus for k, g in cells} == expected, zone
+            elapsed = job.end_s - job.start_s
+            done = 0
+            for (key, (joules, _)), (_, use) in zip(energy_cells(job, days, cells),
+                                                    gpu_use_cells(job, days, cells),
+                                                    strict=True):
+                before = done
+                done += expected[key[1]]
+                assert joules == job.energy_j * done // elapsed - job.energy_j * before // elapsed
+                assert use[1] == job.busy_gpu_s * done // elapsed - \
+                    job.busy_gpu_s * before // elapsed
 
 
 def test_usage_cells_hold_gpus_times_seconds_with_the_dimensions():
-    cells = list(usage_cells(JOB, 0))
-    assert [c[1] for c in cells] == [8 * 1800, 8 * 3600, 8 * 600]
-    assert cells[0][0] == ("c", 11 * H, "a", "u", "gpu", "h100", "pretrain", "2-16 nodes")
-    assert sum(c[1] for c in cells) == 8 * (JOB.end_s - JOB.start_s)
+    job = JOB._replace(end_s=DAY + 600)
+    cells = list(usage_cells(job, UTC))
+    assert [c[1] for c in cells] == [8 * (DAY - job.start_s), 8 * 600]
+    assert cells[0][0] == ("c", 0, "a", "u", "gpu", "h100", "pretrain", "2-16 nodes")
+    assert sum(c[1] for c in cells) == 8 * (job.end_s - job.start_s)
 
 
 def test_running_never_started_and_cpu_jobs_are_not_rolled_up():
-    assert list(usage_cells(JOB._replace(end_s=None), 0)) == []
-    assert list(usage_cells(JOB._replace(nodes=0, gpus=0, nodelist=""), 0)) == []
-    assert list(usage_cells(JOB._replace(gpus=0), 0)) == []
+    assert list(usage_cells(JOB._replace(end_s=None), UTC)) == []
+    assert list(usage_cells(JOB._replace(nodes=0, gpus=0, nodelist=""), UTC)) == []
+    assert list(usage_cells(JOB._replace(gpus=0), UTC)) == []
 
 
 def test_start_cell_counts_the_wait_from_eligible():
-    key, wait = start_cell(JOB, 0)
+    key, wait = start_cell(JOB, UTC)
     assert wait == JOB.start_s - JOB.eligible_s
-    assert key == ("c", 11 * H, "a", "u", "2-16 nodes", wait_bin(wait))
-    assert start_cell(JOB._replace(gpus=0), 0)[0][4] == NO_GPU
-    assert start_cell(JOB._replace(start_s=None, nodes=0), 0) is None
+    assert key == ("c", 0, "a", "u", "2-16 nodes", wait_bin(wait))
+    assert start_cell(JOB._replace(gpus=0), UTC)[0][4] == NO_GPU
+    assert start_cell(JOB._replace(start_s=None, nodes=0), UTC) is None
 
 
 def test_size_classes():
