@@ -62,11 +62,12 @@ class _Tally:
 
 class Windows:
     """Bounded windows over [start, end), sized from the job density seen so far to
-    hold about `target` records each (TARGET for sacct; each source sets its own):
-    between one hour and `max_s`, at most twice the previous size. A quiet year takes
-    a few calls; a busy day is cut into several, which bounds both slurmdbd's work
-    per query and the collector's memory (about 700 MB at 50,000; slurmdbd's own
-    cost grows with the number of windows)."""
+    hold about `target` records each (each source sets its own): between one hour and
+    `max_s`, at most twice the previous size. A quiet year takes a few calls; a busy
+    day is cut into several, which bounds slurmdbd's work and memory per query (and,
+    for the doors that answer a window whole, the collector's memory). Fewer, larger
+    windows cost slurmdbd less in all: each window query scans every job eligible
+    before its end."""
 
     TARGET = 50_000
 

@@ -4,11 +4,14 @@ incremental, idempotent, all-or-nothing, one collector at a time."""
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from collector.collect import Windows, collect
+from collector.slurm import commands
 from collector.slurm.commands import SlurmError
 from collector.store.database import Store, StoreBusy, StoreError
 
@@ -96,6 +99,68 @@ def test_a_failing_source_leaves_the_store_as_it_was_and_records_the_failure(tmp
     assert "Problem talking to the database" in failed.message and ok.id == 1
     done = collect(settings, now=NOW + 1200, env=env)  # recovery catches up
     assert done.jobs_new == 1
+
+
+def _with_new_job(tmp_path) -> None:
+    fakeslurm.write_jobs(tmp_path / "slurm", [*fakeslurm.JOBS, fakeslurm.line(
+        200, "anna", "ehpc_a", "COMPLETED", "2026-11-01T09:00:00", "2026-11-01T09:00:00",
+        "2026-11-01T10:00:00", fakeslurm.gpu(8))])
+
+
+def test_sacct_failing_after_writing_part_of_a_window_leaves_the_store_as_it_was(tmp_path):
+    """The records sacct wrote before it failed were parsed and stored as they came; the
+    failure takes them all back."""
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    before = totals(settings)
+    _with_new_job(tmp_path)
+    with pytest.raises(SlurmError, match="sacct exited 1 .*failed to connect"):
+        collect(settings, now=NOW + 600, env={**env, "FAKE_SACCT_STOP_AFTER": "1:fail"})
+    assert totals(settings) == before
+    with Store.open_reader(settings.store.path) as store:
+        assert "failed to connect" in store.last_collection("testai", status="failed").message
+    assert collect(settings, now=NOW + 1200, env=env).jobs_new == 1
+
+
+def _fake_sacct_running(tmp_path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"fakeslurm/sacct" in (proc / "cmdline").read_bytes() \
+                    and str(tmp_path).encode() in (proc / "environ").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_sacct_hanging_after_writing_part_of_a_window_times_out_and_is_stopped(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    settings = settings.model_copy(update={"slurm": settings.slurm.model_copy(
+        update={"timeout_s": 2})})
+    t0 = time.monotonic()
+    with pytest.raises(SlurmError, match=r"sacct timed out after 2 s \(jobs 20"):
+        collect(settings, now=NOW, env={**env, "FAKE_SACCT_STOP_AFTER": "2:hang"})
+    assert time.monotonic() - t0 < 30
+    assert _fake_sacct_running(tmp_path) == []
+    with Store.open_reader(settings.store.path) as store:
+        assert store.conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+
+
+def test_records_read_in_tiny_pieces_are_stored_as_when_read_whole(tmp_path, monkeypatch):
+    stored = []
+    for chunk in (commands.CHUNK, 7):
+        monkeypatch.setattr(commands, "CHUNK", chunk)
+        (tmp_path / str(chunk)).mkdir()
+        settings, env = fakeslurm.make(tmp_path / str(chunk))
+        done = collect(settings, now=NOW, env=env)
+        assert (done.jobs_new, done.rejected) == (8, 0)
+        with Store.open_reader(settings.store.path) as store:
+            stored.append((store.conn.execute("SELECT * FROM jobs ORDER BY job_id_raw, submit_s"
+                                              ).fetchall(),
+                           store.conn.execute("SELECT * FROM usage_day ORDER BY 1, 2, 3, 4, 5, "
+                                              "6, 7, 8").fetchall()))
+    assert stored[0] == stored[1]
 
 
 def test_the_run_after_a_failure_reads_the_outage_span_again_next_time(tmp_path):
