@@ -81,6 +81,22 @@ def median_of(n: int, argv: list[str], env: dict[str, str]) -> float:
     return statistics.median(run(argv, env) for _ in range(n))
 
 
+def machine(env: dict[str, str]) -> dict:
+    """What the figures were measured on: CPU, cores, memory, OS, Slurm."""
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown")
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal:"))
+    os_name = next((line.split("=", 1)[1].strip('"') for line in
+                    Path("/etc/os-release").read_text().splitlines()
+                    if line.startswith("PRETTY_NAME=")), "unknown")
+    slurm = subprocess.run(["sacct", "--version"], env=env, capture_output=True, text=True,
+                           check=False).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20),
+            "os": os_name, "slurm": slurm, "python": sys.version.split()[0]}
+
+
 def month_bounds(run_dir: Path) -> tuple[str, str]:
     spec = json.loads((run_dir / "etc" / "history.json").read_text())
     start = time.gmtime(spec["start"])
@@ -342,6 +358,7 @@ def main() -> None:
     subprocess.run([*TESTCLUSTER, "up", *cli,
                     *(["--slurm", release] if release else [])], env=env, check=True)
     env = dict(lay.env(), TZ="UTC", PYTHONPATH=str(ROOT))
+    host = machine(env)
     results = []
     try:
         for jobs in sizes:
@@ -360,8 +377,7 @@ def main() -> None:
     if args.out:
         from collector import clock
         measured = time.strftime("%Y-%m-%d", time.gmtime(clock.now()))
-        args.out.write_text(json.dumps({"measured_at": measured,
-                                        "machine": f"{os.cpu_count()} cores",
+        args.out.write_text(json.dumps({"measured_at": measured, "machine": host,
                                         "results": results}, indent=2) + "\n")
         print(f"wrote {args.out}")
 
