@@ -94,24 +94,91 @@ CHUNK = 1 << 20  # bytes read from sacct's stdout at a time
 BACKLOG = 64     # chunks read ahead of the parser at most (then sacct waits)
 
 
+class _Sacct:
+    """One running sacct of stream_sacct: its window, delimiter and stderr, and a timer
+    that kills it when it runs past the timeout."""
+
+    def __init__(self, window: tuple[int, int], cluster: str | None, timeout_s: float,
+                 env: dict[str, str]):
+        self.window, self.timeout_s = window, timeout_s
+        self.delimiter = new_delimiter()
+        self.what = f"jobs {sacct_time(window[0])}..{sacct_time(window[1])}"
+        try:
+            self.proc = subprocess.Popen(sacct_argv(*window, cluster, self.delimiter), env=env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise SlurmError("sacct not found: install slurm-client or put it on PATH") from None
+        # stderr is drained beside stdout, so that a chatty sacct cannot block.
+        self.errors: list[bytes] = []
+        self.drain = threading.Thread(target=lambda: self.errors.append(self.proc.stderr.read()),
+                                      daemon=True)
+        self.drain.start()
+        self.reading = self.done = False
+        self.timer = self._clock()
+
+    def _clock(self) -> threading.Timer:
+        timer = threading.Timer(self.timeout_s, self._expire)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _expire(self) -> None:
+        if self.done:
+            return
+        if self.reading:
+            self.proc.kill()
+        else:  # still waiting for its turn to be read: that time is not its own
+            self.timer = self._clock()
+
+    def restart_clock(self) -> None:
+        """Its turn to be read has come: from now on it has timeout_s to finish."""
+        self.timer.cancel()
+        self.reading = True
+        self.timer = self._clock()
+
+    def finish(self) -> None:
+        """Wait for its exit; raise SlurmError unless it exited 0."""
+        code = self.proc.wait()
+        self.drain.join()
+        self.done = True
+        timed_out = self.timer.finished.is_set() and code != 0
+        self.timer.cancel()
+        if timed_out:
+            raise SlurmError(f"sacct timed out after {self.timeout_s:.0f} s ({self.what}); is "
+                             "slurmdbd overloaded or unreachable?")
+        if code != 0:
+            stderr = b"".join(self.errors).decode(errors="replace")
+            raise SlurmError(f"sacct exited {code} ({self.what}): "
+                             f"{stderr.strip()[:500] or '(no message)'}")
+
+    def stop(self) -> None:
+        self.done = True
+        self.timer.cancel()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def stream_sacct(take: Callable[[], tuple[int, int] | None],
                  observe: Callable[[int, int], None], cluster: str | None,
                  timeout_s: float = 600, env: dict[str, str] | None = None,
                  ) -> Iterator[tuple[tuple[int, int], str, bytes | None]]:
-    """sacct's output for window after window, as it is written.
+    """sacct's output for window after window, as it is written, in window order.
 
-    A thread runs one sacct per window (`take()` gives the next, None when done), each
-    with its own delimiter, and reads its stdout in CHUNK pieces while the caller parses
-    the ones before: sacct never waits for the parser unless the parser is BACKLOG
-    chunks behind, and the next window's sacct starts as soon as the last one has
-    written everything. `observe(lines, seconds)` is told each window's line count
-    when it ends. Yields (window, delimiter, chunk), then (window, delimiter, None)
-    once the window's sacct has exited 0; raises SlurmError (and stops the thread and
-    its sacct) when one fails, times out or cannot start."""
+    sacct prints nothing until slurmdbd has answered it whole (at a million jobs, 18 s
+    of a 26 s dump), so a thread keeps two going: as soon as one window's sacct starts
+    writing, the next window's is started, and slurmdbd works on that one while this
+    one is read. Each has its own delimiter. The thread reads stdout in CHUNK pieces
+    while the caller parses the ones before: sacct waits for the parser only if it is
+    BACKLOG chunks behind. `take()` gives the next window (None when done);
+    `observe(lines, seconds)` is told each window's line count when it ends. Yields
+    (window, delimiter, chunk), then (window, delimiter, None) once the window's sacct
+    has exited 0; raises SlurmError (and stops the thread and every sacct it started)
+    when one fails, times out or cannot start."""
     full_env = dict(os.environ if env is None else env, TZ="UTC")
     pipe: queue.Queue = queue.Queue(maxsize=BACKLOG)
     stop = threading.Event()
-    running: list[subprocess.Popen] = []
+    running: list[_Sacct] = []
 
     def put(item: object) -> bool:
         while not stop.is_set():
@@ -122,53 +189,35 @@ def stream_sacct(take: Callable[[], tuple[int, int] | None],
                 continue
         return False
 
-    def one(window: tuple[int, int]) -> bool:
-        delimiter = new_delimiter()
-        argv = sacct_argv(*window, cluster, delimiter)
-        what = f"jobs {sacct_time(window[0])}..{sacct_time(window[1])}"
-        try:
-            proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE)
-        except FileNotFoundError:
-            raise SlurmError("sacct not found: install slurm-client or put it on PATH") from None
-        running.append(proc)
-        timer = threading.Timer(timeout_s, proc.kill)
-        timer.start()
-        lines = 0
-        try:
-            # stderr is drained beside stdout, so that a chatty sacct cannot block.
-            errors: list[bytes] = []
-            drain = threading.Thread(target=lambda: errors.append(proc.stderr.read()),
-                                     daemon=True)
-            drain.start()
-            while chunk := proc.stdout.read1(CHUNK):
-                lines += chunk.count(b"\n")
-                if not put((window, delimiter, chunk)):
-                    return False
-            code = proc.wait()
-            drain.join()
-        finally:
-            timed_out = timer.finished.is_set() and proc.returncode != 0
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            running.remove(proc)
-        if timed_out:
-            raise SlurmError(f"sacct timed out after {timeout_s:.0f} s ({what}); is "
-                             "slurmdbd overloaded or unreachable?")
-        if code != 0:
-            stderr = b"".join(errors).decode(errors="replace")
-            raise SlurmError(f"sacct exited {code} ({what}): "
-                             f"{stderr.strip()[:500] or '(no message)'}")
-        observe(lines, window[1] - window[0])
-        return put((window, delimiter, None))
+    def start() -> _Sacct | None:
+        window = None if stop.is_set() else take()
+        if window is None:
+            return None
+        one = _Sacct(window, cluster, timeout_s, full_env)
+        running.append(one)
+        return one
 
     def reader() -> None:
         try:
-            while (window := take()) is not None:
-                if not one(window):
+            current = start()
+            while current is not None:
+                current.restart_clock()
+                following, lines = None, 0
+                asked = False  # for the next window, once this one's answer has come
+                while chunk := current.proc.stdout.read1(CHUNK):
+                    if not asked:
+                        following, asked = start(), True
+                    lines += chunk.count(b"\n")
+                    if not put((current.window, current.delimiter, chunk)):
+                        return
+                if not asked:
+                    following = start()
+                current.finish()
+                running.remove(current)
+                observe(lines, current.window[1] - current.window[0])
+                if not put((current.window, current.delimiter, None)):
                     return
+                current = following
             put(None)
         except BaseException as exc:  # handed to the caller, raised there
             put(exc)
@@ -182,9 +231,11 @@ def stream_sacct(take: Callable[[], tuple[int, int] | None],
             yield item
     finally:
         stop.set()
-        for proc in list(running):
-            proc.kill()
+        for one in list(running):
+            one.stop()
         thread.join()
+        for one in list(running):  # started while the thread was being stopped
+            one.stop()
 
 
 def _steps_common(cluster: str | None) -> list[str]:
