@@ -134,13 +134,21 @@ def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file (atomically) instead of standard output; "
                    "'{period}' in it becomes the period's label (e.g. 2026-10).")
+@click.option("--site-export", "site_exports", multiple=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="A site's 'gpu-usage export --format parquet' directory (repeat): the "
+                   "report of the network of these sites, computed with DuckDB over their "
+                   "files (no policy file, no store; formats table, csv, md, json).")
 def report(config_path: Path | None, month: str | None, quarter: str | None,
-           year: str | None, fmt: str, out: Path | None) -> None:
+           year: str | None, fmt: str, out: Path | None, site_exports: tuple[Path, ...]
+           ) -> None:
     """GPU usage of a month, quarter or year: capacity, pools and categories against
     quota, allocations, job mix, queue waits, data quality.
 
     Reads the store only (run 'gpu-usage collect' first); running jobs count up to
-    now. Without a period: the previous month.
+    now. Without a period: the previous month. With --site-export: the network's
+    report over several sites' exports (sites, categories and pools against quota,
+    GPU types, energy), each site's months in its own time zone.
 
     \b
     Example:
@@ -149,39 +157,26 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
       gpu-usage report --quarter 2026Q3 --format md
       gpu-usage report --month last --format csv --out 'reports/{period}.csv'
       gpu-usage report --month 2026-10 --format pdf --out reports/2026-10.pdf
+      gpu-usage report --quarter 2026Q3 --site-export groningen/ --site-export bologna/
     """
-    from collector.documents.text import render
     from collector.engine import periods
-    from collector.engine.report import build_report
-    from collector.engine.usage import PeriodAlignmentError
-    from collector.store.database import Store, StoreError
 
     _private_files()
-    settings = _settings(config_path)
-    tz = settings.facility.timezone
     chosen = [(k, v) for k, v in (("month", month), ("quarter", quarter), ("year", year)) if v]
     if len(chosen) > 1:
         raise click.UsageError("give one of --month, --quarter, --year")
     kind, text = chosen[0] if chosen else ("month", "last")
     parse = {"month": periods.parse_month, "quarter": periods.parse_quarter,
              "year": periods.parse_year}[kind]
-    try:
-        period = parse(text, tz)
-    except periods.PeriodError as exc:
-        raise click.BadParameter(str(exc), param_hint=f"--{kind}") from exc
-    if fmt in ("pdf", "xlsx") and out is None:
-        raise click.UsageError(f"--format {fmt} writes a file: give --out PATH")
-    try:
-        with Store.open_reader(settings.store.path) as store:
-            built = build_report(store, settings, period)
-    except (StoreError, PeriodAlignmentError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from exc
-    if fmt in ("pdf", "xlsx"):
-        from collector.documents.office import render_document
-        data = render_document(built, fmt)
+    if site_exports:
+        if fmt in ("pdf", "xlsx"):
+            raise click.UsageError("the network report is written as table, csv, md or json")
+        period = _period(parse, text, "UTC", kind)
+        data = _network_report(list(site_exports), period, fmt)
     else:
-        data = render(built, fmt).encode()
+        settings = _settings(config_path)
+        period = _period(parse, text, settings.facility.timezone, kind)
+        data = _site_report(settings, period, fmt, out)
     if out is None:
         click.echo(data.decode(), nl=False)
         return
@@ -199,6 +194,105 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
         Path(tmp).unlink(missing_ok=True)
         raise
     click.echo(f"wrote {fmt} report for {period.label} to {out}", err=True)
+
+
+def _period(parse, text: str, tz: str, kind: str):
+    from collector.engine import periods
+    try:
+        return parse(text, tz)
+    except periods.PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{kind}") from exc
+
+
+def _site_report(settings, period, fmt: str, out: Path | None) -> bytes:
+    from collector.documents.text import render
+    from collector.engine.report import build_report
+    from collector.engine.usage import PeriodAlignmentError
+    from collector.store.database import Store, StoreError
+
+    if fmt in ("pdf", "xlsx") and out is None:
+        raise click.UsageError(f"--format {fmt} writes a file: give --out PATH")
+    try:
+        with Store.open_reader(settings.store.path) as store:
+            built = build_report(store, settings, period)
+    except (StoreError, PeriodAlignmentError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from exc
+    if fmt in ("pdf", "xlsx"):
+        from collector.documents.office import render_document
+        return render_document(built, fmt)
+    return render(built, fmt).encode()
+
+
+def _network_report(dirs: list[Path], period, fmt: str) -> bytes:
+    from collector import clock
+    from collector.network.report import NetworkError, network_report, render
+
+    try:
+        built = network_report(dirs, period, int(clock.now()))
+    except NetworkError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from exc
+    except ImportError as exc:
+        click.echo(f"error: the network report needs DuckDB ({exc}): "
+                   "pip install 'gpu-usage[network]'", err=True)
+        raise SystemExit(1) from exc
+    return render(built, fmt).encode()
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option("--format", "fmt", type=click.Choice(["parquet"]), default="parquet",
+              show_default=True, help="The export's format.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory to write (an earlier export there is replaced whole).")
+@click.option("--site", default=None,
+              help="The site's name in the files [default: [facility] name].")
+@click.option("--since", default=None, metavar="YYYY-MM",
+              help="First month to export [default: everything in the store].")
+def export(config_path: Path | None, fmt: str, out: Path, site: str | None,
+           since: str | None) -> None:
+    """Export the site's figures for a network of sites: daily usage by category, pool,
+    account, partition and GPU type, daily capacity, the categories' quotas, and the
+    finished GPU jobs, as Parquet files partitioned by cluster and month, with a
+    versioned schema (docs/network.md). No user names, job names or comments.
+
+    The files are private (0600); 'gpu-usage report --site-export DIR ...' reads
+    several sites' exports into one report, and Spark or Trino read them as they are.
+
+    \b
+    Example:
+      gpu-usage export --config facility.toml --format parquet --out /srv/export/groningen
+      gpu-usage export --since 2026-01 --out export/ --site Groningen
+    """
+    from collector import clock
+    from collector.engine import periods
+    from collector.store.database import Store, StoreError
+
+    _private_files()
+    settings = _settings(config_path)
+    first = None
+    if since is not None:
+        try:
+            first = periods.parse_month(since, settings.facility.timezone).start_date()
+        except periods.PeriodError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from exc
+    try:
+        from collector.network.export import ExportError, export_parquet
+    except ImportError as exc:  # pragma: no cover - duckdb is in the network extra
+        click.echo(f"error: the export needs DuckDB ({exc}): pip install "
+                   "'gpu-usage[network]'", err=True)
+        raise SystemExit(1) from exc
+    try:
+        with Store.open_reader(settings.store.path) as store:
+            done = export_parquet(store, settings, out, site or settings.facility.name, first,
+                                  int(clock.now()),
+                                  say=lambda line: click.echo(f"  {line}", err=True))
+    except (StoreError, ExportError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from exc
+    click.echo(f"wrote the {fmt} export of {site or settings.facility.name} "
+               f"({done.first_day or 'no data'} to now) to {done.out}", err=True)
 
 
 @main.command()

@@ -21,12 +21,13 @@ apt_packages=(slurmctld slurmd slurmdbd slurm-client slurmrestd slurm-wlm-jwt-pl
 # The tests also need a real headless browser and PDF tools (Debian's own Chromium,
 # never a downloaded one), and a real reverse proxy in front of the dashboard (nginx).
 # ... and Slurm 25.11, which no Debian release carries, built from its verified source
-# (testcluster/slurmbuild.py), with pyslurm built against it (Python's headers).
+# (testcluster/slurmbuild.py), with pyslurm built against it (Python's headers);
+# and Java for Apache Spark, which reads the network export in a test.
 case ",$extras," in
   *,test,*) apt_packages+=(chromium chromium-driver poppler-utils nginx-light
                            build-essential pkg-config libmunge-dev libmariadb-dev
                            libjson-c-dev libhttp-parser-dev libjwt-dev libyaml-dev
-                           libdbus-1-dev python3-dev) ;;
+                           libdbus-1-dev python3-dev openjdk-17-jre-headless) ;;
 esac
 missing=()
 for pkg in "${apt_packages[@]}"; do

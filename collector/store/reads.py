@@ -278,3 +278,30 @@ def load_checks(store: Store, cluster: str) -> list[StoredCheck]:
     except sqlite3.OperationalError:
         return []
     return [StoredCheck(*r) for r in rows]
+
+
+# --- what a site's export for a network of sites reads (network/export.py) ------------
+def first_usage_day(store: Store, cluster: str) -> int | None:
+    """The first local day with rolled-up use (None: nothing rolled up)."""
+    return store.conn.execute(
+        "SELECT MIN(day_s) FROM usage_day WHERE cluster=?", (cluster,)).fetchone()[0]
+
+
+def usage_days_since(store: Store, cluster: str, first_s: int
+                     ) -> list[tuple[int, str, str, str, int, int, int]]:
+    """Rolled-up (day, account, partition, GPU type, GPU-seconds, joules, GPU-seconds
+    with energy) from local day `first_s` on."""
+    return store.conn.execute(
+        "SELECT day_s, account, partition, gpu_type, SUM(gpu_s), SUM(energy_j), "
+        "SUM(energy_gpu_s) FROM usage_day WHERE cluster=? AND day_s >= ? "
+        "GROUP BY day_s, account, partition, gpu_type", (cluster, first_s)).fetchall()
+
+
+def finished_gpu_jobs(store: Store, cluster: str, ended_from_s: int) -> list[tuple]:
+    """Finished jobs with GPUs that ran, ended at or after `ended_from_s`: (job ID,
+    account, partition, state, submit, start, end, GPUs, joules, GPU types), by end."""
+    return store.conn.execute(
+        "SELECT job_id, account, partition, state, submit_s, start_s, end_s, gpus, energy_j, "
+        "gpu_types FROM jobs WHERE cluster=? AND end_s >= ? AND gpus > 0 "
+        "AND start_s IS NOT NULL AND end_s > start_s ORDER BY end_s",
+        (cluster, ended_from_s)).fetchall()

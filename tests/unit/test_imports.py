@@ -62,14 +62,21 @@ def test_the_product_never_imports_the_test_cluster(package):
 
 @pytest.mark.parametrize("layer, forbidden", [
     ("collector.slurm", ("collector.store", "collector.engine", "collector.export",
-                         "collector.documents", "collector.collect", "dashboard")),
+                         "collector.documents", "collector.collect", "collector.network",
+                         "dashboard")),
     # The store reads the rollup's calendar (local days), nothing else of the engine.
     ("collector.store", ("collector.engine.report", "collector.engine.usage",
                          "collector.engine.policy", "collector.engine.capacity",
                          "collector.export", "collector.documents", "collector.collect",
-                         "dashboard")),
-    ("collector.engine", ("collector.export", "collector.documents", "dashboard")),
-    ("collector.documents", ("collector.store", "collector.slurm", "dashboard")),
+                         "collector.network", "dashboard")),
+    ("collector.engine", ("collector.export", "collector.documents", "collector.network",
+                          "dashboard")),
+    ("collector.documents", ("collector.store", "collector.slurm", "collector.network",
+                             "dashboard")),
+    # The network of sites: built on the store, the engine and the documents; nothing
+    # below it knows it, and it never runs Slurm or a collection.
+    ("collector.network", ("collector.slurm", "collector.collect", "collector.export",
+                           "dashboard")),
 
 ])
 def test_layers_import_downwards_only(layer, forbidden):

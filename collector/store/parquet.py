@@ -1,0 +1,172 @@
+"""A site's export for a network of sites: Parquet files, written and read by DuckDB.
+
+The schema (SCHEMA, versioned: SCHEMA_NAME and SCHEMA_VERSION in the export's
+manifest.json) is the contract between sites; docs/network.md shows it as a table.
+Tables are Hive-partitioned by `cluster` and `month` (directory names, not columns
+inside the files), so any engine that reads Parquet (DuckDB, Spark, Trino) reads
+them as they are.
+
+Rows reach DuckDB as CSV that Python's csv module wrote, every column typed by SCHEMA
+(no type guessing), and leave it as Parquet; the network report's queries read the
+files back with the partition columns' types given, so a directory name never decides
+a type.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+
+SCHEMA_NAME = "gpu-usage-export"
+SCHEMA_VERSION = 1
+PARTITIONS = ("cluster", "month")
+NULL = r"\N"
+
+# table -> ((column, DuckDB type, meaning), ...); `cluster` and `month` are the
+# partition columns (in the directory names, not inside the files).
+SCHEMA: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "usage_day": (
+        ("site", "VARCHAR", "the site (the exporting facility's name or --site)"),
+        ("cluster", "VARCHAR", "Slurm cluster name (partition column)"),
+        ("month", "VARCHAR", "YYYY-MM of `day` (partition column)"),
+        ("day", "DATE", "local day in the site's time zone"),
+        ("category", "VARCHAR", "user category by the site's policy; '(unmapped)' if none"),
+        ("pool", "VARCHAR", "the category's pool; '(unmapped)' if none"),
+        ("account", "VARCHAR", "Slurm account (project)"),
+        ("partition", "VARCHAR", "Slurm partition"),
+        ("gpu_type", "VARCHAR", "GPU type from the job's TRES; '' if untyped"),
+        ("gpu_seconds", "BIGINT", "allocated GPU-seconds in the day (running jobs to now)"),
+        ("energy_joules", "BIGINT", "joules of the jobs whose energy Slurm recorded"),
+        ("energy_gpu_seconds", "BIGINT", "GPU-seconds of those jobs (the rest: no energy data)"),
+    ),
+    "capacity_day": (
+        ("site", "VARCHAR", "the site"),
+        ("cluster", "VARCHAR", "Slurm cluster name (partition column)"),
+        ("month", "VARCHAR", "YYYY-MM of `day` (partition column)"),
+        ("day", "DATE", "local day in the site's time zone"),
+        ("gpus", "INTEGER", "GPUs registered with the cluster at the day's end (or now)"),
+        ("nominal_gpu_seconds", "BIGINT", "GPUs x time registered with the cluster"),
+        ("down_gpu_seconds", "BIGINT", "GPU time of down, drained or failed nodes"),
+        ("planned_down_gpu_seconds", "BIGINT", "GPU time in maintenance reservations"),
+        ("available_gpu_seconds", "BIGINT", "nominal - down - planned down"),
+    ),
+    "categories": (
+        ("site", "VARCHAR", "the site"),
+        ("cluster", "VARCHAR", "Slurm cluster name (partition column)"),
+        ("category", "VARCHAR", "user category"),
+        ("pool", "VARCHAR", "its pool"),
+        ("pool_share", "DOUBLE", "the pool's share of available capacity"),
+        ("quota_share", "DOUBLE", "the category's quota as a share of available capacity"),
+        ("quota_gpu_hours_per_month", "DOUBLE",
+         "an absolute monthly quota instead (NULL: the share applies)"),
+    ),
+    "jobs": (
+        ("site", "VARCHAR", "the site"),
+        ("cluster", "VARCHAR", "Slurm cluster name (partition column)"),
+        ("month", "VARCHAR", "YYYY-MM of the job's end, local (partition column)"),
+        ("job_id", "VARCHAR", "Slurm job ID (array and het jobs as sacct shows them)"),
+        ("account", "VARCHAR", "Slurm account (project)"),
+        ("category", "VARCHAR", "user category; '(unmapped)' if none"),
+        ("pool", "VARCHAR", "its pool; '(unmapped)' if none"),
+        ("partition", "VARCHAR", "Slurm partition"),
+        ("gpu_type", "VARCHAR", "GPU type; '' if untyped"),
+        ("state", "VARCHAR", "Slurm job state"),
+        ("submit_time", "TIMESTAMPTZ", "submission (UTC)"),
+        ("start_time", "TIMESTAMPTZ", "start (UTC)"),
+        ("end_time", "TIMESTAMPTZ", "end (UTC)"),
+        ("gpus", "INTEGER", "GPUs allocated"),
+        ("gpu_seconds", "BIGINT", "GPUs x elapsed seconds"),
+        ("energy_joules", "BIGINT", "joules Slurm recorded; NULL if none"),
+    ),
+}
+
+
+def connect():
+    import duckdb  # only here: the collector and the site report do not need it
+
+    return duckdb.connect()
+
+
+def sql_text(text: str) -> str:
+    """A string literal for DuckDB's COPY, which takes no parameter for its path."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _write_table(con, work: Path, name: str, rows: list[tuple]) -> None:
+    columns = SCHEMA[name]
+    staging = work / f".{name}.csv"
+    with open(staging, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    typed = "{" + ", ".join(f"'{c}': '{t}'" for c, t, _ in columns) + "}"
+    con.execute(
+        f"CREATE OR REPLACE TABLE t AS SELECT * FROM read_csv(?, header=false, delim=',', "
+        f"quote='\"', escape='\"', nullstr='{NULL}', columns={typed}, auto_detect=false)",
+        [str(staging)])
+    partition = [p for p in PARTITIONS if p in {c for c, _, _ in columns}]
+    target = work / name
+    con.execute(
+        f"COPY t TO {sql_text(str(target))} (FORMAT parquet, COMPRESSION zstd, "
+        f"PARTITION_BY ({', '.join(partition)}), FILENAME_PATTERN 'part-{{i}}')")
+    staging.unlink()
+    if not rows:  # no partition written: an empty table still has its directory
+        target.mkdir(exist_ok=True)
+
+
+def write_tables(work: Path, tables: dict[str, list[tuple]]) -> None:
+    """Each table's rows as Parquet under work/<table>/cluster=../month=../."""
+    con = connect()
+    try:
+        for name, rows in tables.items():
+            _write_table(con, work, name, rows)
+    finally:
+        con.close()
+
+
+def _source(con, name: str, dirs: list[Path]) -> None:
+    """View `name` over every export's files of that table (an empty view if none)."""
+    files = [str(f) for d in dirs for f in sorted((d / name).rglob("*.parquet"))]
+    columns = SCHEMA[name]
+    if not files:
+        con.execute(f"CREATE TEMP VIEW {name} AS SELECT "
+                    + ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t, _ in columns)
+                    + " WHERE false")
+        return
+    hive = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c, _, _ in columns
+                           if c in PARTITIONS) + "}"
+    listing = "[" + ", ".join(sql_text(f) for f in files) + "]"
+    con.execute(f"CREATE TEMP VIEW {name} AS SELECT "
+                + ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t, _ in columns)
+                + f" FROM read_parquet({listing}, hive_partitioning=true, "
+                f"hive_types={hive}, union_by_name=true)")
+
+
+def network_rows(dirs: list[Path], first: date, end: date) -> dict[str, list[tuple]]:
+    """What the network report on local days [first, end) reads from the exports:
+    capacity per (site, cluster); use, joules and GPU-seconds with energy per (site,
+    cluster, category, pool); each category's pool and quota; use per GPU type."""
+    con = connect()
+    try:
+        for name in SCHEMA:
+            _source(con, name, dirs)
+        args = [first, end]
+        return {
+            "capacity": con.execute(
+                "SELECT site, cluster, arg_max(gpus, day), SUM(nominal_gpu_seconds), "
+                "SUM(down_gpu_seconds), SUM(planned_down_gpu_seconds), "
+                "SUM(available_gpu_seconds) FROM capacity_day WHERE day >= ? AND day < ? "
+                "GROUP BY site, cluster", args).fetchall(),
+            "usage": con.execute(
+                "SELECT site, cluster, category, pool, SUM(gpu_seconds), SUM(energy_joules), "
+                "SUM(energy_gpu_seconds) FROM usage_day WHERE day >= ? AND day < ? "
+                "GROUP BY site, cluster, category, pool", args).fetchall(),
+            "categories": con.execute(
+                "SELECT site, cluster, category, pool, pool_share, quota_share, "
+                "quota_gpu_hours_per_month FROM categories").fetchall(),
+            "gpu_types": con.execute(
+                "SELECT gpu_type, SUM(gpu_seconds), SUM(energy_joules), "
+                "SUM(energy_gpu_seconds) FROM usage_day WHERE day >= ? AND day < ? "
+                "GROUP BY gpu_type ORDER BY gpu_type", args).fetchall(),
+        }
+    finally:
+        con.close()

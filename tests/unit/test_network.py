@@ -1,0 +1,301 @@
+"""A network of sites: each site's Parquet export (collector.network.parquet) and the
+network's report over several exports (collector.network.report, DuckDB), checked
+against each site's own report; and the same files read by Apache Spark."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("duckdb", reason="the network export needs DuckDB (gpu-usage[network])")
+
+import duckdb  # noqa: E402
+
+from collector.collect import collect  # noqa: E402
+from collector.engine import periods  # noqa: E402
+from collector.engine.report import build_report  # noqa: E402
+from collector.network.export import ExportError, export_parquet  # noqa: E402
+from collector.network.report import NETWORK, NetworkError, network_report, render  # noqa: E402
+from collector.store import parquet  # noqa: E402
+from collector.store.database import Store  # noqa: E402
+
+from . import fakeslurm  # noqa: E402
+
+NOW = int(datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp())
+# Site B: job 101 (8 GPUs) ends 2 hours later, and one more science job of 5 GPU-hours.
+SITE_B_JOBS = [j.replace("2026-10-01T02:00:00", "2026-10-01T04:00:00")
+               if j.startswith("101|") else j for j in fakeslurm.JOBS] + [
+    fakeslurm.line(190, "alice", "nl_x", "COMPLETED", "2026-10-12T00:00:00",
+                   "2026-10-12T00:00:00", "2026-10-12T05:00:00", fakeslurm.gpu(1))]
+POLICY_TOML = """\
+[facility]
+name = "Fake Factory"
+[slurm]
+cluster = "testai"
+history_start = "2026-09-01"
+[store]
+path = "{store}"
+[[pools]]
+name = "eurohpc"
+share = 0.5
+[[pools]]
+name = "national"
+share = 0.5
+[[categories]]
+name = "eu_science"
+pool = "eurohpc"
+quota_share = 0.3
+accounts_under = ["eu_science"]
+[[categories]]
+name = "commercial"
+pool = "eurohpc"
+quota_share = 0.1
+accounts_under = ["commercial"]
+[[categories]]
+name = "science"
+pool = "national"
+quota_share = 0.5
+accounts_under = ["science"]
+"""
+
+
+def _site(tmp: Path, name: str, jobs: list[str]) -> tuple:
+    home = tmp / name
+    home.mkdir()
+    settings, env = fakeslurm.make(home, jobs)
+    collect(settings, now=NOW, env=env)
+    out = tmp / f"export-{name}"
+    with Store.open_reader(settings.store.path) as store:
+        export_parquet(store, settings, out, name, None, NOW)
+        site = build_report(store, settings,
+                            periods.parse_month("2026-10", settings.facility.timezone), now=NOW)
+    return out, site
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("network")
+    a_dir, a = _site(tmp, "Groningen", fakeslurm.JOBS)
+    b_dir, b = _site(tmp, "Bologna", SITE_B_JOBS)
+    return {"dirs": [a_dir, b_dir], "reports": {"Groningen": a, "Bologna": b}}
+
+
+def _october() -> periods.Period:
+    return periods.parse_month("2026-10", "UTC")
+
+
+def test_site_b_differs_from_site_a(sites):
+    a, b = (sites["reports"][s] for s in ("Groningen", "Bologna"))
+    assert b.capacity.allocated_s == a.capacity.allocated_s + (2 * 8 + 5) * 3600
+
+
+def test_the_network_report_is_each_sites_report_and_their_sum(sites):
+    net = network_report(sites["dirs"], _october(), NOW)
+    reports = sites["reports"]
+    by_site = {r.site: r for r in net.sites}
+    for name, site in reports.items():
+        mine = by_site[name]
+        assert (mine.available_s, mine.nominal_s, mine.down_s, mine.planned_down_s,
+                mine.used_s) == (site.capacity.available_s, site.capacity.nominal_s,
+                                 site.capacity.down_s, site.capacity.planned_down_s,
+                                 site.capacity.allocated_s)
+        cats = {c.category: c for c in net.categories if c.site == name}
+        for c in site.categories:
+            assert cats[c.category].used_s == c.used_s
+            assert cats[c.category].quota_s == pytest.approx(c.quota_s)
+        unmapped = sum(u.used_s for u in site.unmapped_accounts)
+        assert cats.get("(unmapped)") and cats["(unmapped)"].used_s == unmapped
+        pools = {p.pool: p for p in net.pools if p.site == name}
+        for p in site.pools:
+            assert (pools[p.pool].used_s, pools[p.pool].quota_s) == (
+                p.used_s, pytest.approx(p.quota_s))
+    total = by_site[NETWORK]
+    assert total.used_s == sum(r.capacity.allocated_s for r in reports.values())
+    assert total.available_s == sum(r.capacity.available_s for r in reports.values())
+    network_cats = {c.category: c for c in net.categories if c.site == NETWORK}
+    for category in ("eu_science", "commercial", "science"):
+        assert network_cats[category].used_s == sum(
+            next(c.used_s for c in r.categories if c.category == category)
+            for r in reports.values())
+        assert network_cats[category].quota_s == pytest.approx(sum(
+            next(c.quota_s for c in r.categories if c.category == category)
+            for r in reports.values()))
+    assert sum(t.used_s for t in net.gpu_types) == total.used_s
+
+
+def test_a_month_without_data_is_zero_not_an_error(sites):
+    net = network_report(sites["dirs"], periods.parse_month("2025-01", "UTC"), NOW)
+    assert [(r.site, r.used_s, r.available_s) for r in net.sites] == [
+        ("Bologna", 0, 0), ("Groningen", 0, 0), (NETWORK, 0, 0)]
+
+
+def test_the_files_are_partitioned_private_and_hold_no_people(sites):
+    root = sites["dirs"][0]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert (manifest["schema"], manifest["version"], manifest["site"]) == (
+        "gpu-usage-export", 1, "Groningen")
+    assert set(manifest["tables"]) == set(parquet.SCHEMA)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
+    assert "usage_day/cluster=testai/month=2026-10/part-0.parquet" in files
+    assert "jobs/cluster=testai/month=2026-10/part-0.parquet" in files
+    assert "categories/cluster=testai/part-0.parquet" in files
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), path
+    seen = set()
+    for table in parquet.SCHEMA:
+        rel = duckdb.sql(f"SELECT * FROM read_parquet('{root}/{table}/**/*.parquet', "
+                         "hive_partitioning=true)")
+        assert {c for c, _, _ in parquet.SCHEMA[table]} == set(rel.columns)
+        for row in rel.fetchall():
+            seen.update(str(v) for v in row)
+    users = {line.split("|")[3] for line in fakeslurm.JOBS}
+    assert users == {"anna", "maria", "kim", "omar"} and not users & seen
+    assert not {"job", "a|name with [bold]markup[/bold] <b>", "pretrain"} & seen
+
+
+def test_the_schema_is_what_the_files_hold(sites):
+    root = sites["dirs"][1]
+    for table, columns in parquet.SCHEMA.items():
+        hive = ", ".join(f"'{c}': VARCHAR" for c, _, _ in columns if c in ("cluster", "month"))
+        described = duckdb.sql(
+            f"DESCRIBE SELECT * FROM read_parquet('{root}/{table}/**/*.parquet', "
+            f"hive_partitioning=true, hive_types={{{hive}}})").fetchall()
+        types = {name: kind for name, kind, *_ in described}
+        for name, kind, _ in columns:
+            expected = "TIMESTAMP WITH TIME ZONE" if kind == "TIMESTAMPTZ" else kind
+            assert types[name] == expected, (table, name)
+
+
+def test_a_failed_export_leaves_the_earlier_one_and_no_debris(tmp_path, monkeypatch):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    out = tmp_path / "export"
+    with Store.open_reader(settings.store.path) as store:
+        export_parquet(store, settings, out, "Groningen", None, NOW)
+        before = sorted(p.relative_to(out) for p in out.rglob("*"))
+        real = parquet._write_table
+
+        def fail_on_jobs(con, work, name, rows):
+            if name == "jobs":
+                raise OSError("disk full (injected)")
+            real(con, work, name, rows)
+
+        monkeypatch.setattr(parquet, "_write_table", fail_on_jobs)
+        with pytest.raises(OSError, match="injected"):
+            export_parquet(store, settings, out, "Elsewhere", None, NOW)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert json.loads((out / "manifest.json").read_text())["site"] == "Groningen"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "slurm", "store"]
+
+
+def test_an_export_never_replaces_a_directory_that_is_not_one(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with Store.open_reader(settings.store.path) as store, \
+            pytest.raises(ExportError, match="not an export"):
+        export_parquet(store, settings, out, "Groningen", None, NOW)
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_exports_that_cannot_be_read_are_named(sites, tmp_path):
+    with pytest.raises(NetworkError, match="no manifest.json"):
+        network_report([tmp_path], _october(), NOW)
+    newer = tmp_path / "newer"
+    shutil.copytree(sites["dirs"][0], newer)
+    manifest = json.loads((newer / "manifest.json").read_text())
+    (newer / "manifest.json").write_text(json.dumps({**manifest, "version": 2}))
+    with pytest.raises(NetworkError, match="version 2; this release reads version 1"):
+        network_report([newer], _october(), NOW)
+    (newer / "manifest.json").write_text("{not json")
+    with pytest.raises(NetworkError, match="manifest.json: cannot be read"):
+        network_report([newer], _october(), NOW)
+    with pytest.raises(NetworkError, match="same site: Groningen"):
+        network_report([sites["dirs"][0], sites["dirs"][0]], _october(), NOW)
+
+
+def test_a_hostile_site_name_stays_text_in_every_format(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    name = "=HYPERLINK(\"http://x\")|*bold*\n<script>"
+    with Store.open_reader(settings.store.path) as store:
+        export_parquet(store, settings, tmp_path / "e", name, None, NOW)
+    net = network_report([tmp_path / "e"], _october(), NOW)
+    assert net.sites[0].site == name
+    csv_text = render(net, "csv")
+    assert "'=HYPERLINK" in csv_text and "\n=HYPERLINK" not in csv_text
+    md = render(net, "md")
+    assert "<script>" not in md and "\\*bold\\*" in md and "\\|" in md
+    assert json.loads(render(net, "json"))["sites"][0]["site"] == name
+
+
+def test_the_cli_exports_and_reports_the_network(tmp_path):
+    from click.testing import CliRunner
+
+    from collector.cli import main
+
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    config = tmp_path / "facility.toml"
+    config.write_text(POLICY_TOML.format(store=settings.store.path))
+    runner = CliRunner(env={"GPU_USAGE_NOW": "2026-11-01T12:00:00Z"})
+    done = runner.invoke(main, ["export", "--config", str(config), "--out",
+                                str(tmp_path / "out"), "--site", "Groningen", "--since",
+                                "2026-10"])
+    assert done.exit_code == 0, done.output
+    assert "wrote the parquet export of Groningen (2026-10-01 to now)" in done.output
+    report = runner.invoke(main, ["report", "--site-export", str(tmp_path / "out"),
+                                  "--month", "2026-10", "--format", "json"])
+    assert report.exit_code == 0, report.output
+    doc = json.loads(report.output)
+    assert doc["sites"][-1]["site"] == NETWORK
+    assert doc["sites"][-1]["gpu_hours"] == 70.0
+    bad = runner.invoke(main, ["report", "--site-export", str(tmp_path), "--month",
+                               "2026-10"])
+    assert bad.exit_code == 1 and "no manifest.json" in bad.output
+    pdf = runner.invoke(main, ["report", "--site-export", str(tmp_path / "out"),
+                               "--format", "pdf", "--out", str(tmp_path / "x.pdf")])
+    assert pdf.exit_code == 2 and "table, csv, md or json" in pdf.output
+
+
+def _java() -> str | None:
+    return shutil.which("java") or (os.environ.get("JAVA_HOME") and
+                                    str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
+
+
+def test_spark_reads_the_same_files_and_gets_the_reports_totals(sites):
+    pytest.importorskip("pyspark", reason="the Spark check needs pyspark (gpu-usage[test])")
+    if not _java():
+        pytest.skip("the Spark check needs Java (Debian: openjdk-17-jre-headless)")
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master("local[1]").appName("gpu-usage-network")
+             .config("spark.ui.enabled", "false").config("spark.sql.session.timeZone", "UTC")
+             .getOrCreate())
+    try:
+        for d in sites["dirs"]:
+            spark.read.option("basePath", str(d / "usage_day")).parquet(
+                str(d / "usage_day")).createOrReplaceTempView(
+                f"usage_{d.name.replace('-', '_')}")
+        union = " UNION ALL ".join(
+            f"SELECT site, category, day, gpu_seconds FROM usage_{d.name.replace('-', '_')}"
+            for d in sites["dirs"])
+        rows = spark.sql(
+            f"SELECT category, SUM(gpu_seconds) AS s FROM ({union}) "
+            "WHERE day >= DATE'2026-10-01' AND day < DATE'2026-11-01' GROUP BY category"
+        ).collect()
+    finally:
+        spark.stop()
+    by_spark = {r["category"]: r["s"] for r in rows}
+    net = network_report(sites["dirs"], _october(), NOW)
+    ours = {c.category: c.used_s for c in net.categories if c.site == NETWORK and c.used_s}
+    assert by_spark == ours and sum(ours.values()) > 0
