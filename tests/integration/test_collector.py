@@ -241,6 +241,34 @@ def test_every_format_renders_the_same_month(lay, hist, policy, tmp_path):
     assert row.split(",")[2] == str(science["gpu_hours"])
 
 
+def test_the_network_report_over_two_sites_equals_sreport_per_site(lay, hist, policy,
+                                                                   tmp_path):
+    """The store exported twice as two sites: each site's row and categories equal
+    sreport's root and category accounts, and the network's row is their sum."""
+    month, start, end = months(hist)[0]
+    for site in ("Groningen", "Bologna"):
+        gpu_usage(lay, "export", "--config", str(policy), "--format", "parquet", "--out",
+                  str(tmp_path / site), "--site", site)
+    got = json.loads(gpu_usage(
+        lay, "report", "--month", month, "--format", "json", "--site-export",
+        str(tmp_path / "Groningen"), "--site-export", str(tmp_path / "Bologna")).stdout)
+    reported = sreport_accounts(lay, start, end)
+    utilization = sreport_utilization(lay, start, end)
+    rows = {r["site"]: r for r in got["sites"]}
+    assert set(rows) == {"Groningen", "Bologna", "(network)"}
+    for site in ("Groningen", "Bologna"):
+        assert abs(rows[site]["gpu_hours"] * 60 - reported["root"]) <= 1
+        assert abs(rows[site]["down_gpu_hours"] * 60 - utilization["down"]) <= 1
+        categories = {c["category"]: c for c in got["categories"] if c["site"] == site}
+        checked = [name for name in categories if name in reported]
+        assert len(checked) >= 3
+        for name in checked:
+            assert abs(categories[name]["gpu_hours"] * 60 - reported[name]) <= 1, name
+    assert abs(rows["(network)"]["gpu_hours"] * 60 - 2 * reported["root"]) <= 2
+    own = report(lay, policy, month)
+    assert rows["Groningen"]["available_gpu_hours"] == own["capacity"]["available_gpu_hours"]
+
+
 def test_an_unreachable_slurm_is_a_clear_failure_and_changes_nothing(lay, hist, policy):
     month = months(hist)[0][0]
     before = report(lay, policy, month)
