@@ -40,7 +40,14 @@ from collector.engine.policy import map_accounts
 from collector.engine.rollup import LocalDays
 from collector.store import reads
 from collector.store.database import Store
-from collector.store.parquet import NULL, SCHEMA, SCHEMA_NAME, SCHEMA_VERSION, write_tables
+from collector.store.parquet import (
+    NULL,
+    SCHEMA,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    ParquetError,
+    write_tables,
+)
 
 UNMAPPED = "(unmapped)"
 
@@ -79,7 +86,10 @@ def export_parquet(store: Store, settings: Settings, out: Path, site: str, since
         tables = _rows(store, settings, site, first_s, now_s, days, zone)
         counts = {name: len(rows) for name, rows in tables.items()}
         say(", ".join(f"{name}: {n:,} rows" for name, n in counts.items()))
-        write_tables(work, tables)
+        try:
+            write_tables(work, tables)
+        except ParquetError as exc:
+            raise ExportError(f"cannot write the export in {work}: {exc}") from exc
         first_day = datetime.fromtimestamp(first_s, zone).date() if first_s is not None \
             else None
         manifest = {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from collector.engine import periods
 from collector.engine.model import fig, part
-from collector.store.parquet import SCHEMA_NAME, SCHEMA_VERSION, network_rows
+from collector.store.parquet import SCHEMA_NAME, SCHEMA_VERSION, ParquetError, network_rows
 
 
 class NetworkError(Exception):
@@ -138,7 +138,11 @@ def network_report(dirs: list[Path], period: periods.Period, now_s: int) -> Netw
     end = datetime.fromtimestamp(period.end_s, UTC).date()
     months = len(periods.months_of(period)) if period.kind in ("month", "quarter", "year") \
         else (end - first).days / (365.25 / 12)
-    rows = network_rows(dirs, first, end)
+    try:
+        rows = network_rows(dirs, first, end)
+    except ParquetError as exc:
+        raise NetworkError(f"the exports cannot be read ({', '.join(map(str, dirs))}): "
+                           f"{exc}") from exc
     until = {m["site"]: m["data_until"] for m in manifests}
     cap = {(s, c): row for s, c, *row in rows["capacity"]}
     use = {(s, c, cat, pool): row for s, c, cat, pool, *row in rows["usage"]}

@@ -15,6 +15,8 @@ a type.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -82,10 +84,22 @@ SCHEMA: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
-def connect():
+class ParquetError(Exception):
+    """DuckDB could not write or read the files (its message names what and where)."""
+
+
+@contextmanager
+def connect() -> Iterator:
+    """A DuckDB connection in memory; DuckDB's errors become ParquetError."""
     import duckdb  # only here: the collector and the site report do not need it
 
-    return duckdb.connect()
+    con = duckdb.connect()
+    try:
+        yield con
+    except duckdb.Error as exc:
+        raise ParquetError(str(exc).splitlines()[0][:1000]) from exc
+    finally:
+        con.close()
 
 
 def sql_text(text: str) -> str:
@@ -115,12 +129,9 @@ def _write_table(con, work: Path, name: str, rows: list[tuple]) -> None:
 
 def write_tables(work: Path, tables: dict[str, list[tuple]]) -> None:
     """Each table's rows as Parquet under work/<table>/cluster=../month=../."""
-    con = connect()
-    try:
+    with connect() as con:
         for name, rows in tables.items():
             _write_table(con, work, name, rows)
-    finally:
-        con.close()
 
 
 def _source(con, name: str, dirs: list[Path]) -> None:
@@ -145,8 +156,7 @@ def network_rows(dirs: list[Path], first: date, end: date) -> dict[str, list[tup
     """What the network report on local days [first, end) reads from the exports:
     capacity per (site, cluster); use, joules and GPU-seconds with energy per (site,
     cluster, category, pool); each category's pool and quota; use per GPU type."""
-    con = connect()
-    try:
+    with connect() as con:
         for name in SCHEMA:
             _source(con, name, dirs)
         args = [first, end]
@@ -168,5 +178,3 @@ def network_rows(dirs: list[Path], first: date, end: date) -> dict[str, list[tup
                 "SUM(energy_gpu_seconds) FROM usage_day WHERE day >= ? AND day < ? "
                 "GROUP BY gpu_type ORDER BY gpu_type", args).fetchall(),
         }
-    finally:
-        con.close()

@@ -223,6 +223,31 @@ def test_exports_that_cannot_be_read_are_named(sites, tmp_path):
         network_report([sites["dirs"][0], sites["dirs"][0]], _october(), NOW)
 
 
+def test_a_damaged_file_is_an_error_that_names_the_exports(sites, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(sites["dirs"][0], damaged)
+    part = next((damaged / "usage_day").rglob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:40])
+    with pytest.raises(NetworkError, match=f"the exports cannot be read \\({damaged}\\)"):
+        network_report([damaged], _october(), NOW)
+
+
+def test_duckdb_failing_to_write_is_an_export_error_and_loses_nothing(tmp_path, monkeypatch):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    real = parquet._write_table
+
+    def bad_type(con, work, name, rows):  # a value DuckDB refuses, as a damaged row would be
+        real(con, work, name, [(*r[:-1], "not a number") for r in rows] if name == "jobs"
+             else rows)
+
+    monkeypatch.setattr(parquet, "_write_table", bad_type)
+    with Store.open_reader(settings.store.path) as store, \
+            pytest.raises(ExportError, match="cannot write the export in .*export.*tmp"):
+        export_parquet(store, settings, tmp_path / "export", "Groningen", None, NOW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slurm", "store"]
+
+
 def test_a_hostile_site_name_stays_text_in_every_format(tmp_path):
     settings, env = fakeslurm.make(tmp_path)
     collect(settings, now=NOW, env=env)
