@@ -265,11 +265,16 @@ def export(config_path: Path | None, fmt: str, out: Path, site: str | None,
       gpu-usage export --config facility.toml --format parquet --out /srv/export/groningen
       gpu-usage export --since 2026-01 --out export/ --site Groningen
     """
+    import signal
+    import sys
+
     from collector import clock
     from collector.engine import periods
     from collector.store.database import Store, StoreError
 
     _private_files()
+    # SIGTERM (a timer's stop, a kill) unwinds like Ctrl-C: the unfinished export is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = _settings(config_path)
     first = None
     if since is not None:
@@ -292,7 +297,7 @@ def export(config_path: Path | None, fmt: str, out: Path, site: str | None,
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
     click.echo(f"wrote the {fmt} export of {site or settings.facility.name} "
-               f"({done.first_day or 'no data'} to now) to {done.out}", err=True)
+               f"({done.first_day} to now) to {done.out}", err=True)
 
 
 @main.command()

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 from collector.config import Settings
 from collector.engine.capacity import capacity
+from collector.engine.periods import default_history_start, local_midnight
 from collector.engine.policy import map_accounts
 from collector.engine.rollup import LocalDays
 from collector.store import reads
@@ -60,7 +61,7 @@ class ExportError(Exception):
 class Exported:
     out: Path
     rows: dict[str, int]
-    first_day: date | None
+    first_day: date
     data_until_s: int
 
 
@@ -74,14 +75,15 @@ def export_parquet(store: Store, settings: Settings, out: Path, site: str, since
                    now_s: int, say: Callable[[str], None] = lambda _: None) -> Exported:
     """Write the site's export to `out` (replacing an earlier export there)."""
     out = out.resolve()
-    if out.exists() and not (out / "manifest.json").is_file() and any(out.iterdir()):
-        raise ExportError(f"{out} holds files that are not an export of gpu-usage; "
-                          "give an empty or new directory")
+    _check_replaceable(out)
     cluster, tz = settings.slurm.cluster, settings.facility.timezone
     zone, days = ZoneInfo(tz), LocalDays(tz)
-    first_s = _first_day_s(store, cluster, days, since, tz)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    first_s = _first_day_s(store, settings, days, since, now_s)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise ExportError(f"cannot write the export beside {out}: {exc}") from exc
     try:
         tables = _rows(store, settings, site, first_s, now_s, days, zone)
         counts = {name: len(rows) for name, rows in tables.items()}
@@ -90,12 +92,11 @@ def export_parquet(store: Store, settings: Settings, out: Path, site: str, since
             write_tables(work, tables)
         except ParquetError as exc:
             raise ExportError(f"cannot write the export in {work}: {exc}") from exc
-        first_day = datetime.fromtimestamp(first_s, zone).date() if first_s is not None \
-            else None
+        first_day = datetime.fromtimestamp(first_s, zone).date()
         manifest = {
             "schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "site": site,
             "clusters": [cluster], "timezone": tz,
-            "first_day": first_day.isoformat() if first_day else None,
+            "first_day": first_day.isoformat(),
             "data_until": datetime.fromtimestamp(now_s, zone).isoformat(timespec="seconds"),
             "data_until_s": now_s, "rows": counts,
             "tables": {t: [{"name": c, "type": ty, "meaning": m} for c, ty, m in cols]
@@ -104,24 +105,34 @@ def export_parquet(store: Store, settings: Settings, out: Path, site: str, since
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         _private(work)
         _replace(work, out)
+    except OSError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise ExportError(f"cannot write the export to {out}: {exc}") from exc
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Exported(out, counts, first_day, now_s)
 
 
-def _first_day_s(store: Store, cluster: str, days: LocalDays, since: date | None,
-                 tz: str) -> int | None:
+def _first_day_s(store: Store, settings: Settings, days: LocalDays, since: date | None,
+                 now_s: int) -> int:
+    """The export's first local day: --since, else the collection's history start (or
+    the first day with use, if earlier), so that capacity covers every day a report
+    on the site could cover."""
+    tz = settings.facility.timezone
     if since is not None:
-        return days(int(datetime(since.year, since.month, since.day,
-                                 tzinfo=ZoneInfo(tz)).timestamp()))
-    first = reads.first_usage_day(store, cluster)
-    running = [j.start_s for j in store.open_jobs(cluster) if j.start_s is not None]
-    starts = [s for s in (first, min(running, default=None)) if s is not None]
-    return days(min(starts)) if starts else None
+        return local_midnight(since, tz)
+    history = settings.slurm.history_start
+    starts = [local_midnight(history, tz) if history is not None
+              else default_history_start(tz, now_s)]
+    first = reads.first_usage_day(store, settings.slurm.cluster)
+    running = [j.start_s for j in store.open_jobs(settings.slurm.cluster)
+               if j.start_s is not None]
+    starts += [s for s in (first, min(running, default=None)) if s is not None]
+    return days(min(starts))
 
 
-def _rows(store: Store, settings: Settings, site: str, first_s: int | None, now_s: int,
+def _rows(store: Store, settings: Settings, site: str, first_s: int, now_s: int,
           days: LocalDays, zone: ZoneInfo) -> dict[str, list[tuple]]:
     cluster = settings.slurm.cluster
     tables: dict[str, list[tuple]] = {t: [] for t in SCHEMA}
@@ -130,8 +141,6 @@ def _rows(store: Store, settings: Settings, site: str, first_s: int | None, now_
         (site, cluster, c.name, c.pool, pools[c.pool], c.quota_share,
          NULL if c.quota_gpu_hours is None else c.quota_gpu_hours)
         for c in settings.categories]
-    if first_s is None:
-        return tables
 
     def local_day(day_s: int) -> date:
         return datetime.fromtimestamp(day_s, zone).date()
@@ -205,11 +214,33 @@ def _private(root: Path) -> None:
             os.chmod(os.path.join(dirpath, d), 0o700)
 
 
+def _check_replaceable(out: Path) -> None:
+    """`out` is new, an empty directory, or an earlier export (its manifest says so):
+    never a file, and never a directory of something else that merely holds a
+    manifest.json."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportError(f"{out} is not a directory; give an empty or new directory")
+    if not any(out.iterdir()):
+        return
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        ours = isinstance(manifest, dict) and manifest.get("schema") == SCHEMA_NAME
+    except (OSError, ValueError, RecursionError):
+        ours = False
+    if not ours or not {p.name for p in out.iterdir()} <= {"manifest.json", *SCHEMA}:
+        raise ExportError(f"{out} holds files that are not an export of gpu-usage; "
+                          "give an empty or new directory")
+
+
 def _replace(new: Path, out: Path) -> None:
+    """`new` becomes `out`; an earlier export there is moved aside (to a fresh name:
+    a directory renamed onto an empty one replaces it) and removed."""
     if not out.exists():
         os.rename(new, out)
         return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
     os.rename(out, old)
     try:
         os.rename(new, out)

@@ -14,6 +14,7 @@ release reads); store/parquet.py reads the files with DuckDB.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -91,6 +92,7 @@ class NetworkReport:
 
 
 NETWORK = "(network)"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # (title, report field, columns) as the documents lay them out.
 SECTIONS = (
     ("Sites: capacity and use", "sites", ("site", "cluster", "data_until", "gpus",
@@ -114,8 +116,8 @@ def read_manifest(path: Path) -> dict:
     except FileNotFoundError:
         raise NetworkError(f"{path}: not an export of gpu-usage (no manifest.json); make "
                            "one with 'gpu-usage export --format parquet'") from None
-    except (OSError, ValueError) as exc:
-        raise NetworkError(f"{file}: cannot be read: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise NetworkError(f"{file}: cannot be read: {str(exc)[:300]}") from exc
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_NAME:
         raise NetworkError(f"{file}: not a gpu-usage export manifest")
     if manifest.get("version") != SCHEMA_VERSION:
@@ -139,7 +141,8 @@ def network_report(dirs: list[Path], period: periods.Period, now_s: int) -> Netw
     months = len(periods.months_of(period)) if period.kind in ("month", "quarter", "year") \
         else (end - first).days / (365.25 / 12)
     try:
-        rows = network_rows(dirs, first, end)
+        rows = network_rows([(d, m["site"]) for d, m in zip(dirs, manifests, strict=True)],
+                            first, end)
     except ParquetError as exc:
         raise NetworkError(f"the exports cannot be read ({', '.join(map(str, dirs))}): "
                            f"{exc}") from exc
@@ -236,7 +239,8 @@ def render(report: NetworkReport, fmt: str) -> str:
         kind = convert.unit(cls, column)
         if value is not None and kind in ("ratio", "share"):
             return f"{value:.1%}"
-        return text.cell(column, value)
+        # Names come from other sites' files: no terminal control sequence gets through.
+        return _CONTROL.sub("?", text.cell(column, value))
 
     def numeric(cls: type, column: str) -> bool:
         return convert.unit(cls, column) in ("gpu_s", "joules", "ratio", "share", "count")

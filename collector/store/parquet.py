@@ -134,31 +134,70 @@ def write_tables(work: Path, tables: dict[str, list[tuple]]) -> None:
             _write_table(con, work, name, rows)
 
 
-def _source(con, name: str, dirs: list[Path]) -> None:
-    """View `name` over every export's files of that table (an empty view if none)."""
-    files = [str(f) for d in dirs for f in sorted((d / name).rglob("*.parquet"))]
+# Columns that may be NULL in a file; every other column must hold a value.
+NULLABLE = {("categories", "quota_gpu_hours_per_month"), ("jobs", "energy_joules")}
+
+
+def _files(d: Path, name: str) -> list[str]:
+    return [str(f) for f in sorted((d / name).rglob("*.parquet"))]
+
+
+def _reader(name: str, files: list[str]) -> str:
     columns = SCHEMA[name]
-    if not files:
+    hive = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c, _, _ in columns
+                           if c in PARTITIONS) + "}"
+    listing = "[" + ", ".join(sql_text(f) for f in files) + "]"
+    return (f"read_parquet({listing}, hive_partitioning=true, hive_types={hive}, "
+            "union_by_name=true)")
+
+
+def _source(con, name: str, exports: list[tuple[Path, str]]) -> None:
+    """View `name` over every export's files of that table (an empty view if none),
+    after checking each export's rows: its own site only, no NULL where SCHEMA has
+    none."""
+    import duckdb
+
+    columns = SCHEMA[name]
+    readers = []
+    for d, site in exports:
+        files = _files(d, name)
+        if not files:
+            continue
+        reader = _reader(name, files)
+        required = [c for c, _, _ in columns if (name, c) not in NULLABLE]
+        try:
+            foreign, empty = con.execute(
+                f"SELECT COUNT(*) FILTER (WHERE site IS DISTINCT FROM ?), COUNT(*) FILTER "
+                f"(WHERE {' OR '.join(f'{c} IS NULL' for c in required)}) FROM {reader}",
+                [site]).fetchone()
+        except duckdb.Error as exc:  # e.g. a file without a column: DuckDB says which
+            raise ParquetError(f"{d / name}: {str(exc).splitlines()[0][:500]}") from exc
+        if foreign:
+            raise ParquetError(f"{d / name}: {foreign:,} rows name another site than "
+                               f"its manifest's {site!r}")
+        if empty:
+            raise ParquetError(f"{d / name}: {empty:,} rows without a value where the "
+                               "schema requires one")
+        readers.append(reader)
+    if not readers:
         con.execute(f"CREATE TEMP VIEW {name} AS SELECT "
                     + ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t, _ in columns)
                     + " WHERE false")
         return
-    hive = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c, _, _ in columns
-                           if c in PARTITIONS) + "}"
-    listing = "[" + ", ".join(sql_text(f) for f in files) + "]"
-    con.execute(f"CREATE TEMP VIEW {name} AS SELECT "
-                + ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t, _ in columns)
-                + f" FROM read_parquet({listing}, hive_partitioning=true, "
-                f"hive_types={hive}, union_by_name=true)")
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t, _ in columns)
+    con.execute(f"CREATE TEMP VIEW {name} AS "
+                + " UNION ALL ".join(f"SELECT {cols} FROM {r}" for r in readers))
 
 
-def network_rows(dirs: list[Path], first: date, end: date) -> dict[str, list[tuple]]:
-    """What the network report on local days [first, end) reads from the exports:
+def network_rows(exports: list[tuple[Path, str]], first: date, end: date
+                 ) -> dict[str, list[tuple]]:
+    """What the network report on local days [first, end) reads from the exports
+    (each a directory and the site its manifest names):
     capacity per (site, cluster); use, joules and GPU-seconds with energy per (site,
     cluster, category, pool); each category's pool and quota; use per GPU type."""
     with connect() as con:
         for name in SCHEMA:
-            _source(con, name, dirs)
+            _source(con, name, exports)
         args = [first, end]
         return {
             "capacity": con.execute(

@@ -129,6 +129,40 @@ def test_the_network_report_is_each_sites_report_and_their_sum(sites):
     assert sum(t.used_s for t in net.gpu_types) == total.used_s
 
 
+def _same_as_site_report(settings, env, tmp: Path, month: str) -> None:
+    collect(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        export_parquet(store, settings, tmp / "export", "Here", None, NOW)
+        site = build_report(store, settings,
+                            periods.parse_month(month, settings.facility.timezone), now=NOW)
+    net = network_report([tmp / "export"], periods.parse_month(month, "UTC"), NOW)
+    mine = net.sites[0]
+    assert (mine.available_s, mine.used_s, mine.down_s) == (
+        site.capacity.available_s, site.capacity.allocated_s, site.capacity.down_s)
+    cats = {c.category: c for c in net.categories if c.site == "Here"}
+    for c in site.categories:
+        assert (cats[c.category].used_s, cats[c.category].quota_s) == (
+            c.used_s, pytest.approx(c.quota_s)), c.category
+
+
+def test_a_month_before_the_first_job_has_the_sites_capacity(tmp_path):
+    """September: history from 09-01, the first job on 09-30 (capacity all month)."""
+    settings, env = fakeslurm.make(tmp_path)
+    _same_as_site_report(settings, env, tmp_path, "2026-09")
+
+
+def test_a_site_in_another_zone_with_an_absolute_quota(tmp_path):
+    """Amsterdam's October (a DST change inside it) and a quota in GPU-hours a month."""
+    from collector.config import Settings
+
+    _, env = fakeslurm.make(tmp_path)
+    policy = dict(fakeslurm.POLICY, facility={"name": "Fake", "timezone": "Europe/Amsterdam"},
+                  store={"path": str(tmp_path / "store")})
+    policy["categories"] = [dict(c, quota_gpu_hours=500) if c["name"] == "science" else c
+                            for c in policy["categories"]]
+    _same_as_site_report(Settings.model_validate(policy), env, tmp_path, "2026-10")
+
+
 def test_a_month_without_data_is_zero_not_an_error(sites):
     net = network_report(sites["dirs"], periods.parse_month("2025-01", "UTC"), NOW)
     assert [(r.site, r.used_s, r.available_s) for r in net.sites] == [
@@ -188,7 +222,7 @@ def test_a_failed_export_leaves_the_earlier_one_and_no_debris(tmp_path, monkeypa
             real(con, work, name, rows)
 
         monkeypatch.setattr(parquet, "_write_table", fail_on_jobs)
-        with pytest.raises(OSError, match="injected"):
+        with pytest.raises(ExportError, match="cannot write the export to .*injected"):
             export_parquet(store, settings, out, "Elsewhere", None, NOW)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert json.loads((out / "manifest.json").read_text())["site"] == "Groningen"
@@ -201,10 +235,23 @@ def test_an_export_never_replaces_a_directory_that_is_not_one(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("precious")
-    with Store.open_reader(settings.store.path) as store, \
-            pytest.raises(ExportError, match="not an export"):
-        export_parquet(store, settings, out, "Groningen", None, NOW)
+    webapp = tmp_path / "webapp"  # holds a manifest.json, but not ours
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text('{"name": "my app"}')
+    (webapp / "index.html").write_text("precious")
+    (tmp_path / "file").write_text("precious")
+    with Store.open_reader(settings.store.path) as store:
+        for target in (out, webapp):
+            with pytest.raises(ExportError, match="not an export"):
+                export_parquet(store, settings, target, "Groningen", None, NOW)
+        with pytest.raises(ExportError, match="is not a directory"):
+            export_parquet(store, settings, tmp_path / "file", "Groningen", None, NOW)
+        export_parquet(store, settings, tmp_path / "export", "Groningen", None, NOW)
+        export_parquet(store, settings, tmp_path / "export", "Groningen", None, NOW)
     assert (out / "thesis.tex").read_text() == "precious"
+    assert (webapp / "index.html").read_text() == "precious"
+    assert (tmp_path / "file").read_text() == "precious"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_exports_that_cannot_be_read_are_named(sites, tmp_path):
@@ -221,6 +268,34 @@ def test_exports_that_cannot_be_read_are_named(sites, tmp_path):
         network_report([newer], _october(), NOW)
     with pytest.raises(NetworkError, match="same site: Groningen"):
         network_report([sites["dirs"][0], sites["dirs"][0]], _october(), NOW)
+
+
+def _rewrite(part: Path, select: str) -> None:
+    duckdb.sql(f"COPY (SELECT {select} FROM read_parquet('{part}')) TO '{part}.new' "
+               "(FORMAT parquet)")
+    Path(f"{part}.new").replace(part)
+
+
+def test_an_export_posing_as_another_site_or_missing_values_is_refused(sites, tmp_path):
+    posing = tmp_path / "posing"
+    shutil.copytree(sites["dirs"][1], posing)
+    part = next((posing / "usage_day").rglob("*.parquet"))
+    _rewrite(part, "* REPLACE ('Groningen' AS site)")
+    with pytest.raises(NetworkError, match="rows name another site than its manifest's "
+                                           "'Bologna'"):
+        network_report([sites["dirs"][0], posing], _october(), NOW)
+    empty = tmp_path / "empty"
+    shutil.copytree(sites["dirs"][1], empty)
+    part = next((empty / "categories").rglob("*.parquet"))
+    _rewrite(part, "* REPLACE (CAST(NULL AS DOUBLE) AS quota_share)")
+    with pytest.raises(NetworkError, match="without a value where the schema requires one"):
+        network_report([empty], _october(), NOW)
+    missing = tmp_path / "missing"
+    shutil.copytree(sites["dirs"][1], missing)
+    part = next((missing / "capacity_day").rglob("*.parquet"))
+    _rewrite(part, "* EXCLUDE (gpus)")
+    with pytest.raises(NetworkError, match="capacity_day"):
+        network_report([missing], _october(), NOW)
 
 
 def test_a_damaged_file_is_an_error_that_names_the_exports(sites, tmp_path):
@@ -251,7 +326,7 @@ def test_duckdb_failing_to_write_is_an_export_error_and_loses_nothing(tmp_path, 
 def test_a_hostile_site_name_stays_text_in_every_format(tmp_path):
     settings, env = fakeslurm.make(tmp_path)
     collect(settings, now=NOW, env=env)
-    name = "=HYPERLINK(\"http://x\")|*bold*\n<script>"
+    name = "=HYPERLINK(\"http://x\")|*bold*\n<script>\x1b]0;owned\x07\x1b[2J"
     with Store.open_reader(settings.store.path) as store:
         export_parquet(store, settings, tmp_path / "e", name, None, NOW)
     net = network_report([tmp_path / "e"], _october(), NOW)
@@ -261,6 +336,7 @@ def test_a_hostile_site_name_stays_text_in_every_format(tmp_path):
     md = render(net, "md")
     assert "<script>" not in md and "\\*bold\\*" in md and "\\|" in md
     assert json.loads(render(net, "json"))["sites"][0]["site"] == name
+    assert "\x1b" not in render(net, "table") and "\x1b" not in md
 
 
 def test_the_cli_exports_and_reports_the_network(tmp_path):
