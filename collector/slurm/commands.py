@@ -92,6 +92,10 @@ def run_sacct(start_s: int, end_s: int, cluster: str | None, delimiter: str,
 
 CHUNK = 1 << 20  # bytes read from sacct's stdout at a time
 BACKLOG = 64     # chunks read ahead of the parser at most (then sacct waits)
+# The parser takes every chunk waiting for it, up to this many bytes, in one piece: sacct
+# writes in pieces of a few KB, and each piece parsed alone costs a store query.
+COALESCE = 4 << 20
+_NOTHING = object()
 
 
 class _Sacct:
@@ -225,10 +229,30 @@ def stream_sacct(take: Callable[[], tuple[int, int] | None],
     thread = threading.Thread(target=reader, name="sacct-reader", daemon=True)
     thread.start()
     try:
-        while (item := pipe.get()) is not None:
+        pending: object = _NOTHING
+        while True:
+            item, pending = (pipe.get() if pending is _NOTHING else pending), _NOTHING
+            if item is None:
+                break
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            window, delimiter, chunk = item
+            if chunk is not None:  # with what else of the window is waiting: fewer batches
+                pieces, size = [chunk], len(chunk)
+                while size < COALESCE:
+                    try:
+                        following = pipe.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(following, tuple) and following[0] == window and \
+                            following[2] is not None:
+                        pieces.append(following[2])
+                        size += len(following[2])
+                    else:
+                        pending = following
+                        break
+                chunk = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            yield window, delimiter, chunk
     finally:
         stop.set()
         for one in list(running):
