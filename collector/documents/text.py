@@ -446,21 +446,52 @@ def md_escape(text: str) -> str:
     return re.sub(r"[\r\n\t]+", " ", text)
 
 
+class Grid(NamedTuple):
+    """One section laid out as cells: its title, headers, which columns are numbers
+    (right-aligned) and the rows' cells as text. The site's and the network's report
+    are laid out through it."""
+
+    title: str
+    headers: list[str]
+    numeric: list[bool]
+    rows: list[list[str]]
+
+
+def md_grid(grid: Grid) -> list[str]:
+    """A section as Markdown lines: its heading and table, or "(none)"."""
+    lines = [f"## {grid.title}", ""]
+    if not grid.rows:
+        return [*lines, "(none)", ""]
+    lines.append("| " + " | ".join(md_escape(h) for h in grid.headers) + " |")
+    lines.append("|" + "|".join("---:" if n else "---" for n in grid.numeric) + "|")
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in grid.rows]
+    return [*lines, ""]
+
+
+def rich_grid(grid: Grid):
+    """A section as a rich Table (every cell plain text, never markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(grid.title), title_justify="left")
+    for h, n in zip(grid.headers, grid.numeric, strict=True):
+        table.add_column(h, justify="right" if n else "left", overflow="fold")
+    for row in grid.rows:
+        table.add_row(*(Text(c) for c in row))
+    if not grid.rows:
+        table.add_row(*(["(none)"] + [""] * (len(grid.headers) - 1)))
+    return table
+
+
+def _grid(title: str, path: str, columns: tuple[str, ...], rows: list[dict]) -> Grid:
+    return Grid(title, [header(path, c) for c in columns], [numeric(path, c) for c in columns],
+                [[cell_of(path, c, row[c]) for c in columns] for row in rows])
+
+
 def _markdown(report: model.Report) -> str:
     lines = [f"# {md_escape(title_of(report, SHOWN_MAX))}", ""]
     for title, path, columns in SECTIONS:
-        rows = cut_fields(get_rows(report, path))
-        lines += [f"## {title}", ""]
-        if not rows:
-            lines += ["(none)", ""]
-            continue
-        lines.append("| " + " | ".join(md_escape(header(path, c)) for c in columns) + " |")
-        lines.append("|" + "|".join("---:" if numeric(path, c) else "---"
-                                    for c in columns) + "|")
-        for row in rows:
-            lines.append("| " + " | ".join(md_escape(cell_of(path, c, row[c]))
-                                           for c in columns) + " |")
-        lines.append("")
+        lines += md_grid(_grid(title, path, columns, cut_fields(get_rows(report, path))))
     lines += [f"- {md_escape(line)}" for line in service_lines(report, SHOWN_MAX)]
     return "\n".join(lines) + "\n"
 
@@ -478,15 +509,8 @@ def _table(report: model.Report, width: int = 160) -> str:
         if path in ("users",) and len(rows) > 30:
             rows = sorted(rows, key=lambda r: -r["used_s"])[:30]
             title += " (top 30)"
-        table = Table(title=Text(title), title_justify="left")
-        for c in columns:
-            table.add_column(header(path, c), justify="right" if numeric(path, c) else "left",
-                             overflow="fold")
-        for row in rows:
-            table.add_row(*(Text(cell_of(path, c, row[c])) for c in columns))
-        if not rows:
-            table.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
-        console.print(table, markup=False, highlight=False)
+        console.print(rich_grid(_grid(title, path, columns, rows)), markup=False,
+                      highlight=False)
     table = Table(title=Text("Service and data quality"), title_justify="left",
                   show_header=False)
     table.add_column("what", overflow="fold")

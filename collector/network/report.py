@@ -251,38 +251,23 @@ def render(report: NetworkReport, fmt: str) -> str:
             out += [f"# {path}\n", text.csv_text([convert.key(cls, c) for c in columns],
                                                  ([r[c] for c in columns] for r in rows)), "\n"]
         return "".join(out)
+    if fmt not in ("md", "table"):
+        raise ValueError(f"unknown format {fmt!r}")
+    grids = [text.Grid(section, [convert.label(cls, c) for c in columns],
+                       [numeric(cls, c) for c in columns],
+                       [[shown(cls, c, r[c]) for c in columns] for r in rows])
+             for section, columns, cls, rows, _ in sections]
     if fmt == "md":
         lines = [f"# {text.md_escape(title)}", ""]
-        for section, columns, cls, rows, _ in sections:
-            lines += [f"## {section}", ""]
-            if not rows:
-                lines += ["(none)", ""]
-                continue
-            lines.append("| " + " | ".join(convert.label(cls, c) for c in columns) + " |")
-            lines.append("|" + "|".join("---:" if numeric(cls, c) else "---"
-                                        for c in columns) + "|")
-            lines += ["| " + " | ".join(text.md_escape(shown(cls, c, r[c])) for c in columns)
-                      + " |" for r in rows]
-            lines.append("")
+        for grid in grids:
+            lines += text.md_grid(grid)
         return "\n".join(lines)
-    if fmt != "table":
-        raise ValueError(f"unknown format {fmt!r}")
     import io
 
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 
     console = Console(file=io.StringIO(), width=160, force_terminal=False, color_system=None)
     console.print(title, style="bold", markup=False, highlight=False)
-    for section, columns, cls, rows, _ in sections:
-        table = Table(title=Text(section), title_justify="left")
-        for c in columns:
-            table.add_column(convert.label(cls, c),
-                             justify="right" if numeric(cls, c) else "left", overflow="fold")
-        for r in rows:
-            table.add_row(*(Text(shown(cls, c, r[c])) for c in columns))
-        if not rows:
-            table.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
-        console.print(table, markup=False, highlight=False)
+    for grid in grids:
+        console.print(text.rich_grid(grid), markup=False, highlight=False)
     return console.file.getvalue()  # type: ignore[attr-defined]
