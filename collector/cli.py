@@ -75,52 +75,80 @@ def _settings(config_path: Path | None):
         raise SystemExit(2) from exc
 
 
+def _cluster_option(what: str):
+    return click.option("--cluster", default=None, metavar="NAME",
+                        help=f"One of the policy file's clusters: {what} "
+                             "[default: the whole facility].")
+
+
+def _check_cluster(settings, cluster: str | None) -> None:
+    if cluster is not None and cluster not in settings.slurm.clusters:
+        raise click.BadParameter(f"{cluster!r} is not one of the configured clusters "
+                                 f"({', '.join(settings.slurm.clusters)})",
+                                 param_hint="--cluster")
+
+
 @main.command()
 @_CONFIG_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bar, only the summary line.")
 @click.option("--from-scratch", is_flag=True,
               help="Forget the stored jobs and read the whole history again (one transaction: "
                    "readers keep the old figures until it is done).")
-def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
+@_cluster_option("collect only this one")
+def collect(config_path: Path | None, quiet: bool, from_scratch: bool,
+            cluster: str | None) -> None:
     """Read new Slurm accounting into the store (incremental, idempotent).
 
     Reads sacct in bounded windows from where the last run ended (minus the
     look-back) to now, plus the account tree, node events and reservations from
     sacctmgr, and commits all of it at once. A failed or killed run changes
-    nothing; run it again. Exits 1 if Slurm or the store fails, 2 on a bad policy
+    nothing; run it again. With several clusters each is collected in turn, in a
+    transaction of its own: one whose Slurm fails is left as it was and the others
+    go on. Exits 1 if Slurm or the store fails (for any cluster), 2 on a bad policy
     file, 75 if another collection is running.
 
     \b
     Example:
       gpu-usage collect --config /etc/gpu-usage/facility.toml
       gpu-usage collect --from-scratch    # after restoring slurmdbd from an archive
+      gpu-usage collect --cluster gpu2    # one cluster of several
     """
-    from collector.collect import collect as run
+    from collector.collect import CollectionsFailed, collect_facility
     from collector.progress import progress_bar
-    from collector.slurm.commands import SlurmError
-    from collector.slurm.sacct_parser import FieldError
-    from collector.store.database import StoreBusy, StoreError
+    from collector.store.database import StoreBusy
 
     _private_files()
     settings = _settings(config_path)
+    _check_cluster(settings, cluster)
+    failed: list = []
     try:
         with progress_bar(enabled=not quiet) as progress:
-            done = run(settings, progress=progress, from_scratch=from_scratch)
+            done = collect_facility(settings, progress=progress, from_scratch=from_scratch,
+                                    clusters=(cluster,) if cluster else None)
     except StoreBusy as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(75) from exc
-    except (SlurmError, StoreError, FieldError) as exc:
-        click.echo(f"error: collection failed, the store is unchanged: {exc}", err=True)
-        raise SystemExit(1) from exc
-    took = done.finished_s - done.started_s
-    click.echo(f"collected {settings.slurm.cluster}: {done.jobs_new:,} new, "
-               f"{done.jobs_updated:,} updated, {done.jobs_unchanged:,} unchanged job records "
-               f"from {done.windows} window(s) in {took:.1f} s into {settings.store.path}")
-    if done.message:
-        click.echo(f"note: {done.message}", err=True)
-    if done.rejected:
-        click.echo(f"warning: {done.rejected:,} record(s) from Slurm could not be read; they "
-                   "are kept in the store and shown in the report's data-quality section", err=True)
+    except CollectionsFailed as exc:
+        done, failed = exc.done, exc.failed
+    for one in done:
+        took = one.finished_s - one.started_s
+        click.echo(f"collected {one.cluster}: {one.jobs_new:,} new, "
+                   f"{one.jobs_updated:,} updated, {one.jobs_unchanged:,} unchanged job "
+                   f"records from {one.windows} window(s) in {took:.1f} s into "
+                   f"{settings.store.path}")
+        if one.message:
+            click.echo(f"note: {one.message}", err=True)
+        if one.rejected:
+            click.echo(f"warning: {one.rejected:,} record(s) from Slurm could not be read; "
+                       "they are kept in the store and shown in the report's data-quality "
+                       "section", err=True)
+    for name, exc in failed:
+        where = f" of {name}" if settings.slurm.several else ""
+        click.echo(f"error: collection{where} failed, its part of the store is unchanged: "
+                   f"{exc}" if where else
+                   f"error: collection failed, the store is unchanged: {exc}", err=True)
+    if failed:
+        raise SystemExit(1)
 
 
 @main.command()
@@ -139,14 +167,18 @@ def collect(config_path: Path | None, quiet: bool, from_scratch: bool) -> None:
               help="A site's 'gpu-usage export --format parquet' directory (repeat): the "
                    "report of the network of these sites, computed with DuckDB over their "
                    "files (no policy file, no store; formats table, csv, md, json).")
+@_cluster_option("the report of this one (its quotas: the facility's, split by its share "
+                 "of the available GPU time)")
 def report(config_path: Path | None, month: str | None, quarter: str | None,
-           year: str | None, fmt: str, out: Path | None, site_exports: tuple[Path, ...]
-           ) -> None:
+           year: str | None, fmt: str, out: Path | None, site_exports: tuple[Path, ...],
+           cluster: str | None) -> None:
     """GPU usage of a month, quarter or year: capacity, pools and categories against
     quota, allocations, job mix, queue waits, data quality.
 
     Reads the store only (run 'gpu-usage collect' first); running jobs count up to
-    now. Without a period: the previous month. With --site-export: the network's
+    now. Without a period: the previous month. With several clusters the report is
+    on the facility (a section per cluster), or on one with --cluster. With
+    --site-export: the network's
     report over several sites' exports (sites, categories and pools against quota,
     GPU types, energy), each site's months in its own time zone.
 
@@ -155,6 +187,7 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
       gpu-usage report --config facility.toml --month 2026-10
       gpu-usage report --month last --format json --out reports/last.json
       gpu-usage report --quarter 2026Q3 --format md
+      gpu-usage report --month last --cluster gpu2
       gpu-usage report --month last --format csv --out 'reports/{period}.csv'
       gpu-usage report --month 2026-10 --format pdf --out reports/2026-10.pdf
       gpu-usage report --quarter 2026Q3 --site-export groningen/ --site-export bologna/
@@ -169,14 +202,18 @@ def report(config_path: Path | None, month: str | None, quarter: str | None,
     parse = {"month": periods.parse_month, "quarter": periods.parse_quarter,
              "year": periods.parse_year}[kind]
     if site_exports:
+        if cluster is not None:
+            raise click.UsageError("--cluster is for a site's own report: a network report "
+                                   "shows each site's clusters together")
         if fmt in ("pdf", "xlsx"):
             raise click.UsageError("the network report is written as table, csv, md or json")
         period = _period(parse, text, "UTC", kind)
         data = _network_report(list(site_exports), period, fmt)
     else:
         settings = _settings(config_path)
+        _check_cluster(settings, cluster)
         period = _period(parse, text, settings.facility.timezone, kind)
-        data = _site_report(settings, period, fmt, out)
+        data = _site_report(settings, period, fmt, out, cluster)
     if out is None:
         click.echo(data.decode(), nl=False)
         return
@@ -204,7 +241,7 @@ def _period(parse, text: str, tz: str, kind: str):
         raise click.BadParameter(str(exc), param_hint=f"--{kind}") from exc
 
 
-def _site_report(settings, period, fmt: str, out: Path | None) -> bytes:
+def _site_report(settings, period, fmt: str, out: Path | None, cluster: str | None) -> bytes:
     from collector.documents.text import render
     from collector.engine.report import build_report
     from collector.engine.usage import PeriodAlignmentError
@@ -214,7 +251,7 @@ def _site_report(settings, period, fmt: str, out: Path | None) -> bytes:
         raise click.UsageError(f"--format {fmt} writes a file: give --out PATH")
     try:
         with Store.open_reader(settings.store.path) as store:
-            built = build_report(store, settings, period)
+            built = build_report(store, settings, period, cluster=cluster)
     except (StoreError, PeriodAlignmentError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc
@@ -371,12 +408,14 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
 @click.option("--month", "months", multiple=True,
               help="YYYY-MM or 'last' (repeatable) [default: last]. Only closed months.")
 @click.option("--details", is_flag=True, help="Print every account, not only differences.")
-def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> None:
+@_cluster_option("check only this one")
+def verify(config_path: Path | None, months: tuple[str, ...], details: bool,
+           cluster: str | None) -> None:
     """Check the store's GPU-minutes of every account against sreport, and its energy.
 
     Runs 'sreport -t minutes -T gres/gpu cluster AccountUtilizationByUser' for each
-    closed month, compares it with the store (an account includes the accounts
-    below it, as in sreport), records the result for the dashboard's data-quality
+    closed month and each cluster, compares it with the store (an account includes
+    the accounts below it, as in sreport), records the result for the data-quality
     page. Energy is checked against sacct's ConsumedEnergyRaw split by time (sreport
     -T energy is shown too, with the known cause of its overcount). Exits 1 if any
     account differs by more than a minute or its energy differs from sacct's (75 if a
@@ -386,6 +425,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
     Example:
       gpu-usage verify --config /etc/gpu-usage/facility.toml
       gpu-usage verify --month 2026-09 --month 2026-10 --details
+      gpu-usage verify --month last --cluster gpu2
     """
     from collector import clock
     from collector.documents import convert
@@ -403,6 +443,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
 
     _private_files()
     settings = _settings(config_path)
+    _check_cluster(settings, cluster)
     tz = settings.facility.timezone
     chosen = []
     for text in months or ("last",):
@@ -417,11 +458,13 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
     bad = 0
     try:
         with Store.open_writer(settings.store.path) as store:
-            for period in chosen:
-                check = verify_period(store, settings, period)
-                save_check(store, settings.slurm.cluster, check)
+            for period, name in [(p, c) for p in chosen
+                                 for c in ((cluster,) if cluster else settings.slurm.clusters)]:
+                check = verify_period(store, settings, period, name)
+                save_check(store, name, check)
                 ours, theirs = check.total()
-                click.echo(f"{period.label}: {len(check.accounts)} accounts, "
+                on = f" on {name}" if settings.slurm.several else ""
+                click.echo(f"{period.label}{on}: {len(check.accounts)} accounts, "
                            f"{len(check.differing)} differ by more than "
                            f"{TOLERANCE_MINUTES:g} GPU-minute; total {ours:,.0f} GPU-minutes "
                            f"here, {theirs:,} in sreport")
@@ -436,7 +479,7 @@ def verify(config_path: Path | None, months: tuple[str, ...], details: bool) -> 
                                "energy (this store was upgraded from a version without it); "
                                "'gpu-usage collect --from-scratch' reads it")
                     continue
-                energy = verify_energy(store, settings, period)
+                energy = verify_energy(store, settings, period, name)
                 if not energy.recorded:
                     click.echo("  energy: not recorded on this cluster in this period (no "
                                "job has ConsumedEnergyRaw)")
@@ -496,7 +539,7 @@ def exporter(config_path: Path | None, address: str | None, port: int | None) ->
         serve(settings, cfg.address if address is None else address,
               cfg.port if port is None else port, stop,
               on_ready=lambda url: click.echo(f"serving {url} (cluster "
-                                              f"{settings.slurm.cluster})", err=True))
+                                              f"{', '.join(settings.slurm.clusters)})", err=True))
     except OSError as exc:
         click.echo(f"error: cannot listen on {address or cfg.address}:{port or cfg.port}: "
                    f"{exc.strerror}", err=True)

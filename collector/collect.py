@@ -41,7 +41,14 @@ from collector.slurm.records import JobRecord
 from collector.slurm.sacct_parser import FieldError, ParseResult
 from collector.slurm.sacctmgr_parser import parse_events, parse_reservations
 from collector.slurm.sources import open_source, read_windows
-from collector.store.database import Collection, Store, job_row, row_job
+from collector.store.database import (
+    Collection,
+    Store,
+    StoreBusy,
+    StoreError,
+    job_row,
+    row_job,
+)
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -175,17 +182,56 @@ def rebuild_rollups(store: Store, days: LocalDays, progress: Progress | None) ->
             progress("re-rolling stored jobs", done, 0)
 
 
+class CollectionsFailed(RuntimeError):
+    """Some clusters of the facility could not be collected (the others were)."""
+
+    def __init__(self, done: list[Collection], failed: list[tuple[str, Exception]]):
+        self.done, self.failed = done, failed
+        super().__init__("; ".join(f"cluster {c}: {exc}" for c, exc in failed))
+
+
+def collect_facility(settings: Settings, now: float | None = None,
+                     env: dict[str, str] | None = None, progress: Progress | None = None,
+                     store_dir: Path | None = None, from_scratch: bool = False,
+                     clusters: tuple[str, ...] | None = None) -> list[Collection]:
+    """One incremental collection of each cluster (default: all configured), each in its
+    own transaction, one after the other: a cluster whose Slurm fails leaves its part
+    of the store as it was and does not stop the others. Raises CollectionsFailed
+    after trying them all (StoreBusy at once: another collection runs)."""
+    done: list[Collection] = []
+    failed: list[tuple[str, Exception]] = []
+    now_s = int(clock.now_or(now))
+    for cluster in clusters or settings.slurm.clusters:
+        try:
+            done.append(collect(settings, now_s, env, progress, store_dir, from_scratch,
+                                cluster))
+        except StoreBusy:
+            raise
+        except (door.SlurmError, FieldError, StoreError) as exc:
+            failed.append((cluster, exc))
+    if failed:
+        raise CollectionsFailed(done, failed)
+    return done
+
+
 def collect(settings: Settings, now: float | None = None, env: dict[str, str] | None = None,
             progress: Progress | None = None, store_dir: Path | None = None,
-            from_scratch: bool = False) -> Collection:
-    """One incremental collection; returns its summary. Raises SlurmError, FieldError,
-    StoreError (StoreBusy if another collection runs); the store is then unchanged.
+            from_scratch: bool = False, cluster: str | None = None) -> Collection:
+    """One incremental collection of `cluster` (may be left out when the facility has
+    one); returns its summary. Raises SlurmError, FieldError, StoreError (StoreBusy if
+    another collection runs); the store is then unchanged.
 
-    `from_scratch` forgets every stored job and reads the whole history again, in the
-    same single transaction (readers keep the old figures until it commits)."""
+    `from_scratch` forgets every stored job of the cluster and reads its whole history
+    again, in the same single transaction (readers keep the old figures until it
+    commits)."""
     now_s = int(clock.now_or(now))
     slurm = settings.slurm
-    cluster = slurm.cluster
+    if cluster is None:
+        if slurm.several:
+            raise ValueError(f"name one of the clusters {', '.join(slurm.clusters)}")
+        cluster = slurm.clusters[0]
+    elif cluster not in slurm.clusters:
+        raise ValueError(f"cluster {cluster!r} is not configured")
     started, t0 = clock.now(), time.monotonic()
     with Store.open_writer(store_dir or settings.store.path) as store:
         cid = store.next_collection_id()
@@ -204,8 +250,8 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
         hold = previous is not None and previous.status == "failed" and not from_scratch
         tally = _Tally()
         try:
-            _collect(store, settings, cid, start_s, now_s, history_from, env, progress, tally,
-                     from_scratch, hold)
+            _collect(store, settings, cluster, cid, start_s, now_s, history_from, env,
+                     progress, tally, from_scratch, hold)
         except BaseException as exc:
             # The transaction is rolled back; record the failure in its own one.
             with store.transaction():
@@ -217,13 +263,14 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
         return store.last_collection(cluster)  # type: ignore[return-value]
 
 
-def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: int,
-             history_from: int, env: dict[str, str] | None, progress: Progress | None,
-             tally: _Tally, from_scratch: bool = False, hold: bool = False) -> None:
+def _collect(store: Store, settings: Settings, cluster: str, cid: int, start_s: int,
+             now_s: int, history_from: int, env: dict[str, str] | None,
+             progress: Progress | None, tally: _Tally, from_scratch: bool = False,
+             hold: bool = False) -> None:
     slurm = settings.slurm
-    cluster, timeout = slurm.cluster, slurm.timeout_s
+    timeout = slurm.timeout_s
     days = LocalDays(settings.facility.timezone)
-    source = open_source(settings, env)
+    source = open_source(settings, cluster, env)
     cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600), target=source.window_target)
     started, t0 = clock.now(), time.monotonic()
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -234,7 +281,7 @@ def _collect(store: Store, settings: Settings, cid: int, start_s: int, now_s: in
 
         with store.transaction():
             if from_scratch:
-                store.forget_jobs()
+                store.forget_jobs(cluster)
             open_before = {j.key: j.job_id_raw for j in store.open_jobs(cluster)}
             if store.meta("timezone") != settings.facility.timezone:
                 rebuild_rollups(store, days, progress)
@@ -299,4 +346,4 @@ def _ingest(store: Store, cluster: str, result: ParseResult, cid: int, days: Loc
         _flush(store, tally)
 
 
-__all__ = ["FieldError", "Windows", "collect"]
+__all__ = ["CollectionsFailed", "FieldError", "Windows", "collect", "collect_facility"]

@@ -11,7 +11,7 @@ import re
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -47,9 +47,17 @@ class Facility(_Model):
 SLURM_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
 
 
+ClusterName = Annotated[str, Field(pattern=SLURM_NAME)]
+
+
 class Slurm(_Model):
+    """`[slurm]`: the cluster (`cluster = "name"`) or the clusters of one facility
+    (`clusters = ["a", "b"]`, all on one slurmdbd or each read through its own door
+    with the same source), and how to read them. Everything is stored and reported
+    per cluster; reports, pages and metrics show one cluster or the facility."""
+
     # Reaches sacct/sacctmgr/sreport as an argument (never through a shell): checked.
-    cluster: str = Field(pattern=SLURM_NAME)
+    clusters: tuple[ClusterName, ...] = Field(min_length=1, max_length=64)
     source: Literal["sacct", "slurmrestd", "pyslurm"] = "sacct"
     history_start: date | None = None
     window_hours: float = Field(default=24 * 31, ge=1, le=24 * 366)
@@ -58,6 +66,31 @@ class Slurm(_Model):
     # GPU use from job steps (gres/gpuutil, gres/gpumem; Slurm 23.02+ with a GPU
     # plugin): "auto" reads steps when slurmdbd has those TRES, "off" never does.
     gpu_steps: Literal["auto", "off"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many(cls, data: object) -> object:
+        if isinstance(data, dict) and "cluster" in data:
+            if "clusters" in data:
+                raise ValueError("give either cluster = \"name\" or clusters = [...], "
+                                 "not both")
+            data = {**data, "clusters": [data["cluster"]]}
+            del data["cluster"]
+        return data
+
+    @field_validator("clusters")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Slurm compares cluster names case-insensitively (sacct -M, slurmdbd's tables).
+        seen = [c.lower() for c in value]
+        dupes = sorted({c for c in value if seen.count(c.lower()) > 1})
+        if dupes:
+            raise ValueError(f"clusters listed twice: {', '.join(dupes)}")
+        return value
+
+    @property
+    def several(self) -> bool:
+        return len(self.clusters) > 1
 
 
 class Slurmrestd(_Model):

@@ -34,7 +34,10 @@ if who.role == "none":
     st.error(f"No access: {who.why}.")
     st.stop()
 page = st.navigation(PAGES if who.operator else PI_PAGES)
-st.sidebar.markdown(f"**{cfg.facility.name}** · cluster `{cfg.slurm.cluster}`")
+names = cfg.slurm.clusters
+st.sidebar.markdown(f"**{cfg.facility.name}** · "
+                    + (f"cluster `{names[0]}`" if len(names) == 1 else f"{len(names)} clusters"))
+st.session_state["cluster"] = state.cluster_picker(cfg)
 if cfg.dashboard.auth is None:
     st.sidebar.caption("No [dashboard.auth] configured: listening on localhost only, "
                        "every visitor is an operator.")

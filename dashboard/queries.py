@@ -27,7 +27,7 @@ from collector.engine import periods, usage
 from collector.engine.model import UNMAPPED, ProjectsReport, Report
 from collector.engine.periods import Period
 from collector.engine.policy import descendants, map_accounts
-from collector.engine.report import build_report
+from collector.engine.report import build_report, scope_of
 from collector.engine.verify import load_checks
 from collector.store import reads
 from collector.store.database import Store
@@ -58,10 +58,12 @@ def recent_months(settings: Settings, count: int = 24, now: float | None = None)
     return out
 
 
-def report(settings: Settings, period: Period, now: float | None = None) -> Report:
-    """The typed report of the period (`gpu-usage report` prints the same)."""
+def report(settings: Settings, period: Period, now: float | None = None,
+           cluster: str | None = None) -> Report:
+    """The typed report of the period, on the facility or one of its clusters
+    (`gpu-usage report [--cluster]` prints the same)."""
     with Store.open_reader(settings.store.path) as store:
-        return build_report(store, settings, period, now)
+        return build_report(store, settings, period, now, cluster)
 
 
 def document(rep: Report | ProjectsReport) -> dict:
@@ -82,7 +84,7 @@ def _frame(rep: Report | ProjectsReport, rows: tuple, columns: list[str]) -> pd.
 def store_version(settings: Settings) -> tuple[int, float]:
     """(newest collection id, its end): a cache key that changes after each collection."""
     with Store.open_reader(settings.store.path) as store:
-        return reads.version(store, settings.slurm.cluster)
+        return reads.version(store, settings.slurm.clusters)
 
 
 def category_order(settings: Settings) -> list[str]:
@@ -95,6 +97,13 @@ def tiles(rep: Report, gpus_now: int | None) -> dict:
     return {"available_gpu_hours": cap["available_gpu_hours"],
             "used_gpu_hours": cap["allocated_gpu_hours"], "utilisation": cap["utilisation"],
             "gpus_allocated_now": gpus_now, "gpus": cap["gpus"]}
+
+
+def clusters(rep: Report) -> pd.DataFrame:
+    """Per cluster (a facility with several): GPUs, available and used GPU-hours."""
+    return _frame(rep, rep.clusters, ["cluster", "gpus", "available_gpu_hours",
+                                      "allocated_gpu_hours", "utilisation", "share_of_used",
+                                      "last_collection"])
 
 
 def categories(rep: Report) -> pd.DataFrame:
@@ -115,14 +124,15 @@ def commercial(rep: Report) -> dict:
     return convert.to_json(rep.commercial, rep.period.timezone)
 
 
-def daily_by_category(settings: Settings, period: Period, now: float | None = None
-                      ) -> pd.DataFrame:
-    """GPU-hours per local day and category over the period (running jobs up to now)."""
+def daily_by_category(settings: Settings, period: Period, now: float | None = None,
+                      cluster: str | None = None) -> pd.DataFrame:
+    """GPU-hours per local day and category over the period (running jobs up to now),
+    on the facility or one of its clusters."""
     now_s = int(clock.now_or(now))
-    cluster, tz = settings.slurm.cluster, settings.facility.timezone
+    clusters, tz = scope_of(settings, cluster), settings.facility.timezone
     with Store.open_reader(settings.store.path) as store:
-        days = usage.daily_usage(store, cluster, period.start_s, period.end_s, now_s, tz)
-        parents = reads.tree(store, cluster).parents
+        days = usage.daily_usage(store, clusters, period.start_s, period.end_s, now_s, tz)
+        parents = reads.tree(store, clusters).parents
     amap = map_accounts(settings, parents, {a for _, a, _ in days})
     sums: dict[tuple[int, str], int] = {}
     for (day, account, _), gpu_s in days.items():
@@ -135,14 +145,15 @@ def daily_by_category(settings: Settings, period: Period, now: float | None = No
 
 
 # --- Categories -----------------------------------------------------------------------
-def usage_rows(settings: Settings, period: Period, now: float | None = None) -> pd.DataFrame:
+def usage_rows(settings: Settings, period: Period, now: float | None = None,
+               cluster: str | None = None) -> pd.DataFrame:
     """The period's usage by account, user, partition, GPU type, WCKey and job size,
     with each account's category and pool: the table every breakdown groups."""
     now_s = int(clock.now_or(now))
-    cluster = settings.slurm.cluster
+    clusters = scope_of(settings, cluster)
     with Store.open_reader(settings.store.path) as store:
-        rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s)
-        parents = reads.tree(store, cluster).parents
+        rows = usage.period_usage(store, clusters, period.start_s, period.end_s, now_s)
+        parents = reads.tree(store, clusters).parents
     amap = map_accounts(settings, parents, {r.account for r in rows})
     phase = settings.wckeys
     data = [{"category": amap.category_of(r.account) or UNMAPPED,
@@ -213,10 +224,11 @@ def filter_allocations(df: pd.DataFrame, which: str) -> pd.DataFrame:
 
 
 def burn_down(settings: Settings, account: str, now: float | None = None) -> pd.DataFrame:
-    """Per day of an allocation: GPU-hours used so far, the linear plan, and what is left
-    of the grant (the burn-down); days after now have only the plan."""
+    """Per day of an allocation: GPU-hours used so far on every cluster, the linear
+    plan, and what is left of the grant (the burn-down); days after now have only the
+    plan."""
     now_s = int(clock.now_or(now))
-    tz, cluster = settings.facility.timezone, settings.slurm.cluster
+    tz, cluster = settings.facility.timezone, settings.slurm.clusters
     alloc = next((a for a in settings.allocations if a.account == account), None)
     if alloc is None:
         raise KeyError(f"no allocation for account {account!r} in the policy file")
@@ -322,7 +334,7 @@ def live(settings: Settings) -> Live:
     nodes, bad_nodes = read_nodes_now(settings)
     try:
         with Store.open_reader(settings.store.path) as store:
-            parents = reads.tree(store, settings.slurm.cluster).parents
+            parents = reads.tree(store, settings.slurm.clusters).parents
     except Exception:
         parents = {}
     amap = map_accounts(settings, parents, {j.account for j in jobs})
@@ -359,13 +371,14 @@ def data_quality(rep: Report) -> dict:
 
 
 def sreport_checks(settings: Settings) -> pd.DataFrame:
-    """Results of `gpu-usage verify`: per closed month, how the store compares with
-    sreport (GPU-minutes)."""
+    """Results of `gpu-usage verify`: per closed month and cluster, how the store
+    compares with sreport (GPU-minutes)."""
     with Store.open_reader(settings.store.path) as store:
-        rows = [dataclasses.astuple(c) for c in load_checks(store, settings.slurm.cluster)]
-    df = pd.DataFrame(rows, columns=["period", "checked_s", "accounts", "differing",
+        rows = [(cluster, *dataclasses.astuple(c)) for cluster in settings.slurm.clusters
+                for c in load_checks(store, cluster)]
+    df = pd.DataFrame(rows, columns=["cluster", "period", "checked_s", "accounts", "differing",
                                      "max_difference_minutes", "ours_gpu_minutes",
                                      "sreport_gpu_minutes"])
     df["checked"] = pd.to_datetime(df["checked_s"], unit="s", utc=True).dt.tz_convert(
         settings.facility.timezone).dt.strftime("%Y-%m-%d %H:%M")
-    return df.drop(columns=["checked_s"])
+    return df.drop(columns=["checked_s"] + ([] if settings.slurm.several else ["cluster"]))

@@ -87,18 +87,21 @@ def _cfg(path: str) -> Settings:
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner="Reading the store...", max_entries=64)
-def _report(path: str, period: Period, version: tuple[int, float]) -> dict:
-    return queries.report(_cfg(path), period)
+def _report(path: str, period: Period, cluster: str | None, version: tuple[int, float]
+            ) -> dict:
+    return queries.report(_cfg(path), period, cluster=cluster)
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner=False, max_entries=32)
-def _daily(path: str, period: Period, version: tuple[int, float]) -> pd.DataFrame:
-    return queries.daily_by_category(_cfg(path), period)
+def _daily(path: str, period: Period, cluster: str | None, version: tuple[int, float]
+           ) -> pd.DataFrame:
+    return queries.daily_by_category(_cfg(path), period, cluster=cluster)
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner=False, max_entries=32)
-def _rows(path: str, period: Period, version: tuple[int, float]) -> pd.DataFrame:
-    return queries.usage_rows(_cfg(path), period)
+def _rows(path: str, period: Period, cluster: str | None, version: tuple[int, float]
+          ) -> pd.DataFrame:
+    return queries.usage_rows(_cfg(path), period, cluster=cluster)
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner=False, max_entries=64)
@@ -130,19 +133,27 @@ def _version() -> tuple[int, float]:
     return _guard(store_version, config_path())
 
 
+def cluster() -> str | None:
+    """The cluster the pages show (the sidebar's pick); None: the whole facility."""
+    return st.session_state.get("cluster")
+
+
 def report(period: Period) -> dict:
-    """The period's report as this viewer may see it (a PI: their projects only)."""
-    return access.scope_report(_guard(_report, config_path(), period, _version()), viewer())
+    """The period's report as this viewer may see it (a PI: their projects only, on
+    every cluster)."""
+    scope = cluster() if viewer().operator else None
+    return access.scope_report(_guard(_report, config_path(), period, scope, _version()),
+                               viewer())
 
 
 def daily(period: Period) -> pd.DataFrame:
     operator_only()
-    return _guard(_daily, config_path(), period, _version())
+    return _guard(_daily, config_path(), period, cluster(), _version())
 
 
 def rows(period: Period) -> pd.DataFrame:
     operator_only()
-    return _guard(_rows, config_path(), period, _version())
+    return _guard(_rows, config_path(), period, cluster(), _version())
 
 
 def burn(account: str) -> pd.DataFrame:
@@ -158,15 +169,16 @@ def checks() -> pd.DataFrame:
 
 
 @st.cache_data(ttl=STORE_TTL_S, show_spinner="Making the document...", max_entries=16)
-def _document(path: str, period: Period, fmt: str, version: tuple[int, float]) -> bytes:
+def _document(path: str, period: Period, cluster: str | None, fmt: str,
+              version: tuple[int, float]) -> bytes:
     from collector.documents.office import render_document
-    return render_document(_report(path, period, version), fmt)
+    return render_document(_report(path, period, cluster, version), fmt)
 
 
 def document(period: Period, fmt: str) -> bytes:
     """The PDF or Excel report of the period, as `gpu-usage report --format` writes it."""
     operator_only()
-    return _guard(_document, config_path(), period, fmt, _version())
+    return _guard(_document, config_path(), period, cluster(), fmt, _version())
 
 
 def live() -> tuple[queries.Live | None, str | None]:
@@ -179,7 +191,23 @@ def live() -> tuple[queries.Live | None, str | None]:
         return None, str(exc)
 
 
-# --- the period picker (in the sidebar, shared by every page) --------------------------
+# --- the cluster and period pickers (in the sidebar, shared by every page) -------------
+FACILITY = "Whole facility"
+
+
+def cluster_picker(cfg: Settings) -> str | None:
+    """With several clusters, an operator picks one or the whole facility (a link may
+    name it: ?cluster=NAME); None: the facility."""
+    names = cfg.slurm.clusters
+    if len(names) == 1 or not viewer().operator:
+        return None
+    if "cluster_pick" not in st.session_state:
+        linked = st.query_params.get("cluster")
+        st.session_state["cluster_pick"] = linked if linked in names else FACILITY
+    picked = st.sidebar.selectbox("Cluster", (FACILITY, *names), key="cluster_pick")
+    return None if picked == FACILITY else picked
+
+
 def _from_link() -> None:
     """A link may name the period: ?month=2026-10, ?quarter=2026Q3 or ?year=2026
     (applied once per session, before the widgets are drawn)."""

@@ -65,7 +65,10 @@ def cluster() -> None:
 @click.option("--node-gpus", default=None, metavar="N,N,N,N",
               help="GPUs of each of the 4 nodes, for a cluster of mixed node types "
                    "(e.g. 4,4,8,8) [default: 4 each].")
-def up(lay: Layout, release: str | None, node_gpus: str | None) -> None:
+@click.option("--second-cluster", is_flag=True,
+              help="Also start a second cluster, testai2 (its own slurmctld and nodes "
+                   "b01-b04), accounted by the same slurmdbd: a facility of two clusters.")
+def up(lay: Layout, release: str | None, node_gpus: str | None, second_cluster: bool) -> None:
     """Start munge, MariaDB, slurmdbd, slurmctld, 4 GPU nodes and slurmrestd; create
     the account tree.
 
@@ -76,6 +79,7 @@ def up(lay: Layout, release: str | None, node_gpus: str | None) -> None:
       python -m testcluster up --run-dir /tmp/tc --base-port 26800
       python -m testcluster up --slurm 24.11 --run-dir var/tc-2411 --base-port 26800
       python -m testcluster up --node-gpus 4,4,8,8 --run-dir /tmp/mixed --base-port 27800
+      python -m testcluster up --second-cluster    # testai and testai2 on one slurmdbd
     """
     from . import accounts
     from . import cluster as tc
@@ -96,6 +100,11 @@ def up(lay: Layout, release: str | None, node_gpus: str | None) -> None:
     t0 = time.monotonic()
     summary = accounts.apply(lay)
     timings["accounts"] = time.monotonic() - t0
+    if second_cluster:
+        t0 = time.monotonic()
+        tc.up_second(lay)
+        summary += f"; second cluster {lay.second.cluster}: {accounts.apply(lay.second)}"
+        timings["second cluster"] = time.monotonic() - t0
     took = time.monotonic() - started
     click.echo(f"cluster {lay.cluster} (Slurm {lay.slurm}) is up in {took:.1f} s "
                f"(run dir {lay.run_dir})")
@@ -189,8 +198,10 @@ def _month_arg(value: str | None) -> int | None:
 @click.option("--utilisation", type=click.FloatRange(0.05, 0.95), default=None,
               help="GPU time the jobs ask for, as a share of capacity [default: 0.78; "
                    "0.60 above 100,000 jobs a month].")
+@click.option("--second-cluster", is_flag=True,
+              help="Into the second cluster (testai2, `up --second-cluster`) instead.")
 def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | None,
-             utilisation: float | None) -> None:
+             utilisation: float | None, second_cluster: bool) -> None:
     """Write a realistic job history into slurmdbd and let it roll up.
 
     Replaces an earlier backfill. Afterwards sacct and sreport answer for the
@@ -201,9 +212,13 @@ def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | 
     Example:
       python -m testcluster backfill --months 3 --jobs 30000 --seed 42
       python -m testcluster backfill --months 1 --jobs 1000000   # benchmark size
+      python -m testcluster backfill --second-cluster --months 3 --jobs 5000 --seed 7
     """
     from . import backfill as bf
     from .history import HistorySpec, day, default_start
+
+    if second_cluster:
+        lay = lay.second
 
     now = int(clock.now())
     start = _month_arg(start_month) or default_start(months, now)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import database, ports, processes, releases
-from .layout import REST_USER, Layout
+from .layout import REST_USER, Layout, SecondLayout
 from .processes import ClusterError, Daemon, run_slurm
 from .slurmconf import render_gres_conf, render_slurm_conf, render_slurmdbd_conf
 
@@ -241,7 +241,9 @@ def signal_daemon(lay: Layout, name: str, sig: int) -> None:
 
 
 def restart_slurmdbd(lay: Layout) -> None:
-    """Stop and start slurmdbd (it rolls up usage when it starts)."""
+    """Stop and start slurmdbd (it rolls up usage when it starts): the first cluster's,
+    which accounts for the second too."""
+    lay = lay.first
     pid = processes.pid_of(lay.pid_dir, "slurmdbd", lay.run_dir)
     if pid is not None:
         survivors = processes.terminate([pid])
@@ -408,6 +410,59 @@ def up(lay: Layout, say: Callable[[str], None] = lambda _: None) -> dict[str, fl
     return timings
 
 
+def write_second_config(second: SecondLayout) -> None:
+    """The second cluster's slurm.conf and gres.conf (its slurmdbd.conf and database
+    password are the first cluster's) and its GPU device files."""
+    _prepare_dirs(second)
+    _write(second.slurm_conf, render_slurm_conf(second), 0o644)
+    _write(second.etc_dir / "gres.conf", render_gres_conf(second), 0o644)
+    if second.slurm != releases.HOST:
+        _write(second.etc_dir / "cgroup.conf", "CgroupPlugin=disabled\n", 0o644)
+    _make_gpu_devices(second)
+
+
+def up_second(lay: Layout, say: Callable[[str], None] = lambda _: None) -> dict[str, float]:
+    """Start the second cluster of `lay`'s run directory beside the (running) first
+    one: registered with its slurmdbd, then its slurmctld and four slurmd nodes. A
+    facility of two clusters on one slurmdbd. Returns the seconds each step took."""
+    second = lay.second
+    ports.check_outside_ephemeral(second.ports, f"the second test cluster (base port "
+                                  f"{lay.base_port})")
+    if not _slurmdbd_ready(lay):
+        raise ClusterError(f"the first cluster's slurmdbd does not answer: start it first "
+                           f"(python -m testcluster up --run-dir {lay.run_dir})")
+    write_second_config(second)
+    timings = {}
+    running_before = {d.name for d in status_second(lay) if d.running}
+    try:
+        t0 = time.monotonic()
+        out = run_slurm(lay, ["sacctmgr", "-n", "-P", "show", "cluster",
+                              "format=cluster"]).stdout
+        if second.cluster not in out.split():
+            run_slurm(lay, ["sacctmgr", "-i", "add", "cluster", second.cluster])
+        timings["register"] = time.monotonic() - t0
+        for name, step in (("slurmctld", _start_slurmctld), ("slurmd", _start_slurmds)):
+            t0 = time.monotonic()
+            step(second)
+            timings[name] = time.monotonic() - t0
+    except BaseException:
+        started = [d for d in status_second(lay) if d.running and d.name not in running_before]
+        processes.terminate({d.pid for d in started if d.pid is not None}, timeout_s=10)
+        for d in started:
+            (second.pid_dir / f"{d.name}.pid").unlink(missing_ok=True)
+        raise
+    say(f"second cluster {second.cluster} is up beside {lay.cluster}")
+    return timings
+
+
+def status_second(lay: Layout) -> list[DaemonStatus]:
+    second = lay.second
+    if not second.home.exists():
+        return []
+    return [DaemonStatus(n, processes.pid_of(second.pid_dir, n, lay.run_dir))
+            for n in ("slurmctld", *(f"slurmd-{n}" for n in second.nodes))]
+
+
 def _stop_started_since(lay: Layout, running_before: set[str]) -> None:
     started = [d for d in status(lay) if d.running and d.name not in running_before]
     pids = {d.pid for d in started if d.pid is not None}
@@ -439,6 +494,14 @@ def down(lay: Layout) -> int:
     Returns the number of processes stopped; raises if any survive.
     """
     stopped = 0
+    # The second cluster's daemons (if it runs) first; they are marked as ours too.
+    for d in reversed(status_second(lay)):
+        if d.pid is not None:
+            if processes.terminate([d.pid]):
+                raise ClusterError(f"{lay.second.cluster}'s {d.name} (pid {d.pid}) did not "
+                                   "stop")
+            stopped += 1
+        (lay.second.pid_dir / f"{d.name}.pid").unlink(missing_ok=True)
     # Job steps and their tasks first, then the daemons in reverse start order.
     order = list(reversed(daemon_names(lay)))
     pids = {n: processes.pid_of(lay.pid_dir, n, lay.run_dir) for n in order}

@@ -53,13 +53,26 @@ class Layout:
             raise ValueError(f"base port {self.base_port} must be between 1024 and 65000")
 
     # -- names -------------------------------------------------------------
+    node_prefix = "gpu"
+
     @property
     def nodes(self) -> list[str]:
-        return [f"gpu{i:02d}" for i in range(1, NODE_COUNT + 1)]
+        return [f"{self.node_prefix}{i:02d}" for i in range(1, NODE_COUNT + 1)]
 
     @property
     def nodelist(self) -> str:
-        return f"gpu[01-{NODE_COUNT:02d}]"
+        return f"{self.node_prefix}[01-{NODE_COUNT:02d}]"
+
+    @property
+    def first(self) -> Layout:
+        """The cluster whose munge, MariaDB and slurmdbd this one uses: itself."""
+        return self
+
+    @property
+    def second(self) -> SecondLayout:
+        """The second cluster of this run directory (`up --second-cluster`): its own
+        slurmctld and nodes, accounted by this cluster's slurmdbd."""
+        return SecondLayout(self.run_dir, self.base_port, release=self.release)
 
     @property
     def hostname(self) -> str:
@@ -229,3 +242,72 @@ class Layout:
             env["LD_LIBRARY_PATH"] = ":".join(filter(None, (
                 f"{prefix}/lib", f"{prefix}/lib/slurm", env.get("LD_LIBRARY_PATH"))))
         return env
+
+
+SECOND_CLUSTER_NAME = "testai2"
+
+
+@dataclass(frozen=True)
+class SecondLayout(Layout):
+    """A second cluster in the same run directory, as a facility with two clusters on one
+    slurmdbd runs them: its own slurm.conf, slurmctld and four slurmd nodes (b01-b04),
+    registered with the first cluster's slurmdbd; munge, MariaDB, slurmdbd and the
+    database password are the first one's. Its files live under RUN_DIR/testai2/."""
+
+    cluster: str = SECOND_CLUSTER_NAME
+    node_prefix = "b"
+
+    @property
+    def home(self) -> Path:
+        return self.run_dir / self.cluster
+
+    @property
+    def first(self) -> Layout:
+        return Layout(self.run_dir, self.base_port, release=self.release)
+
+    @property
+    def node_gpus_file(self) -> Path:
+        return self.home / "node-gpus"
+
+    @property
+    def slurmctld_port(self) -> int:
+        return self.base_port + 27
+
+    def slurmd_port(self, index: int) -> int:
+        return self.base_port + 111 + index
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.slurmctld_port, *(self.slurmd_port(i) for i in range(len(self.nodes)))]
+
+    @property
+    def db_password(self) -> str:
+        return self.first.db_password
+
+    @property
+    def jwt_key(self) -> Path:
+        return self.first.jwt_key
+
+    @property
+    def etc_dir(self) -> Path:
+        return self.home / "etc"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "log"
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.home / "pid"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def dev_dir(self) -> Path:
+        return self.home / "dev"

@@ -8,7 +8,6 @@ from .layout import (
     GPU_TYPE,
     GPUS_PER_NODE,
     MEMORY_MB_PER_NODE,
-    NODE_COUNT,
     PARTITION,
     Layout,
 )
@@ -17,7 +16,7 @@ from .layout import (
 def render_slurm_conf(lay: Layout) -> str:
     """slurm.conf: four GPU nodes on this host, each slurmd on its own port."""
     run = lay.run_dir
-    first, last = lay.slurmd_port(0), lay.slurmd_port(NODE_COUNT - 1)
+    first, last = lay.slurmd_port(0), lay.slurmd_port(len(lay.nodes) - 1)
     if set(lay.gpus_per_node) == {GPUS_PER_NODE}:
         nodes = (f"NodeName={lay.nodelist} NodeHostname=localhost NodeAddr=127.0.0.1 "
                  f"Port=[{first}-{last}]")

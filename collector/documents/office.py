@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 from collector.documents import convert
 from collector.documents.text import (
     CELL_MAX,
+    OPTIONAL,
     PERCENT_UNITS,
     ROW_TYPES,
     SECTIONS,
@@ -30,6 +31,7 @@ from collector.documents.text import (
     get_rows,
     heading,
     numeric,
+    sections_of,
     service_lines,
     title_of,
 )
@@ -39,7 +41,8 @@ from collector.engine.rollup import SIZE_CLASSES
 DOCUMENT_FORMATS = ("pdf", "xlsx")
 
 # Sheet names (Excel allows 31 characters and no []:*?/\).
-SHEETS = {"capacity": "Capacity", "pools": "Pools", "categories": "Categories",
+SHEETS = {"capacity": "Capacity", "clusters": "Clusters", "pools": "Pools",
+          "categories": "Categories",
           "commercial": "Commercial", "partitions": "Partitions", "gpu_types": "GPU types",
           "access_modes": "Access modes", "countries": "Countries",
           "allocations": "Allocations", "job_mix.size": "Job size",
@@ -127,7 +130,7 @@ def xlsx(report: model.Report) -> bytes:
     about.column_dimensions["A"].width = 18
     about.column_dimensions["B"].width = 32
     bold = Font(bold=True)
-    for _, key, columns in SECTIONS:
+    for _, key, columns in sections_of(report):
         ws = wb.create_sheet(SHEETS[key])
         headers = [convert.label(ROW_TYPES[key], c) for c in columns]
         ws.append(headers)
@@ -186,7 +189,7 @@ def _fonts() -> tuple[str, str]:
 # What the PDF shows of each section, in the order of a monthly report to funders
 # (shared/domain.md); user names stay out of a document that leaves the facility.
 _PDF_PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("1. Capacity", ("capacity",)),
+    ("1. Capacity", ("capacity", "clusters")),
     ("2. Utilisation per partition", ("partitions",)),
     ("3. Usage per pool and category against quota", ("pools", "categories", "commercial")),
     ("4. Usage per access mode, country and GPU type", ("access_modes", "countries",
@@ -363,6 +366,8 @@ def pdf(report: model.Report) -> bytes:
     for part, keys in _PDF_PARTS:
         story.append(Paragraph(escape(part), h2))
         for key in keys:
+            if key in OPTIONAL and not get_rows(report, key):
+                continue
             story += [Paragraph(escape(_TITLES[key]), h3), table(key), Spacer(1, 0.3 * cm)]
             if key == "categories":
                 story.append(_category_chart(report, font))

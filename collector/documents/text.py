@@ -46,6 +46,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Capacity (GPU-hours)", "capacity", ("gpus", "nominal_s", "down_s", "planned_down_s",
      "available_s", "allocated_s", "utilisation", "availability")),
+    ("Clusters", "clusters", ("cluster", "gpus", "available_s", "allocated_s", "utilisation",
+                              "share_of_allocated", "last_collection_s")),
     ("Pools against their share", "pools", ("pool", "used_s", "quota_share", "quota_s",
      "share_of_available", "ytd_used_s", "ytd_quota_s")),
     ("Categories against their quota", "categories", ("category", "pool", "used_s",
@@ -92,7 +94,7 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Unmapped accounts", "unmapped_accounts", ("account", "used_s", "in_slurm_tree")),
 )
 ROW_TYPES: dict[str, type] = {
-    "capacity": model.CapacityFigures, "pools": model.PoolUse,
+    "capacity": model.CapacityFigures, "clusters": model.ClusterUse, "pools": model.PoolUse,
     "categories": model.CategoryUse, "commercial": model.CommercialCheck,
     "partitions": model.PartitionUse, "gpu_types": model.GpuTypeUse,
     "access_modes": model.AccessModeUse, "countries": model.CountryUse,
@@ -109,6 +111,15 @@ for _title, _path, _columns in SECTIONS:  # a misspelt column fails at import
     for _c in _columns:
         convert.field_of(ROW_TYPES[_path], _c)
 PERCENT_UNITS = ("ratio", "share")
+# Sections a report has only when it has rows (a facility of one cluster: no clusters).
+OPTIONAL = ("clusters",)
+
+
+def sections_of(report: model.Report | model.ProjectsReport
+                ) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """The report's sections: SECTIONS without an optional one that is empty."""
+    return tuple((t, p, c) for t, p, c in SECTIONS
+                 if p not in OPTIONAL or getattr(report, p, ()))
 
 
 def header(path: str, column: str) -> str:
@@ -429,7 +440,7 @@ def csv_text(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
 
 def _csv(report: model.Report) -> str:
     parts = []
-    for _, path, columns in SECTIONS:
+    for _, path, columns in sections_of(report):
         rows = ([row[c] for c in columns] for row in get_rows(report, path))
         keys = [convert.key(ROW_TYPES[path], c) for c in columns]
         parts += [f"# {path}\n", csv_text(keys, rows), "\n"]
@@ -490,7 +501,7 @@ def _grid(title: str, path: str, columns: tuple[str, ...], rows: list[dict]) -> 
 
 def _markdown(report: model.Report) -> str:
     lines = [f"# {md_escape(title_of(report, SHOWN_MAX))}", ""]
-    for title, path, columns in SECTIONS:
+    for title, path, columns in sections_of(report):
         lines += md_grid(_grid(title, path, columns, cut_fields(get_rows(report, path))))
     lines += [f"- {md_escape(line)}" for line in service_lines(report, SHOWN_MAX)]
     return "\n".join(lines) + "\n"
@@ -504,7 +515,7 @@ def _table(report: model.Report, width: int = 160) -> str:
 
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
     console.print(title_of(report, SHOWN_MAX), style="bold", markup=False, highlight=False)
-    for title, path, columns in SECTIONS:
+    for title, path, columns in sections_of(report):
         rows = cut_fields(get_rows(report, path))
         if path in ("users",) and len(rows) > 30:
             rows = sorted(rows, key=lambda r: -r["used_s"])[:30]

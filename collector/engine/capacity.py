@@ -44,6 +44,16 @@ class Capacity:
     def available_gpu_s(self) -> int:
         return self.nominal_gpu_s - self.down_gpu_s - self.planned_down_gpu_s
 
+    def __add__(self, other: Capacity) -> Capacity:
+        """Two clusters' capacities as one facility's (their nodes named per cluster)."""
+        return Capacity(self.nominal_gpu_s + other.nominal_gpu_s,
+                        self.down_gpu_s + other.down_gpu_s,
+                        self.planned_down_gpu_s + other.planned_down_gpu_s,
+                        self.sreport_down_gpu_s + other.sreport_down_gpu_s,
+                        self.sreport_planned_down_gpu_s + other.sreport_planned_down_gpu_s,
+                        self.gpus_now + other.gpus_now,
+                        self.nodes_without_inventory + other.nodes_without_inventory)
+
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
     out: list[list[int]] = []

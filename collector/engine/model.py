@@ -57,6 +57,19 @@ def meta(cls: type, name: str) -> dict:
 
 
 @dataclass(frozen=True)
+class ClusterUse:
+    """One cluster of a facility with several (the report on the whole facility)."""
+
+    cluster: str = fig("cluster", "text", "Cluster")
+    gpus: int = fig("gpus", "count", "GPUs now")
+    available_s: int = fig("available_gpu_hours", "gpu_s", "Available GPU-h")
+    allocated_s: int = fig("allocated_gpu_hours", "gpu_s", "Used GPU-h")
+    utilisation: float | None = fig("utilisation", "ratio", "Utilisation")
+    share_of_allocated: float | None = fig("share_of_used", "ratio", "Share of the use")
+    last_collection_s: float | None = fig("last_collection", "instant", "Last collection")
+
+
+@dataclass(frozen=True)
 class PeriodInfo:
     kind: str = fig("kind", "text", "Kind")
     label: str = fig("label", "text", "Period")
@@ -362,6 +375,8 @@ class DataQuality:
                                              "Last collection status")
     nodes_without_inventory: tuple[str, ...] = fig(None, "list",
                                                    "Nodes never seen in the inventory")
+    tree_conflicts: tuple[tuple[str, tuple[str, ...]], ...] = fig(
+        "tree_conflicts", "mapping", "Accounts under different parents per cluster", ())
 
 
 @dataclass(frozen=True)
@@ -372,6 +387,7 @@ class Report:
     last_collection_s: float | None = fig("last_collection", "instant", "Last collection")
     period: PeriodInfo = part("period")
     capacity: CapacityFigures = part("capacity")
+    clusters: tuple[ClusterUse, ...] = part("clusters")   # () for one cluster
     pools: tuple[PoolUse, ...] = part("pools")
     categories: tuple[CategoryUse, ...] = part("categories")
     commercial: CommercialCheck = part("commercial")

@@ -117,11 +117,15 @@ def allocations(settings: Settings, budgets: Mapping[str, int | None],
 
 
 # --- quotas and allocation arithmetic --------------------------------------------------
-def quota_gpu_s(settings: Settings, period: Period, available_gpu_s: int) -> dict[str, float]:
-    """Per category: quota_share x available, or the absolute monthly quota x months."""
+def quota_gpu_s(settings: Settings, period: Period, available_gpu_s: int,
+                scale: float = 1.0) -> dict[str, float]:
+    """Per category: quota_share x available, or the absolute monthly quota x months.
+    For some of a facility's clusters, `scale` is their share of its available time:
+    an absolute (facility) quota is split by it, as shares split by construction."""
     months = len(months_of(period)) if period.kind in ("month", "quarter", "year") else \
         period.hours / (365.25 * 24 / 12)
-    return {c.name: (c.quota_gpu_hours * 3600 * months if c.quota_gpu_hours is not None
+    return {c.name: (c.quota_gpu_hours * 3600 * months * scale
+                     if c.quota_gpu_hours is not None
                      else c.quota_share * available_gpu_s) for c in settings.categories}
 
 

@@ -25,6 +25,7 @@ from collector.engine.model import (
     AllocationStatus,
     CapacityFigures,
     CategoryUse,
+    ClusterUse,
     CommercialCheck,
     CountryUse,
     DataQuality,
@@ -135,11 +136,41 @@ class PeriodData:
     last: Collection | None
     energy_since_s: int | None = None
     gpu_use_since_s: int | None = None
+    clusters: tuple[str, ...] = ()
+    # With several clusters: each one's capacity, use and last collection (facility
+    # reports), and the share of the facility's available time the report's clusters
+    # have (absolute quotas are split by it).
+    per_cluster: tuple[tuple[str, Capacity, int, Collection | None], ...] = ()
+    quota_scale: float = 1.0
+    ytd_quota_scale: float = 1.0
 
 
-def load(store: Store, settings: Settings, period: Period, now_s: int) -> PeriodData:
-    """Every read a report on `period` needs (running jobs read once, clipped by all)."""
-    cluster, tz = settings.slurm.cluster, settings.facility.timezone
+def scope_of(settings: Settings, cluster: str | None) -> tuple[str, ...]:
+    """The clusters a report covers: `cluster` (one of the configured ones), else all."""
+    if cluster is None:
+        return settings.slurm.clusters
+    if cluster not in settings.slurm.clusters:
+        raise ValueError(f"cluster {cluster!r} is not one of the configured clusters "
+                         f"({', '.join(settings.slurm.clusters)})")
+    return (cluster,)
+
+
+def _scale(store: Store, settings: Settings, clusters: tuple[str, ...], cap: Capacity,
+           start_s: int, end_s: int) -> float:
+    """The report's clusters' share of the facility's available GPU time in the span."""
+    if clusters == settings.slurm.clusters:
+        return 1.0
+    facility = usage.period_capacity(store, settings.slurm.clusters, start_s, end_s)
+    whole = facility.available_gpu_s
+    return cap.available_gpu_s / whole if whole > 0 else 0.0
+
+
+def load(store: Store, settings: Settings, period: Period, now_s: int,
+         clusters: tuple[str, ...] | None = None) -> PeriodData:
+    """Every read a report on `period` needs (running jobs read once, clipped by all),
+    for `clusters` (default: the facility's)."""
+    cluster = clusters or settings.slurm.clusters
+    tz = settings.facility.timezone
     until = max(period.start_s, min(period.end_s, now_s))
     running = reads.open_jobs(store, cluster)
     tree = reads.tree(store, cluster)
@@ -151,26 +182,48 @@ def load(store: Store, settings: Settings, period: Period, now_s: int) -> Period
     alloc_days = usage.daily_usage(store, cluster, first, until + 86400, until, tz,
                                    running) if allocs else {}
     first_user, first_account = reads.first_use_days(store, cluster)
+    ytd_until = max(ytd.start_s, min(ytd.end_s, now_s))
+    cap = usage.period_capacity(store, cluster, period.start_s, until)
+    ytd_cap = usage.period_capacity(store, cluster, ytd.start_s, ytd_until)
+    per_cluster: tuple[tuple[str, Capacity, int, Collection | None], ...] = ()
+    if len(cluster) > 1:
+        used = usage.cluster_usage(store, cluster, period.start_s, period.end_s, now_s,
+                                   running)
+        per_cluster = tuple(
+            (c, usage.cluster_capacity(store, c, period.start_s, until), used.get(c, 0),
+             reads.last_collection(store, (c,))) for c in cluster)
     return PeriodData(
         now_s=now_s, until_s=until,
         rows=usage.period_usage(store, cluster, period.start_s, period.end_s, now_s, running),
         starts=reads.start_rows(store, cluster, period.start_s, period.end_s), tree=tree,
-        cap=usage.period_capacity(store, cluster, period.start_s, until), ytd=ytd,
+        cap=cap, ytd=ytd,
         ytd_days=usage.daily_usage(store, cluster, ytd.start_s, ytd.end_s, now_s, tz,
                                    running),
-        ytd_cap=usage.period_capacity(store, cluster, ytd.start_s,
-                                      max(ytd.start_s, min(ytd.end_s, now_s))),
+        ytd_cap=ytd_cap,
         alloc_days=alloc_days, first_user=first_user, first_account=first_account,
         unusual_states=reads.unusual_states(store, cluster, period.start_s, period.end_s),
         rejected=reads.rejected(store), last=reads.last_collection(store, cluster),
-        energy_since_s=reads.energy_since(store), gpu_use_since_s=reads.gpu_use_since(store))
+        energy_since_s=reads.energy_since(store), gpu_use_since_s=reads.gpu_use_since(store),
+        clusters=tuple(cluster), per_cluster=per_cluster,
+        quota_scale=_scale(store, settings, tuple(cluster), cap, period.start_s, until),
+        ytd_quota_scale=_scale(store, settings, tuple(cluster), ytd_cap, ytd.start_s,
+                               ytd_until))
 
 
 def build_report(store: Store, settings: Settings, period: Period,
-                 now: float | None = None) -> Report:
-    """Everything a report on `period` shows, from the store."""
+                 now: float | None = None, cluster: str | None = None) -> Report:
+    """Everything a report on `period` shows, from the store: on the facility, or on
+    one of its clusters."""
     now_s = int(clock.now_or(now))
-    return compute(settings, period, load(store, settings, period, now_s))
+    return compute(settings, period, load(store, settings, period, now_s,
+                                          scope_of(settings, cluster)))
+
+
+def _clusters(d: PeriodData, allocated: int) -> tuple[ClusterUse, ...]:
+    return tuple(ClusterUse(c, cap.gpus_now, cap.available_gpu_s, used,
+                            _ratio(used, cap.available_gpu_s), _ratio(used, allocated),
+                            last and last.finished_s)
+                 for c, cap, used, last in d.per_cluster)
 
 
 def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
@@ -183,11 +236,12 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
     by_type_j = _energy_by(d.rows, lambda r: r.gpu_type)
     categories, pools, commercial = _quotas(settings, period, d, amap)
     return Report(
-        facility=settings.facility.name, cluster=settings.slurm.cluster,
+        facility=settings.facility.name,
+        cluster=", ".join(d.clusters or settings.slurm.clusters),
         generated_s=d.now_s, last_collection_s=d.last and d.last.finished_s,
         period=PeriodInfo(period.kind, period.label, period.timezone, period.start_s,
                           period.end_s, d.until_s, period.end_s - period.start_s),
-        capacity=capacity_figures(d.cap, allocated),
+        capacity=capacity_figures(d.cap, allocated), clusters=_clusters(d, allocated),
         pools=pools, categories=categories, commercial=commercial,
         partitions=tuple(PartitionUse(p, s, _ratio(s, allocated) if allocated else None)
                          for p, s in sorted(_sum_by(d.rows, lambda r: r.partition).items())),
@@ -216,8 +270,8 @@ def compute(settings: Settings, period: Period, d: PeriodData) -> Report:
 def _quotas(settings: Settings, period: Period, d: PeriodData, amap: AccountMap
             ) -> tuple[tuple[CategoryUse, ...], tuple[PoolUse, ...], CommercialCheck]:
     available = d.cap.available_gpu_s
-    quotas = quota_gpu_s(settings, period, available)
-    ytd_quotas = quota_gpu_s(settings, d.ytd, d.ytd_cap.available_gpu_s)
+    quotas = quota_gpu_s(settings, period, available, d.quota_scale)
+    ytd_quotas = quota_gpu_s(settings, d.ytd, d.ytd_cap.available_gpu_s, d.ytd_quota_scale)
     by_cat = _sum_by(d.rows, lambda r: amap.category_of(r.account) or UNMAPPED)
     ytd_by_cat: dict[str, int] = defaultdict(int)
     for (_, account, _), gpu_s in d.ytd_days.items():
@@ -355,7 +409,8 @@ def _data_quality(d: PeriodData, amap: AccountMap) -> DataQuality:
         sreport_view=SreportView(d.cap.sreport_down_gpu_s, d.cap.sreport_planned_down_gpu_s,
                                  SREPORT_NOTE),
         last_collection_status=d.last and d.last.status,
-        nodes_without_inventory=d.cap.nodes_without_inventory)
+        nodes_without_inventory=d.cap.nodes_without_inventory,
+        tree_conflicts=d.tree.conflicts)
 
 
 def _energy_use(settings: Settings, category: str, pool: str, used_s: int, measured_s: int,

@@ -7,6 +7,7 @@ per local day.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 from collector.engine.capacity import Capacity, capacity
@@ -14,10 +15,20 @@ from collector.engine.rollup import LocalDays, size_class
 from collector.slurm.records import JobRecord
 from collector.store import reads
 from collector.store.database import Store
-from collector.store.reads import PeriodAlignmentError, StartRow, Tree, UsageRow
+from collector.store.reads import Clusters, PeriodAlignmentError, StartRow, Tree, UsageRow
 
-__all__ = ["PeriodAlignmentError", "StartRow", "Tree", "UsageRow", "daily_usage",
-           "open_usage", "period_capacity", "period_usage"]
+__all__ = [
+    "PeriodAlignmentError",
+    "StartRow",
+    "Tree",
+    "UsageRow",
+    "cluster_capacity",
+    "cluster_usage",
+    "daily_usage",
+    "open_usage",
+    "period_capacity",
+    "period_usage",
+]
 
 
 def open_usage(jobs: list[JobRecord], start_s: int, end_s: int) -> list[UsageRow]:
@@ -33,25 +44,38 @@ def open_usage(jobs: list[JobRecord], start_s: int, end_s: int) -> list[UsageRow
     return out
 
 
-def period_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int,
+def period_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, now_s: int,
                  open_jobs: list[JobRecord] | None = None) -> list[UsageRow]:
     """GPU-seconds in [start, min(end, now)) by account, user, partition, GPU type,
     WCKey and size class."""
-    rows = reads.usage_rows(store, cluster, start_s, end_s)
+    rows = reads.usage_rows(store, clusters, start_s, end_s)
     if open_jobs is None:
-        open_jobs = reads.open_jobs(store, cluster)
+        open_jobs = reads.open_jobs(store, clusters)
     return rows + open_usage(open_jobs, start_s, min(end_s, now_s))
 
 
-def daily_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int,
+def cluster_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, now_s: int,
+                  open_jobs: list[JobRecord]) -> dict[str, int]:
+    """GPU-seconds per cluster in [start, min(end, now)), running jobs included."""
+    out: dict[str, int] = defaultdict(int, reads.cluster_totals(store, clusters, start_s,
+                                                                end_s))
+    stop = min(end_s, now_s)
+    for job in open_jobs:
+        if job.start_s is None or not job.started or job.gpus <= 0:
+            continue
+        out[job.cluster] += job.gpus * max(0, stop - max(job.start_s, start_s))
+    return dict(out)
+
+
+def daily_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, now_s: int,
                 timezone: str, open_jobs: list[JobRecord] | None = None
                 ) -> dict[tuple[int, str, str], int]:
     """GPU-seconds per (local day, account, user) in [start, min(end, now))."""
     out: dict[tuple[int, str, str], int] = defaultdict(int, reads.daily_rows(
-        store, cluster, start_s, end_s))
+        store, clusters, start_s, end_s))
     days = LocalDays(timezone)
     stop = min(end_s, now_s)
-    for job in reads.open_jobs(store, cluster) if open_jobs is None else open_jobs:
+    for job in reads.open_jobs(store, clusters) if open_jobs is None else open_jobs:
         if job.start_s is None or not job.started or job.gpus <= 0:
             continue
         for day, seconds in days.split(max(job.start_s, start_s), stop):
@@ -59,7 +83,23 @@ def daily_usage(store: Store, cluster: str, start_s: int, end_s: int, now_s: int
     return out
 
 
-def period_capacity(store: Store, cluster: str, start_s: int, end_s: int) -> Capacity:
+def cluster_capacity(store: Store, cluster: str, start_s: int, end_s: int) -> Capacity:
+    """One cluster's capacity in [start, end), from its events, maintenance
+    reservations and node inventory."""
     return capacity(start_s, end_s, reads.events(store, cluster),
                     reads.reservations(store, cluster), reads.node_gpus(store, cluster))
 
+
+def period_capacity(store: Store, clusters: Clusters, start_s: int, end_s: int) -> Capacity:
+    """The clusters' capacity in [start, end): each cluster's own, added up (nodes
+    named `cluster:node` when there are several)."""
+    caps = [cluster_capacity(store, c, start_s, end_s) for c in clusters]
+    if len(caps) == 1:
+        return caps[0]
+    caps = [dataclasses.replace(cap, nodes_without_inventory=tuple(
+        f"{c}:{n}" for n in cap.nodes_without_inventory)) for c, cap in zip(clusters, caps,
+                                                                           strict=True)]
+    total = caps[0]
+    for cap in caps[1:]:
+        total += cap
+    return total

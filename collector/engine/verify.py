@@ -73,20 +73,20 @@ def compare(period: str, ours_seconds: Mapping[str, int], parents: Mapping[str, 
     return Check(period, checked_s, tuple(rows))
 
 
-def verify_period(store: Store, settings: Settings, period: Period,
+def verify_period(store: Store, settings: Settings, period: Period, cluster: str,
                   env: dict[str, str] | None = None) -> Check:
-    """Runs sreport for the period and compares; raises SlurmError, SreportFormatError."""
+    """Runs sreport for the period on `cluster` and compares; raises SlurmError,
+    SreportFormatError."""
     from collector.engine import usage
     from collector.slurm.commands import run_sreport_accounts
 
-    cluster = settings.slurm.cluster
-    rows = usage.period_usage(store, cluster, period.start_s, period.end_s, period.end_s)
+    rows = usage.period_usage(store, (cluster,), period.start_s, period.end_s, period.end_s)
     ours: dict[str, int] = {}
     for r in rows:
         ours[r.account] = ours.get(r.account, 0) + r.gpu_s
     text = run_sreport_accounts(period.start_s, period.end_s, cluster,
                                 settings.slurm.timeout_s, env)
-    return compare(period.label, ours, reads.tree(store, cluster).parents,
+    return compare(period.label, ours, reads.tree(store, (cluster,)).parents,
                    parse_sreport_accounts(text), clock.now())
 
 
@@ -154,7 +154,7 @@ def check_energy(period: str, ours_j: Mapping[str, int], sacct: tuple[dict[str, 
                        root)
 
 
-def verify_energy(store: Store, settings: Settings, period: Period,
+def verify_energy(store: Store, settings: Settings, period: Period, cluster: str,
                   env: dict[str, str] | None = None) -> EnergyCheck:
     """Runs sacct and sreport for the period's energy and compares; raises SlurmError,
     SreportFormatError."""
@@ -162,9 +162,9 @@ def verify_energy(store: Store, settings: Settings, period: Period,
     from collector.slurm.commands import run_sacct_energy, run_sreport_accounts
     from collector.slurm.sreport_parser import parse_sacct_energy
 
-    cluster, timeout = settings.slurm.cluster, settings.slurm.timeout_s
+    timeout = settings.slurm.timeout_s
     ours: dict[str, int] = {}
-    for r in usage.period_usage(store, cluster, period.start_s, period.end_s, period.end_s):
+    for r in usage.period_usage(store, (cluster,), period.start_s, period.end_s, period.end_s):
         ours[r.account] = ours.get(r.account, 0) + r.energy_j
     sacct = parse_sacct_energy(run_sacct_energy(period.start_s, period.end_s, cluster,
                                                 timeout, env), period.start_s, period.end_s)

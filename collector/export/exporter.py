@@ -109,7 +109,7 @@ class Exporter(Collector):
 
         def latest() -> int:
             with Store.open_reader(settings.store.path) as store:
-                return latest_collection_id(store, settings.slurm.cluster)
+                return latest_collection_id(store, settings.slurm.clusters)
 
         newest = self._timed("store", latest, poll=True)
         if newest is None:

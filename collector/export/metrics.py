@@ -53,9 +53,43 @@ def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily
 def info_families(settings: Settings) -> list[Metric]:
     info = _gauge("info", "The facility, cluster and exporter version (always 1).",
                   ("facility", "cluster", "timezone", "version"))
-    info.add_metric([settings.facility.name, settings.slurm.cluster,
+    info.add_metric([settings.facility.name, ",".join(settings.slurm.clusters),
                      settings.facility.timezone, __version__], 1)
     return [info]
+
+
+def cluster_families(view: StoreView) -> list[Metric]:
+    """With several clusters: each one's month (capacity, use, categories against its
+    part of the quotas) and its last collection, labelled `cluster`. The unlabelled
+    families above are the facility's (the sum; quotas on the facility's capacity)."""
+    gpus = _gauge("cluster_month_gpus", "GPUs registered in the cluster now.", ("cluster",))
+    fams = {key: _gauge(f"cluster_month_{key}_gpu_seconds", f"Current month so far, per "
+                        f"cluster: {doc}.", ("cluster",)) for key, doc in (
+        ("available", "nominal - down - planned down GPU time"),
+        ("allocated", "GPU time allocated to jobs"))}
+    util = _gauge("cluster_month_utilisation_ratio", "Current month so far, per cluster: "
+                  "allocated / available GPU time (0..1).", ("cluster",))
+    labels = ("cluster", "pool", "category")
+    used = _gauge("cluster_category_used_gpu_seconds", "Current month: GPU time used by the "
+                  "category on the cluster.", labels)
+    quota = _gauge("cluster_category_quota_gpu_seconds", "Current month so far: the "
+                   "category's quota on the cluster (its share of the cluster's available "
+                   "GPU time; an absolute quota split by the cluster's part of the "
+                   "facility's).", labels)
+    last_ok = _gauge("cluster_collection_last_success_timestamp_seconds", "When the last "
+                     "successful collection of the cluster finished.", ("cluster",))
+    for cluster, r, health in view.clusters:
+        gpus.add_metric([cluster], r.capacity.gpus)
+        fams["available"].add_metric([cluster], r.capacity.available_s)
+        fams["allocated"].add_metric([cluster], r.capacity.allocated_s)
+        if r.capacity.utilisation is not None:
+            util.add_metric([cluster], r.capacity.utilisation)
+        for c in r.categories:
+            used.add_metric([cluster, c.pool, c.category], c.used_s)
+            quota.add_metric([cluster, c.pool, c.category], c.quota_s)
+        if health.last_success_s is not None:
+            last_ok.add_metric([cluster], health.last_success_s)
+    return [gpus, *fams.values(), util, used, quota, last_ok]
 
 
 def month_families(view: StoreView) -> list[Metric]:
@@ -348,6 +382,8 @@ def families(settings: Settings, view: StoreView | None, live: LiveFigures | Non
     out = info_families(settings)
     if view is not None:
         out += month_families(view) + category_allocation_families(settings, view)
+        if view.clusters:
+            out += cluster_families(view)
         if settings.exporter.project_labels:
             out += allocation_families(view) + project_idle_families(view)
     out += health_families(view)

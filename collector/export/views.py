@@ -38,6 +38,8 @@ class StoreView:
     report: Report                       # build_report() of the current month
     parents: dict[str, str]              # the account tree, to map live jobs
     health: Health
+    # With several clusters: each one's report of the month and collector health.
+    clusters: tuple[tuple[str, Report, Health], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,19 +86,23 @@ class LiveFigures:
     rejected: int
 
 
-def latest_collection_id(store: Store, cluster: str) -> int:
-    return reads.version(store, cluster)[0]
+def latest_collection_id(store: Store, clusters: tuple[str, ...]) -> int:
+    return reads.version(store, clusters)[0]
 
 
 def read_store_view(settings: Settings, now: float | None = None) -> StoreView:
-    """The current month's report and the collector's health; raises StoreError."""
+    """The current month's report and the collector's health (the facility's, and
+    each cluster's when there are several); raises StoreError."""
     now_s = clock.now_or(now)
-    cluster, tz = settings.slurm.cluster, settings.facility.timezone
+    clusters, tz = settings.slurm.clusters, settings.facility.timezone
     with Store.open_reader(settings.store.path) as store:
         period = periods.parse_month("this", tz, now_s)
         report = build_report(store, settings, period, now=now_s)
-        return StoreView(now_s, report, reads.tree(store, cluster).parents,
-                         reads.health(store, cluster))
+        per_cluster = tuple(
+            (c, build_report(store, settings, period, now=now_s, cluster=c),
+             reads.health(store, (c,))) for c in clusters) if settings.slurm.several else ()
+        return StoreView(now_s, report, reads.tree(store, clusters).parents,
+                         reads.health(store, clusters), per_cluster)
 
 
 def read_jobs_now(settings: Settings, env: dict[str, str] | None = None

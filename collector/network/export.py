@@ -76,7 +76,7 @@ def export_parquet(store: Store, settings: Settings, out: Path, site: str, since
     """Write the site's export to `out` (replacing an earlier export there)."""
     out = out.resolve()
     _check_replaceable(out)
-    cluster, tz = settings.slurm.cluster, settings.facility.timezone
+    tz = settings.facility.timezone
     zone, days = ZoneInfo(tz), LocalDays(tz)
     first_s = _first_day_s(store, settings, days, since, now_s)
     try:
@@ -85,7 +85,11 @@ def export_parquet(store: Store, settings: Settings, out: Path, site: str, since
     except OSError as exc:
         raise ExportError(f"cannot write the export beside {out}: {exc}") from exc
     try:
-        tables = _rows(store, settings, site, first_s, now_s, days, zone)
+        tables: dict[str, list[tuple]] = {t: [] for t in SCHEMA}
+        for cluster in settings.slurm.clusters:
+            for name, rows in _rows(store, settings, site, cluster, first_s, now_s, days,
+                                    zone).items():
+                tables[name].extend(rows)
         counts = {name: len(rows) for name, rows in tables.items()}
         say(", ".join(f"{name}: {n:,} rows" for name, n in counts.items()))
         try:
@@ -95,7 +99,7 @@ def export_parquet(store: Store, settings: Settings, out: Path, site: str, since
         first_day = datetime.fromtimestamp(first_s, zone).date()
         manifest = {
             "schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "site": site,
-            "clusters": [cluster], "timezone": tz,
+            "clusters": list(settings.slurm.clusters), "timezone": tz,
             "first_day": first_day.isoformat(),
             "data_until": datetime.fromtimestamp(now_s, zone).isoformat(timespec="seconds"),
             "data_until_s": now_s, "rows": counts,
@@ -125,16 +129,16 @@ def _first_day_s(store: Store, settings: Settings, days: LocalDays, since: date 
     history = settings.slurm.history_start
     starts = [local_midnight(history, tz) if history is not None
               else default_history_start(tz, now_s)]
-    first = reads.first_usage_day(store, settings.slurm.cluster)
-    running = [j.start_s for j in store.open_jobs(settings.slurm.cluster)
-               if j.start_s is not None]
-    starts += [s for s in (first, min(running, default=None)) if s is not None]
+    for cluster in settings.slurm.clusters:
+        first = reads.first_usage_day(store, cluster)
+        running = [j.start_s for j in store.open_jobs(cluster) if j.start_s is not None]
+        starts += [s for s in (first, min(running, default=None)) if s is not None]
     return days(min(starts))
 
 
-def _rows(store: Store, settings: Settings, site: str, first_s: int, now_s: int,
-          days: LocalDays, zone: ZoneInfo) -> dict[str, list[tuple]]:
-    cluster = settings.slurm.cluster
+def _rows(store: Store, settings: Settings, site: str, cluster: str, first_s: int,
+          now_s: int, days: LocalDays, zone: ZoneInfo) -> dict[str, list[tuple]]:
+    """One cluster's rows of every table."""
     tables: dict[str, list[tuple]] = {t: [] for t in SCHEMA}
     pools = {p.name: p.share for p in settings.pools}
     tables["categories"] = [
@@ -158,7 +162,7 @@ def _rows(store: Store, settings: Settings, site: str, first_s: int, now_s: int,
         for day_s, seconds in days.split(max(job.start_s, first_s), now_s):
             cells[(day_s, job.account, job.partition, job.gpu_type or "")][0] += \
                 job.gpus * seconds
-    tree = reads.tree(store, cluster)
+    tree = reads.tree(store, (cluster,))
     jobs = reads.finished_gpu_jobs(store, cluster, first_s)
     amap = map_accounts(settings, tree.parents, {k[1] for k in cells} | {j[1] for j in jobs})
     for (day_s, account, partition, gpu_type), (gpu_s, joules, energy_s) in sorted(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -158,6 +159,11 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
+def _split(part: int, whole: int, clusters: int) -> float:
+    """A cluster's part of its site's absolute quota (evenly if nothing is available)."""
+    return part / whole if whole > 0 else 1 / clusters
+
+
 def _assemble(period: periods.Period, first: date, end: date, months: float, now_s: int,
               until: dict[str, str], cap: dict, use: dict, quota: dict, types: list
               ) -> NetworkReport:
@@ -183,9 +189,15 @@ def _assemble(period: periods.Period, first: date, end: date, months: float, now
     cats: dict[tuple[str, str, str], list] = {}   # (site, category, pool) -> sums
     pools: dict[tuple[str, str], list] = {}       # (site, pool) -> [used, quota]
     pool_share: dict[tuple[str, str, str], float] = {}
+    site_available: dict[str, int] = defaultdict(int)
+    for (site, _cluster), seconds in available.items():
+        site_available[site] += seconds
     for (site, cluster, category), (pool, pshare, qshare, qhours) in quota.items():
-        q = qhours * 3600 * months if qhours is not None else qshare * available[(site,
-                                                                                  cluster)]
+        # A site's absolute quota is split over its clusters by their available time,
+        # as the site's own report on one cluster splits it.
+        here = available[(site, cluster)]
+        q = qhours * 3600 * months * _split(here, site_available[site], sum(
+            1 for k in available if k[0] == site)) if qhours is not None else qshare * here
         for who in (site, NETWORK):
             cell = cats.setdefault((who, category, pool), [0, 0.0, 0, 0, 0.0])
             cell[1] += q

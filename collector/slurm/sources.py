@@ -184,8 +184,10 @@ def read_token(settings: Settings, env: dict[str, str] | None = None) -> str | N
     return (env if env is not None else os.environ).get(rest.token_env) or None
 
 
-def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSource:
-    """The configured source, ready to read; raises SlurmError when it cannot be."""
+def open_source(settings: Settings, cluster: str, env: dict[str, str] | None = None
+                ) -> JobSource:
+    """The configured source for one of the clusters, ready to read; raises SlurmError
+    when it cannot be."""
     slurm = settings.slurm
     if slurm.source == "slurmrestd":
         rest = settings.slurmrestd
@@ -193,15 +195,15 @@ def open_source(settings: Settings, env: dict[str, str] | None = None) -> JobSou
         token = None if rest.url.startswith("unix:") else read_token(settings, env)
         client = RestClient(rest.url, user if token else None, token, slurm.timeout_s)
         # Steps (much more JSON) only where slurmdbd tracks GPU use: not on 22.05.
-        return RestSource(slurm.cluster, client, steps=slurm.gpu_steps == "auto"
+        return RestSource(cluster, client, steps=slurm.gpu_steps == "auto"
                           and slurmrestd_parser.tracks_gpu_use(client.tres()))
     if slurm.source == "pyslurm":
         from collector.slurm.pyslurm_source import PyslurmSource
         # pyslurm's JobStep has no GPU figures (its statistics read cpu, memory and disk
         # only): the steps come through sacct, as events and reservations do.
-        return PyslurmSource(slurm.cluster, slurm.timeout_s, env,
+        return PyslurmSource(cluster, slurm.timeout_s, env,
                              steps=slurm.gpu_steps == "auto" and records_gpu_use(slurm, env))
-    return SacctSource(slurm.cluster, slurm.timeout_s, env,
+    return SacctSource(cluster, slurm.timeout_s, env,
                        steps=slurm.gpu_steps == "auto" and records_gpu_use(slurm, env))
 
 
@@ -211,31 +213,54 @@ def records_gpu_use(slurm: Slurm, env: dict[str, str] | None) -> bool:
     return any(line.strip().lower() == "gres|gpuutil" for line in text.splitlines())
 
 
-def _pyslurm(settings: Settings, env: dict[str, str] | None) -> PyslurmSource | None:
+def _pyslurm(settings: Settings, cluster: str, env: dict[str, str] | None
+             ) -> PyslurmSource | None:
     """The pyslurm door when it is the configured source (the live view's too)."""
     if settings.slurm.source != "pyslurm":
         return None
     from collector.slurm.pyslurm_source import PyslurmSource
-    return PyslurmSource(settings.slurm.cluster, settings.exporter.slurm_timeout_s, env)
+    return PyslurmSource(cluster, settings.exporter.slurm_timeout_s, env)
+
+
+def _named(cluster: str, name: str, several: bool) -> str:
+    """A job id or node name, as `cluster:name` when the facility has several clusters
+    (each cluster numbers its jobs and may name its nodes like another)."""
+    return f"{cluster}:{name}" if several else name
 
 
 def live_jobs(settings: Settings, env: dict[str, str] | None = None
               ) -> tuple[list[LiveJob], list[Rejected]]:
-    """Jobs holding or waiting for GPUs now, and what could not be read; raises
-    SlurmError."""
-    source = _pyslurm(settings, env)
-    if source is not None:
-        return source.jobs_now()
-    return parse_squeue(door.run_squeue(settings.slurm.cluster,
-                                        settings.exporter.slurm_timeout_s, env))
+    """Jobs holding or waiting for GPUs now on every cluster, and what could not be
+    read; raises SlurmError (naming the cluster when there are several)."""
+    jobs: list[LiveJob] = []
+    bad: list[Rejected] = []
+    several = settings.slurm.several
+    for cluster in settings.slurm.clusters:
+        source = _pyslurm(settings, cluster, env)
+        try:
+            got, rejected = source.jobs_now() if source is not None else parse_squeue(
+                door.run_squeue(cluster, settings.exporter.slurm_timeout_s, env))
+        except door.SlurmError as exc:
+            raise door.SlurmError(f"cluster {cluster}: {exc}" if several else str(exc)) from exc
+        jobs.extend(j._replace(job_id=_named(cluster, j.job_id, several)) for j in got)
+        bad.extend(rejected)
+    return jobs, bad
 
 
 def live_nodes(settings: Settings, env: dict[str, str] | None = None
                ) -> tuple[list[NodeGpus], list[Rejected]]:
-    """Every node with its GPUs and state, and what could not be read; raises
-    SlurmError."""
-    source = _pyslurm(settings, env)
-    if source is not None:
-        return source.nodes_now()
-    return parse_sinfo(door.run_sinfo(settings.slurm.cluster,
-                                      settings.exporter.slurm_timeout_s, env))
+    """Every node of every cluster with its GPUs and state, and what could not be
+    read; raises SlurmError."""
+    nodes: list[NodeGpus] = []
+    bad: list[Rejected] = []
+    several = settings.slurm.several
+    for cluster in settings.slurm.clusters:
+        source = _pyslurm(settings, cluster, env)
+        try:
+            got, rejected = source.nodes_now() if source is not None else parse_sinfo(
+                door.run_sinfo(cluster, settings.exporter.slurm_timeout_s, env))
+        except door.SlurmError as exc:
+            raise door.SlurmError(f"cluster {cluster}: {exc}" if several else str(exc)) from exc
+        nodes.extend(n._replace(node=_named(cluster, n.node, several)) for n in got)
+        bad.extend(rejected)
+    return nodes, bad

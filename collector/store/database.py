@@ -331,11 +331,17 @@ class Store:
             "SET jobs = jobs + excluded.jobs, wait_s = wait_s + excluded.wait_s",
             ((*k, n, w) for k, (n, w) in deltas.items() if n or w))
 
-    def forget_jobs(self) -> None:
-        """Every job, rollup and rejected line (inside the caller's transaction)."""
-        for table in ("jobs", "usage_day", "starts_day", "rejected_lines"):
-            self.conn.execute(f"DELETE FROM {table}")
-        self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (ENERGY_SINCE, GPU_USE_SINCE))
+    def forget_jobs(self, cluster: str) -> None:
+        """The cluster's jobs, rollups and rejected lines (inside the caller's
+        transaction); with no other cluster's jobs left, the upgrade marks too (every
+        job is read again, with its energy and GPU use)."""
+        for table in ("jobs", "usage_day", "starts_day"):
+            self.conn.execute(f"DELETE FROM {table} WHERE cluster=?", (cluster,))
+        self.conn.execute("DELETE FROM rejected_lines WHERE collection_id IN "
+                          "(SELECT id FROM collections WHERE cluster=?)", (cluster,))
+        if self.conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None:
+            self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)",
+                              (ENERGY_SINCE, GPU_USE_SINCE))
 
     def clear_rollups(self) -> None:
         self.conn.execute("DELETE FROM usage_day")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.engine.rollup import LocalDays
@@ -62,6 +63,8 @@ class Tree:
     parents: dict[str, str]
     organisations: dict[str, str]
     budgets: dict[str, int | None]   # GrpTRESMins gres/gpu minutes
+    # Accounts under different parents on different clusters: (account, parents).
+    conflicts: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,16 @@ class PeriodAlignmentError(ValueError):
     """A period that does not start and end at local midnight."""
 
 
+Clusters = Sequence[str]  # the clusters a read covers: one, or the facility's
+
+
+def _in(clusters: Clusters) -> str:
+    """`cluster IN (?, ...)` for the clusters (at least one)."""
+    if not clusters or isinstance(clusters, str):
+        raise TypeError(f"clusters must be a non-empty sequence of names, not {clusters!r}")
+    return f"cluster IN ({', '.join('?' * len(clusters))})"
+
+
 def _check_aligned(store: Store, start_s: int, end_s: int) -> None:
     zone = store.meta("timezone") or "UTC"
     days = LocalDays(zone)
@@ -98,7 +111,7 @@ def _check_aligned(store: Store, start_s: int, end_s: int) -> None:
             raise PeriodAlignmentError(f"period boundary {t} is not a midnight in {zone}")
 
 
-def usage_rows(store: Store, cluster: str, start_s: int, end_s: int) -> list[UsageRow]:
+def usage_rows(store: Store, clusters: Clusters, start_s: int, end_s: int) -> list[UsageRow]:
     """Rolled-up GPU-seconds (and joules) of finished jobs in [start, end) by account,
     user, partition, GPU type, WCKey and size class."""
     _check_aligned(store, start_s, end_s)
@@ -106,50 +119,75 @@ def usage_rows(store: Store, cluster: str, start_s: int, end_s: int) -> list[Usa
         "SELECT account, user, partition, gpu_type, wckey, size_class, SUM(gpu_s), "
         "SUM(energy_j), SUM(energy_gpu_s), "
         + ", ".join(f"SUM({c})" for c in GPU_USE_COLUMNS) + " "
-        "FROM usage_day WHERE cluster=? AND day_s >= ? AND day_s < ? "
+        f"FROM usage_day WHERE {_in(clusters)} AND day_s >= ? AND day_s < ? "
         "GROUP BY account, user, partition, gpu_type, wckey, size_class "
         "HAVING SUM(gpu_s) != 0 OR SUM(energy_j) != 0 OR SUM(use_gpu_s) != 0",
-        (cluster, start_s, end_s))]
+        (*clusters, start_s, end_s))]
 
 
-def daily_rows(store: Store, cluster: str, start_s: int, end_s: int
+def cluster_totals(store: Store, clusters: Clusters, start_s: int, end_s: int
+                   ) -> dict[str, int]:
+    """Rolled-up GPU-seconds per cluster in [start, end)."""
+    _check_aligned(store, start_s, end_s)
+    return dict(store.conn.execute(
+        f"SELECT cluster, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} AND day_s >= ? "
+        "AND day_s < ? GROUP BY cluster", (*clusters, start_s, end_s)).fetchall())
+
+
+def daily_rows(store: Store, clusters: Clusters, start_s: int, end_s: int
                ) -> dict[tuple[int, str, str], int]:
     """Rolled-up GPU-seconds per (local day, account, user) in [start, end)."""
     out: dict[tuple[int, str, str], int] = defaultdict(int)
     for day, account, user, gpu_s in store.conn.execute(
-            "SELECT day_s, account, user, SUM(gpu_s) FROM usage_day WHERE cluster=? "
+            f"SELECT day_s, account, user, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} "
             "AND day_s >= ? AND day_s < ? GROUP BY day_s, account, user",
-            (cluster, start_s, end_s)):
+            (*clusters, start_s, end_s)):
         out[(day, account, user)] += gpu_s
     return out
 
 
-def start_rows(store: Store, cluster: str, start_s: int, end_s: int) -> list[StartRow]:
+def start_rows(store: Store, clusters: Clusters, start_s: int, end_s: int) -> list[StartRow]:
     """Jobs that started in [start, end) with their queue waits, including open jobs
     (they are rolled up when they start)."""
     _check_aligned(store, start_s, end_s)
     rows: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for account, user, size, wbin, jobs, wait_s in store.conn.execute(
             "SELECT account, user, size_class, wait_bin, SUM(jobs), SUM(wait_s) FROM starts_day "
-            "WHERE cluster=? AND day_s >= ? AND day_s < ? "
-            "GROUP BY account, user, size_class, wait_bin", (cluster, start_s, end_s)):
+            f"WHERE {_in(clusters)} AND day_s >= ? AND day_s < ? "
+            "GROUP BY account, user, size_class, wait_bin", (*clusters, start_s, end_s)):
         rows[(account, user, size, wbin)][0] += jobs
         rows[(account, user, size, wbin)][1] += wait_s
     return [StartRow(*k, *v) for k, v in rows.items() if v[0]]
 
 
-def open_jobs(store: Store, cluster: str) -> list[JobRecord]:
+def open_jobs(store: Store, clusters: Clusters) -> list[JobRecord]:
     """Jobs without an end: pending or running at the last collection."""
-    return store.open_jobs(cluster)
+    return [job for cluster in clusters for job in store.open_jobs(cluster)]
 
 
-def tree(store: Store, cluster: str) -> Tree:
-    parents, orgs, budgets = {}, {}, {}
-    for account, parent, org, budget in store.conn.execute(
-            "SELECT account, parent, organisation, grp_gpu_minutes FROM accounts "
-            "WHERE cluster=?", (cluster,)):
+def tree(store: Store, clusters: Clusters) -> Tree:
+    """The account tree of the clusters, merged. Slurm keeps one tree per cluster; an
+    account placed under different parents on two of them is listed in `conflicts`
+    (its first cluster's parent is used). Budgets of an account on several clusters
+    (GrpTRESMins is per cluster) add up."""
+    parents: dict[str, str] = {}
+    orgs: dict[str, str] = {}
+    budgets: dict[str, int | None] = {}
+    conflicts: dict[str, set[str]] = defaultdict(set)
+    order = {c: i for i, c in enumerate(clusters)}
+    rows = sorted(store.conn.execute(
+        "SELECT cluster, account, parent, organisation, grp_gpu_minutes FROM accounts "
+        f"WHERE {_in(clusters)}", tuple(clusters)), key=lambda r: order.get(r[0], 0))
+    for _, account, parent, org, budget in rows:
+        if account in parents:
+            if parents[account] != parent:
+                conflicts[account].update((parents[account], parent))
+            old = budgets[account]
+            budgets[account] = None if old is None or budget is None else old + budget
+            continue
         parents[account], orgs[account], budgets[account] = parent, org, budget
-    return Tree(parents, orgs, budgets)
+    return Tree(parents, orgs, budgets,
+                tuple((a, tuple(sorted(p))) for a, p in sorted(conflicts.items())))
 
 
 def events(store: Store, cluster: str) -> list[Event]:
@@ -194,23 +232,23 @@ def node_gpus(store: Store, cluster: str) -> dict[str, list[tuple[int, int | Non
     return dict(out)
 
 
-def unusual_states(store: Store, cluster: str, start_s: int, end_s: int) -> dict[str, int]:
+def unusual_states(store: Store, clusters: Clusters, start_s: int, end_s: int) -> dict[str, int]:
     """States other than the common ones, e.g. a state a newer Slurm introduced
     (read through the store's partial index on exactly that condition)."""
     return dict(store.conn.execute(
         f"SELECT state, COUNT(*) FROM jobs INDEXED BY jobs_unusual WHERE {UNUSUAL_STATE_SQL} "
-        "AND cluster=? "
+        f"AND {_in(clusters)} "
         "AND submit_s < ? AND (end_s IS NULL OR end_s > ?) GROUP BY state",
-        (cluster, end_s, start_s)).fetchall())
+        (*clusters, end_s, start_s)).fetchall())
 
 
-def first_use_days(store: Store, cluster: str) -> tuple[dict[str, int], dict[str, int]]:
+def first_use_days(store: Store, clusters: Clusters) -> tuple[dict[str, int], dict[str, int]]:
     """First day with GPU use per user and per account, over the whole store."""
     users: dict[str, int] = {}
     accounts: dict[str, int] = {}
     for user, account, day in store.conn.execute(
-            "SELECT user, account, MIN(day_s) FROM usage_day WHERE cluster=? AND gpu_s > 0 "
-            "GROUP BY user, account", (cluster,)):
+            f"SELECT user, account, MIN(day_s) FROM usage_day WHERE {_in(clusters)} AND gpu_s > 0 "
+            "GROUP BY user, account", tuple(clusters)):
         users[user] = min(day, users.get(user, day))
         accounts[account] = min(day, accounts.get(account, day))
     return users, accounts
@@ -225,25 +263,32 @@ def rejected(store: Store, sample: int = 5) -> tuple[int, list[Rejected]]:
     return count, rows
 
 
-def last_collection(store: Store, cluster: str, status: str | None = "ok"
+def last_collection(store: Store, clusters: Clusters, status: str | None = "ok"
                     ) -> Collection | None:
-    return store.last_collection(cluster, status)
+    """The cluster's last collection; for several, the oldest of their last ones (the
+    figures are as fresh as their stalest cluster), None if one has none."""
+    lasts = [store.last_collection(cluster, status) for cluster in clusters]
+    if any(c is None for c in lasts):
+        return None
+    return min(lasts, key=lambda c: c.finished_s)  # type: ignore[union-attr]
 
 
-def version(store: Store, cluster: str) -> tuple[int, float]:
+def version(store: Store, clusters: Clusters) -> tuple[int, float]:
     """(newest collection id, its end): changes after each collection (a cache key)."""
     row = store.conn.execute("SELECT coalesce(max(id), 0), coalesce(max(finished_s), 0) "
-                             "FROM collections WHERE cluster=?", (cluster,)).fetchone()
+                             f"FROM collections WHERE {_in(clusters)}",
+                             tuple(clusters)).fetchone()
     return int(row[0]), float(row[1])
 
 
-def health(store: Store, cluster: str) -> Health:
+def health(store: Store, clusters: Clusters) -> Health:
     count, failed, ingested, last = store.conn.execute(
         "SELECT COUNT(*), coalesce(SUM(status != 'ok'), 0), coalesce(SUM(jobs_new), 0), "
-        "MAX(finished_s) FROM collections WHERE cluster=?", (cluster,)).fetchone()
-    ok = store.last_collection(cluster)
+        f"MAX(finished_s) FROM collections WHERE {_in(clusters)}",
+        tuple(clusters)).fetchone()
+    ok = last_collection(store, clusters)
     count_rejected = store.conn.execute("SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
-    return Health(version(store, cluster)[0], count, failed, ingested, last,
+    return Health(version(store, clusters)[0], count, failed, ingested, last,
                   ok and ok.finished_s, ok and ok.finished_s - ok.started_s, count_rejected)
 
 

@@ -12,11 +12,13 @@ head = queries.heading(rep)
 live, _ = state.live()
 order = queries.category_order(cfg)
 
-st.title(f"GPU usage · {period.label}")
+scope = state.cluster()
+st.title(f"GPU usage · {period.label}" + (f" · cluster {scope}" if scope else ""))
 st.caption(f"{head.facility} · {head.start[:10]} to {head.end[:10]} ({head.timezone}) · "
            f"data until {head.data_until} · last collection {head.last_collection or 'never'}")
 
-t = queries.tiles(rep, sum(live.by_category["running_gpus"]) if live else None)
+# The live view (squeue) is the facility's: not shown against one cluster's figures.
+t = queries.tiles(rep, sum(live.by_category["running_gpus"]) if live and not scope else None)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Available GPU-hours", state.gpu_h(t["available_gpu_hours"]),
           help="Nominal GPU-hours minus down and planned-down time")
@@ -24,7 +26,13 @@ c2.metric("Used GPU-hours", state.gpu_h(t["used_gpu_hours"]))
 c3.metric("Utilisation", state.pct(t["utilisation"]), help="Used / available")
 c4.metric("GPUs allocated now", "-" if t["gpus_allocated_now"] is None
           else f"{t['gpus_allocated_now']:,} of {t['gpus']:,}",
-          help="From squeue; '-' when Slurm cannot be reached from the dashboard")
+          help="From squeue, for the whole facility; '-' when Slurm cannot be reached "
+          "from the dashboard or one cluster is picked")
+
+if rep.clusters:
+    st.subheader("Clusters")
+    state.table(queries.clusters(rep), hours=("available_gpu_hours", "allocated_gpu_hours"),
+                ratios=("utilisation", "share_of_used"), counts=("gpus",))
 
 cats = queries.categories(rep)
 pools = queries.pools(rep)

@@ -69,7 +69,7 @@ def test_the_nodes_have_their_own_gpus(mixed):
 def test_the_collection_records_the_node_inventory(collected):
     from collector.store import reads
     with Store.open_reader(collected.store.path) as store:
-        inventory = reads.node_gpus(store, collected.slurm.cluster)
+        inventory = reads.node_gpus(store, collected.slurm.clusters[0])
     assert {n: [g for _, _, g in seen] for n, seen in inventory.items()} == {
         "gpu01": [4], "gpu02": [4], "gpu03": [8], "gpu04": [8]}
 

@@ -13,7 +13,7 @@ TESTCLUSTER = Path(__file__).parents[2] / "testcluster" / "facility.toml"
 
 def test_the_test_cluster_policy_is_valid():
     settings = config.load(TESTCLUSTER)
-    assert settings.slurm.cluster == "testai" and settings.slurm.source == "sacct"
+    assert settings.slurm.clusters == ("testai",) and settings.slurm.source == "sacct"
     assert {p.name for p in settings.pools} == {"eurohpc", "national"}
     assert abs(sum(c.quota_share for c in settings.categories) - 1) < 1e-9
     assert len(settings.allocations) == 6 and settings.commercial.max_share_of_pool == 0.2
@@ -49,9 +49,9 @@ BASE = TESTCLUSTER.read_text()
     (('source = "sacct"', 'source = "sacct"\nlookback_hours = -1'), "slurm.lookback_hours"),
     (('source = "sacct"', 'source = "sacct"\nhistory_start = "last year"'),
      "slurm.history_start"),
-    (('cluster = "testai"', 'cluster = "testai; rm -rf /"'), "slurm.cluster: String should "
+    (('cluster = "testai"', 'cluster = "testai; rm -rf /"'), "slurm.clusters[0]: String should "
      "match pattern"),
-    (('cluster = "testai"', 'cluster = "-Mall"'), "slurm.cluster"),
+    (('cluster = "testai"', 'cluster = "-Mall"'), "slurm.clusters[0]"),
     (('[slurm]', '[slurmrestd]\nuser = "root\\r\\nX-Evil: 1"\n[slurm]'), "slurmrestd.user"),
 ])
 def test_each_mistake_names_the_file_and_the_key(tmp_path, change, expected):
@@ -105,7 +105,7 @@ def test_a_report_without_a_store_says_to_collect_first(tmp_path):
 def test_config_check_prints_settings_or_exits_2(tmp_path):
     runner = CliRunner(mix_stderr=False)
     ok = runner.invoke(main, ["config", "check", "--config", str(TESTCLUSTER)])
-    assert ok.exit_code == 0 and '"cluster": "testai"' in ok.stdout
+    assert ok.exit_code == 0 and '"clusters": [\n      "testai"\n    ]' in ok.stdout
     bad = _write(tmp_path, BASE.replace('name = "Test AI Factory"', 'name = ""'))
     result = runner.invoke(main, ["config", "check", "--config", str(bad)])
     assert result.exit_code == 2 and "facility.name" in result.stderr

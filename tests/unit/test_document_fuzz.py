@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from collector.documents.office import pdf, xlsx
-from collector.documents.text import CELL_MAX, FORMULA_START, SECTIONS, SHOWN_MAX, get_rows, render
+from collector.documents.text import (
+    CELL_MAX,
+    FORMULA_START,
+    SHOWN_MAX,
+    get_rows,
+    render,
+    sections_of,
+)
 from collector.engine import periods
 from collector.engine.model import PeriodInfo, PlanWarning, RejectedLine, Report
 from collector.engine.report import build_report
@@ -105,7 +112,7 @@ def check_csv(text: str, rep: Report) -> None:
             assert len(c) <= CELL_MAX + 1
             if c[:1] in FORMULA_START or c.lstrip()[:1] in FORMULA_START:
                 float(c)                # only a number may start with - or +
-    assert sections == {k: len(get_rows(rep, k)) for _, k, _ in SECTIONS}  # no row split
+    assert sections == {k: len(get_rows(rep, k)) for _, k, _ in sections_of(rep)}  # no row split
 
 
 def check_markdown(md: str) -> None:

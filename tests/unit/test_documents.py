@@ -21,13 +21,13 @@ from collector.documents.office import SHEETS, pdf, xlsx
 from collector.documents.text import (
     CELL_MAX,
     ROW_TYPES,
-    SECTIONS,
     SHOWN_MAX,
     csv_cell,
     cut,
     get_rows,
     md_escape,
     render,
+    sections_of,
 )
 from collector.engine import periods
 from collector.engine.model import Report, UnmappedAccount, UserUse
@@ -79,8 +79,8 @@ def test_pdf_renders_every_page_and_holds_the_category_numbers(october, tmp_path
 def test_every_excel_cell_equals_the_json_report(october):
     rep, _ = october
     wb = load_workbook(io.BytesIO(xlsx(rep)))
-    assert wb.sheetnames == ["Report", *SHEETS.values()]
-    for _, key, columns in SECTIONS:
+    assert wb.sheetnames == ["Report", *(SHEETS[k] for _, k, _ in sections_of(rep))]
+    for _, key, columns in sections_of(rep):
         ws = wb[SHEETS[key]]
         rows = list(ws.iter_rows(values_only=True))
         assert rows[0] == tuple(convert.label(ROW_TYPES[key], c) for c in columns)
@@ -136,7 +136,7 @@ PAYLOAD = "cmd|' /C calc'!A0,\"x\";HYPERLINK(\"http://evil.example\")"
 def text_columns(rep: Report) -> set[tuple[str, str]]:
     """(section, column) of every text column of the CSV report: the typed report's
     text fields (dates, numbers and warnings are typed, so no user text reaches them)."""
-    return {(key, c) for _, key, columns in SECTIONS for c in columns
+    return {(key, c) for _, key, columns in sections_of(rep) for c in columns
             if convert.unit(ROW_TYPES[key], c) == "text"}
 
 
@@ -164,7 +164,7 @@ def hostile_report(rep: Report, prefixes: tuple[str, ...]) -> Report:
     def poisoned(key: str, row, prefix: str):
         return replace(row, **{c: prefix + PAYLOAD for k, c in cols if k == key})
 
-    for _, key, _ in SECTIONS:
+    for _, key, _ in sections_of(rep):
         rows = _section(rep, key)
         if not isinstance(rows, tuple):
             rep = _with_section(rep, key, poisoned(key, rows, prefixes[0]))
@@ -194,8 +194,8 @@ def assert_neutralised(text: str, rep: Report) -> int:
     it starts like a formula; every number parses back as the number. Returns how many
     cells were neutralised."""
     sections, cols, quoted = csv_sections(text), text_columns(rep), 0
-    assert set(sections) == {key for _, key, _ in SECTIONS}
-    for _, key, columns in SECTIONS:
+    assert set(sections) == {key for _, key, _ in sections_of(rep)}
+    for _, key, columns in sections_of(rep):
         header_row, *rows = sections[key]
         assert tuple(header_row) == tuple(convert.key(ROW_TYPES[key], c) for c in columns)
         for got, want in zip(rows, get_rows(rep, key), strict=True):

@@ -110,7 +110,7 @@ def test_collected_energy_is_stored_per_job_and_rolled_up(tmp_path):
     collect_mod.collect(settings, now=NOW, env=env)
     with Store.open_reader(settings.store.path) as store:
         energy = dict(store.conn.execute("SELECT job_id_raw, energy_j FROM jobs"))
-        rows = reads.usage_rows(store, "testai", *OCT)
+        rows = reads.usage_rows(store, ("testai",), *OCT)
     assert energy[102] == 144_000_000 and energy[101] is None
     assert sum(r.energy_j for r in rows) == 144_000_000
     assert sum(r.energy_gpu_s for r in rows) == 4 * 10 * H

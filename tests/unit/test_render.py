@@ -12,7 +12,7 @@ import pytest
 
 from collector.collect import collect
 from collector.documents.convert import document
-from collector.documents.text import FORMATS, SECTIONS, render
+from collector.documents.text import FORMATS, render, sections_of
 from collector.engine import periods
 from collector.engine.model import Report, UserUse
 from collector.engine.report import build_report
@@ -44,7 +44,7 @@ def test_csv_sections_parse_back_with_the_hostile_name_intact(report):
     for block in text.split("# ")[1:]:
         name, _, body = block.partition("\n")
         sections[name] = list(csv.reader(io.StringIO(body)))
-    assert set(sections) == {key for _, key, _ in SECTIONS}
+    assert set(sections) == {key for _, key, _ in sections_of(report)}
     users = sections["users"]
     assert users[0] == ["user", "account", "gpu_hours", "kwh"]
     assert [HOSTILE, HOSTILE, "1234.5", ""] in users   # no energy data: empty, not 0
