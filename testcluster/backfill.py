@@ -30,12 +30,14 @@ from .history import (
 from .history import (
     EXTERN,
     FIRST_JOB_ID,
+    WHOLE_MAX_JOBS,
     History,
     HistoryJob,
     HistorySpec,
     HistoryStep,
     energy_j,
     generate,
+    generate_by_month,
     job_steps,
 )
 from .layout import (
@@ -244,7 +246,7 @@ def _node_inx(lay: Layout, nodes: str) -> str:
     return ",".join(str(lay.nodes.index(n)) for n in nodes.split(","))
 
 
-def _write_events(cur, lay: Layout, history: History, ids: Ids) -> None:
+def _write_events(cur, lay: Layout, history: History, ids: Ids, first_resv: int = 0) -> None:
     table = f"`{lay.cluster}_event_table`"
     cur.executemany(
         f"REPLACE INTO {table} (time_start, time_end, node_name, cluster_nodes, reason, "
@@ -256,7 +258,8 @@ def _write_events(cur, lay: Layout, history: History, ids: Ids) -> None:
         f"REPLACE INTO {table} (id_resv, deleted, assoclist, flags, nodelist, node_inx, "
         "resv_name, time_start, time_end, tres, unused_wall) "
         "VALUES (%s, 0, %s, %s, %s, %s, %s, %s, %s, %s, 0)",
-        [(FIRST_RESV_ID + i, str(ids.root_assoc), RESV_FLAGS_MAINT, m.nodes or lay.nodelist,
+        [(FIRST_RESV_ID + first_resv + i, str(ids.root_assoc), RESV_FLAGS_MAINT,
+          m.nodes or lay.nodelist,
           _node_inx(lay, m.nodes), m.name, m.start, m.end,
           # 22.05 records a reservation's CPUs only (checked on a live MAINT reservation).
           f"{ids.tres['cpu']}={CPUS_PER_NODE * _node_count(lay, m.nodes)}")
@@ -389,6 +392,53 @@ def write(lay: Layout, history: History, progress: Progress) -> dict[str, float]
     return timings
 
 
+def write_by_month(lay: Layout, spec: HistorySpec, progress: Progress) -> dict[str, float]:
+    """Replace any earlier backfill by the history of `spec` made a month at a time
+    (history.generate_by_month: a month's jobs in memory at once), each month written
+    as it is made; then roll it all up. Returns timings (generate_s, write_s, rollup_s)."""
+    import pymysql
+
+    timings = {"generate_s": 0.0, "write_s": 0.0, "step_rows": 0}
+    conn = database.connect(lay, lay.db_name)
+    months = generate_by_month(spec, lay.nodes, progress)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+            ids = _ids(cur, lay.cluster)
+            t0 = time.monotonic()
+            clear_history(cur, lay, spec.end)
+            conn.commit()
+            timings["write_s"] += time.monotonic() - t0
+            resv = 0
+            for m in range(spec.months):
+                t0 = time.monotonic()
+                history = next(months)
+                timings["generate_s"] += time.monotonic() - t0
+                t0 = time.monotonic()
+                if history.jobs and max(j.job_id for j in history.jobs) >= FIRST_LIVE_JOB_ID:
+                    raise ClusterError(f"history job ids reach {FIRST_LIVE_JOB_ID}, where "
+                                       "live job ids start: make the history smaller")
+                _write_jobs(cur, conn, lay, history, ids, progress)
+                timings["jobs"] = timings.get("jobs", 0) + len(history.jobs)
+                timings["step_rows"] += _write_steps(cur, conn, lay, history, ids, progress)
+                _write_events(cur, lay, history, ids, resv)
+                resv += len(history.maintenance)
+                conn.commit()
+                timings["write_s"] += time.monotonic() - t0
+                progress("months", m + 1, spec.months)
+    except pymysql.MySQLError as exc:
+        conn.rollback()
+        raise ClusterError(f"writing the history into {lay.db_name} failed: {exc}") from exc
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+    timings["rollup_s"] = rollup(lay, _rollup_start(lay, spec.start), progress,
+                                 timeout_s=4 * 3600)
+    return timings
+
+
 def record_spec(lay: Layout, spec: HistorySpec) -> None:
     """Keep the parameters of the history in the run dir (`history.json`)."""
     path = lay.etc_dir / "history.json"
@@ -406,7 +456,13 @@ def recorded_spec(lay: Layout) -> HistorySpec:
 
 def backfill(lay: Layout, spec: HistorySpec,
              progress: Progress) -> tuple[History, dict[str, float]]:
-    """Generate the history of `spec`, replace any earlier one with it, roll it up."""
+    """Generate the history of `spec`, replace any earlier one with it, roll it up.
+    Above WHOLE_MAX_JOBS the history is made and written a month at a time, and the
+    History returned holds its span only (no jobs)."""
+    if spec.jobs > WHOLE_MAX_JOBS:
+        timings = write_by_month(lay, spec, progress)
+        record_spec(lay, spec)
+        return History(spec.start, spec.end), timings
     t0 = time.monotonic()
     history = generate(spec, lay.nodes, progress)
     timings = {"generate_s": time.monotonic() - t0}

@@ -189,8 +189,9 @@ def _month_arg(value: str | None) -> int | None:
 @_layout_options
 @click.option("--months", type=click.IntRange(1, 36), default=3, show_default=True,
               help="Whole months of history, ending where the current month begins.")
-@click.option("--jobs", type=click.IntRange(10, 2_000_000), default=30_000, show_default=True,
-              help="Job records (allocations) to write.")
+@click.option("--jobs", type=click.IntRange(10, 15_000_000), default=30_000, show_default=True,
+              help="Job records (allocations) to write; above 2,000,000 the history is made "
+                   "and written a month at a time.")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Random seed: the same seed gives the same history.")
 @click.option("--start", "start_month", metavar="YYYY-MM", default=None,
@@ -226,9 +227,10 @@ def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | 
                        utilisation=utilisation)
     with _progress_bar() as progress:
         history, timings = bf.backfill(lay, spec, progress)
-    click.echo(f"backfilled {len(history.jobs):,} job records, {len(history.outages)} node "
-               f"outages and {len(history.maintenance)} maintenance window(s) from "
-               f"{day(spec.start)} to {day(spec.end)}"
+    made = (f"{len(history.jobs):,} job records, {len(history.outages)} node outages and "
+            f"{len(history.maintenance)} maintenance window(s)") if history.jobs else \
+        f"{int(timings.get('jobs', 0)):,} job records, a month at a time,"
+    click.echo(f"backfilled {made} from {day(spec.start)} to {day(spec.end)}"
                + (f" with {int(timings['step_rows']):,} steps" if timings.get("step_rows") else "")
                + f": generated in {timings['generate_s']:.1f} s, written in "
                f"{timings['write_s']:.1f} s, rolled up in {timings['rollup_s']:.1f} s")
@@ -240,7 +242,7 @@ def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     labels = {"place": "placing jobs on nodes", "jobs": "writing job rows",
-              "rollup": "slurmdbd rollup (hours)"}
+              "months": "months written", "rollup": "slurmdbd rollup (hours)"}
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         tasks: dict[str, TaskID] = {}

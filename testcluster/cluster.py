@@ -154,6 +154,19 @@ def _start_munge(lay: Layout) -> None:
     lay.munge_socket.chmod(0o777)
 
 
+BUFFER_ENV = "GPU_USAGE_CLUSTER_INNODB_BUFFER"
+
+
+def _innodb_buffer() -> str:
+    """MariaDB's buffer pool: 512M, or $GPU_USAGE_CLUSTER_INNODB_BUFFER (e.g. 4G for a
+    benchmark year of 10 million jobs, as a large site would give its slurmdbd)."""
+    import re
+    value = os.environ.get(BUFFER_ENV, "512M")
+    if not re.fullmatch(r"[1-9][0-9]{0,5}[MG]", value):
+        raise ClusterError(f"{BUFFER_ENV}={value!r}: give a size like 512M or 4G")
+    return value
+
+
 def _start_mariadb(lay: Layout) -> None:
     if not (lay.mariadb_dir / "mysql").exists():
         proc = subprocess.run([
@@ -169,7 +182,7 @@ def _start_mariadb(lay: Layout) -> None:
         "--bind-address=127.0.0.1", "--user=root", f"--log-error={log}",
         f"--pid-file={lay.pid_dir}/mariadb.mariadb.pid",
         # slurmdbd's recommended settings; a large log file speeds up big backfills.
-        "--innodb-buffer-pool-size=512M", "--innodb-log-file-size=256M",
+        f"--innodb-buffer-pool-size={_innodb_buffer()}", "--innodb-log-file-size=256M",
         "--innodb-lock-wait-timeout=900", "--max-allowed-packet=64M",
     ]
     pid = _start(lay, Daemon("mariadb", argv, _daemon_env(lay), (lay.mariadb_port,)))

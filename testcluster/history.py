@@ -18,7 +18,7 @@ from __future__ import annotations
 import calendar
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -346,15 +346,17 @@ def _mean_duration_s(spec: HistorySpec) -> float:
 
 
 class _Builder:
-    def __init__(self, spec: HistorySpec, nodes: list[str]) -> None:
+    def __init__(self, spec: HistorySpec, nodes: list[str],
+                 slots: tuple[Cluster, Cluster] | None = None) -> None:
         self.spec = spec
         self.rng = random.Random(spec.seed)
         self.history = History(spec.start, spec.end)
         self.history.outages = _outages(spec, nodes, self.rng)
         self.history.maintenance = _maintenance(spec)
-        # CPU-only jobs run on CPU slots that GPU jobs leave free (one per GPU).
-        self.gpu_slots = Cluster(nodes, GPUS_PER_NODE, spec.start)
-        self.cpu_slots = Cluster(nodes, GPUS_PER_NODE, spec.start)
+        # CPU-only jobs run on CPU slots that GPU jobs leave free (one per GPU). Given
+        # `slots`, the nodes are as an earlier month's jobs left them.
+        self.gpu_slots, self.cpu_slots = slots or (Cluster(nodes, GPUS_PER_NODE, spec.start),
+                                                   Cluster(nodes, GPUS_PER_NODE, spec.start))
         for pool in (self.gpu_slots, self.cpu_slots):
             for o in self.history.outages:
                 pool.block(o.node, o.start, o.end)
@@ -447,7 +449,39 @@ def generate(spec: HistorySpec, nodes: list[str],
 
     `progress(phase, done, total)` is called while the jobs are placed.
     """
-    builder = _Builder(spec, nodes)
+    return _generate(spec, nodes, progress, FIRST_JOB_ID, None)[0]
+
+
+# Above this many jobs a history is made a month at a time (generate_by_month): a
+# history is held in memory whole (about 2 KB a job while it is made).
+WHOLE_MAX_JOBS = 2_000_000
+
+
+def generate_by_month(spec: HistorySpec, nodes: list[str],
+                      progress: Callable[[str, int, int], None] | None = None
+                      ) -> Iterator[History]:
+    """The history of `spec` one month at a time, for histories too large to hold
+    whole (a year of 10 million jobs): each month is made as a one-month history with
+    its share of the jobs and its own seed, placed on the nodes as the months before
+    left them, its job ids following theirs. Deterministic for a spec, but not the
+    history `generate` makes of it (no outage across a month boundary; a maintenance
+    window every month)."""
+    slots: tuple[Cluster, Cluster] | None = None
+    next_id = FIRST_JOB_ID
+    for m in range(spec.months):
+        share = spec.jobs // spec.months + (1 if m < spec.jobs % spec.months else 0)
+        month = HistorySpec(add_months(spec.start, m), 1, share, seed=spec.seed * 1000 + m,
+                            not_after=spec.not_after, utilisation=spec.target_utilisation)
+        history, slots, next_id = _generate(month, nodes, progress, next_id, slots)
+        yield history
+
+
+def _generate(spec: HistorySpec, nodes: list[str],
+              progress: Callable[[str, int, int], None] | None, first_id: int,
+              slots: tuple[Cluster, Cluster] | None
+              ) -> tuple[History, tuple[Cluster, Cluster], int]:
+    """(the history, the node slots as its jobs leave them, the next free job id)."""
+    builder = _Builder(spec, nodes, slots)
     by_category: dict[str, list[Project]] = {c: [] for c in CATEGORIES}
     for proj in PROJECTS:
         by_category[proj.category].append(proj)
@@ -461,7 +495,7 @@ def generate(spec: HistorySpec, nodes: list[str],
     draws = _draw_all(spec, by_category, mean_s)
     # Job ids grow with submit time; placement follows eligible time.
     draws.sort(key=lambda d: d.submit)
-    next_id = FIRST_JOB_ID
+    next_id = first_id
     for d in draws:
         d.job_id = next_id
         next_id += d.tasks
@@ -477,4 +511,4 @@ def generate(spec: HistorySpec, nodes: list[str],
         jobs = [j for j in jobs if j.end <= spec.not_after and j.eligible <= spec.not_after]
     jobs.sort(key=lambda j: (j.submit, j.job_id))
     builder.history.jobs = jobs
-    return builder.history
+    return builder.history, (builder.gpu_slots, builder.cpu_slots), next_id

@@ -25,8 +25,9 @@ GPU_TYPE = "h100"
 PARTITION = "gpu"
 # slurmrestd refuses to run as root or SlurmUser: it runs as this user.
 REST_USER = "slurmrest"
-# Live jobs get ids from here on; backfilled history uses the ids below.
-FIRST_LIVE_JOB_ID = 5_000_000
+# Live jobs get ids from here on; backfilled history uses the ids below (a year of 10
+# million jobs fits; Slurm's largest job id is 67,043,328).
+FIRST_LIVE_JOB_ID = 20_000_000
 
 
 def default_run_dir() -> Path:
