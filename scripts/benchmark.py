@@ -39,6 +39,17 @@ where a pyslurm matching the cluster's Slurm is installed (else the reason).
   .venv/bin/python scripts/benchmark.py --dashboard-only /tmp/facility-1000000.toml \
       --month 2026-10 --jobs 1000000 --out docs/benchmark.json
 
+With --year it measures a year of a large site instead: --jobs over 12 months,
+backfilled a month at a time (about 80 minutes for 10 million jobs on 2 cores; with
+--reuse and --run-dir, the earlier backfill in that run dir), then the sacct dump of
+the year vs `collect` from empty, no-op collection, each month's report vs sreport of
+that month, the year's report vs sreport of the year, the exporter, the dashboard's
+overview, and the store's size per million jobs.
+
+  GPU_USAGE_CLUSTER_INNODB_BUFFER=4G .venv/bin/python scripts/benchmark.py --year \
+      --jobs 10000000 --run-dir /var/tmp/bench10m/cluster --base-port 22800 --keep \
+      --out docs/benchmark-year.json
+
 Needs the test cluster's packages (scripts/setup-debian.sh testcluster). It starts
 its own cluster in --run-dir on --base-port and stops it at the end.
 """
@@ -143,10 +154,8 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
     print("   collect again (nothing new) ...", flush=True)
     again_s = median_of(3, [*GPU_USAGE, "collect", "--quiet", "--config", str(config)], env)
     month = first[:7]
-    sreport = ["sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
-               "AccountUtilizationByUser", f"start={first}", f"end={after}"]
     print("   sreport vs report ...", flush=True)
-    sreport_s = median_of(3, sreport, env)
+    sreport_s = median_of(3, _sreport(first, after), env)
     report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--month", month,
                              "--format", "json"], env)
     size_mb = _mb(store)
@@ -161,6 +170,89 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
             "sreport_s": round(sreport_s, 3), "report_s": round(report_s, 3),
             "report_over_sreport": round(report_s / sreport_s, 2),
             "store_mb": round(size_mb), **scrape, **page}
+
+
+def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
+               reuse: bool) -> dict:
+    """A year of a large site: 12 months of `jobs` (backfilled a month at a time, or the
+    run dir's earlier backfill with --reuse), collected through sacct from an empty
+    store; every month's report against sreport of the same month, the year's report
+    against sreport of the year, no-op collection, exporter, dashboard, store size."""
+    from testcluster import backfill, history
+
+    result: dict = {"jobs": jobs, "months": 12}
+    if reuse:
+        spec = backfill.recorded_spec(_layout(cli))
+        if spec.months != 12 or spec.jobs != jobs:
+            raise SystemExit(f"--reuse: the run dir holds {spec.jobs:,} jobs over "
+                             f"{spec.months} months, not {jobs:,} over 12")
+        print(f"\n== {jobs:,} jobs over 12 months: the run dir's backfill", flush=True)
+    else:
+        print(f"\n== {jobs:,} jobs over 12 months: backfill", flush=True)
+        t0 = time.perf_counter()
+        subprocess.run([*TESTCLUSTER, "backfill", *cli, "--months", "12", "--jobs",
+                        str(jobs), "--seed", "1"], env=env, check=True)
+        result["backfill_s"] = round(time.perf_counter() - t0)
+        spec = backfill.recorded_spec(_layout(cli))
+    first = history.day(spec.start)
+    months = [(time.strftime("%Y-%m", time.gmtime(history.add_months(spec.start, i))),
+               history.day(history.add_months(spec.start, i)),
+               history.day(history.add_months(spec.start, i + 1))) for i in range(12)]
+    config, store = _config(work, f"year-{jobs}", first)
+    print("   sacct dump of the year ...", flush=True)
+    sacct_s = run(sacct_dump(first), env)
+    print("   collect from empty ...", flush=True)
+    peak_file = work / "peak.json"
+    collect_s = run([*PEAK, str(peak_file), "collect", "--quiet", "--config", str(config)], env)
+    peak = json.loads(peak_file.read_text())
+    print("   collect again (nothing new) ...", flush=True)
+    again_s = median_of(3, [*GPU_USAGE, "collect", "--quiet", "--config", str(config)], env)
+    print("   every month: sreport vs report ...", flush=True)
+    ratios = []
+    for month, start, end in months:
+        sreport_s = median_of(3, _sreport(start, end), env)
+        report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--month",
+                                 month, "--format", "json"], env)
+        ratios.append((month, round(sreport_s, 3), round(report_s, 3)))
+    year = time.strftime("%Y", time.gmtime(history.add_months(spec.start, 11)))
+    print(f"   the year {year}: sreport vs report ...", flush=True)
+    year_sreport_s = median_of(3, _sreport(f"{year}-01-01", f"{int(year) + 1}-01-01"), env)
+    year_report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--year",
+                                  year, "--format", "json"], env)
+    size_mb = _mb(store)
+    print("   exporter scrapes ...", flush=True)
+    scrape = bench_scrapes(config, env)
+    print("   dashboard in Chromium ...", flush=True)
+    page = bench_dashboard(config, env, months[-1][0])
+    worst = max(ratios, key=lambda r: r[2] / r[1])
+    return {**result, "first_month": months[0][0], "sacct_s": round(sacct_s, 2),
+            "collect_s": round(collect_s, 2), "collect_over_sacct": round(collect_s / sacct_s, 2),
+            "collect_peak_rss_mb": round(peak["self_mb"]),
+            "sacct_peak_rss_mb": round(peak["children_mb"]),
+            "incremental_collect_s": round(again_s, 2),
+            "month_reports": [{"month": m, "sreport_s": a, "report_s": b,
+                               "report_over_sreport": round(b / a, 2)} for m, a, b in ratios],
+            "worst_month": worst[0], "worst_month_report_over_sreport":
+            round(worst[2] / worst[1], 2),
+            "year": year, "year_sreport_s": round(year_sreport_s, 3),
+            "year_report_s": round(year_report_s, 3),
+            "year_report_over_sreport": round(year_report_s / year_sreport_s, 2),
+            "store_mb": round(size_mb), "store_mb_per_million_jobs":
+            round(size_mb / (jobs / 1e6), 1), **scrape, **page}
+
+
+def _sreport(start: str, end: str) -> list[str]:
+    return ["sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
+            "AccountUtilizationByUser", f"start={start}", f"end={end}"]
+
+
+def _layout(cli: list[str]):
+    from testcluster.layout import Layout
+    return Layout(Path(cli[cli.index("--run-dir") + 1]), _port(cli))
+
+
+def _port(cli: list[str]) -> int:
+    return int(cli[cli.index("--base-port") + 1])
 
 
 STEPS_DUMP_MAX = 200_000
@@ -330,6 +422,11 @@ def main() -> None:
                         help="compare collection through sacct, slurmrestd and pyslurm")
     parser.add_argument("--gpu-use", action="store_true",
                         help="collection and report with and without the jobs' steps")
+    parser.add_argument("--year", action="store_true",
+                        help="a year of a large site: --jobs over 12 months (each size)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --year and --run-dir: the run dir's earlier backfill "
+                             "(the cluster is started if it is down, and left running)")
     parser.add_argument("--slurm", default=None,
                         help="with --sources (default 22.05) or --gpu-use (default 24.11): "
                              "the Slurm release")
@@ -364,16 +461,22 @@ def main() -> None:
         for jobs in sizes:
             results.append(bench_sources(jobs, cli, env, lay, work) if args.sources else
                            bench_gpu_use(jobs, cli, env, run_dir, work) if args.gpu_use else
-                           bench_size(jobs, cli, env, run_dir, work))
+                           bench_year(jobs, cli, env, work, args.reuse)
+                           if args.year else bench_size(jobs, cli, env, run_dir, work))
     finally:
-        if not args.keep:
+        if not (args.keep or args.reuse):
             subprocess.run([*TESTCLUSTER, "down", *cli], env=env, check=False)
     cols = list(results[0])
+    cols = [c for c in cols if not isinstance(results[0][c], list)]
     print("\n| " + " | ".join(cols) + " |")
     print("|" + "|".join("---:" for _ in cols) + "|")
     for r in results:
         print("| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c])
                                 for c in cols) + " |")
+    for r in results:
+        for m in r.get("month_reports", []):
+            print(f"  {m['month']}: report {m['report_s']} s, sreport {m['sreport_s']} s "
+                  f"({m['report_over_sreport']}x)")
     if args.out:
         from collector import clock
         measured = time.strftime("%Y-%m-%d", time.gmtime(clock.now()))

@@ -136,3 +136,28 @@ def test_default_start_is_whole_months_before_the_current_one():
     now = h.month_start(2026, 11) + 21 * 86400 + 3600
     assert h.default_start(3, now) == h.month_start(2026, 8)
     assert h.default_start(13, now) == h.month_start(2025, 10)
+
+
+def test_a_history_made_a_month_at_a_time_is_one_possible_history():
+    """generate_by_month (histories too large to hold whole): ids follow on from month
+    to month, each month's jobs are submitted in it, and the nodes are never
+    overbooked across a month boundary (a month is placed where the last one left off)."""
+    spec = h.HistorySpec(start=h.month_start(2026, 7), months=3, jobs=6000, seed=7)
+    months = list(h.generate_by_month(spec, NODES))
+    assert [m.start for m in months] == [h.add_months(spec.start, i) for i in range(3)]
+    whole = h.History(spec.start, spec.end)
+    for m in months:
+        assert all(m.start <= j.submit < m.end for j in m.jobs)
+        whole.jobs += m.jobs
+        whole.outages += m.outages
+        whole.maintenance += m.maintenance
+    assert SPEC.jobs - 25 <= len(whole.jobs) <= SPEC.jobs + 25
+    ids = [j.job_id for m in months for j in m.jobs]
+    assert max(j.job_id for j in months[0].jobs) < min(j.job_id for j in months[1].jobs)
+    assert len({(j.job_id, j.submit) for j in whole.jobs}) == len(whole.jobs)
+    assert min(ids) == h.FIRST_JOB_ID
+    # The month boundary is crossed by running jobs, and nothing is overbooked.
+    assert any(j.ran and j.start < months[1].start < j.end for j in months[0].jobs)
+    test_no_node_ever_has_more_than_four_gpus_in_use(whole)
+    test_nothing_runs_on_a_node_that_is_down_or_in_maintenance(whole)
+    assert [m.jobs for m in h.generate_by_month(spec, NODES)] == [m.jobs for m in months]
