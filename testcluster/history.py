@@ -501,8 +501,10 @@ def _generate(spec: HistorySpec, nodes: list[str],
         next_id += d.tasks
     draws.sort(key=lambda d: (d.eligible, d.job_id))
     for done, d in enumerate(draws, 1):
-        builder.gpu_slots.forget_before(d.eligible)
-        builder.cpu_slots.forget_before(d.eligible)
+        # What ended before the draw's eligible time no longer matters; never forget
+        # into the next month, whose jobs (generate_by_month) are placed on these slots.
+        builder.gpu_slots.forget_before(min(d.eligible, spec.end))
+        builder.cpu_slots.forget_before(min(d.eligible, spec.end))
         builder.add(d)
         if progress is not None and (done % 5000 == 0 or done == len(draws)):
             progress("place", done, len(draws))
