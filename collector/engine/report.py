@@ -126,11 +126,11 @@ class PeriodData:
     tree: Tree
     cap: Capacity
     ytd: Period
-    ytd_days: dict[tuple[int, str, str], int]
+    ytd_accounts: dict[str, int]             # GPU-seconds per account, year to date
     ytd_cap: Capacity
-    alloc_days: dict[tuple[int, str, str], int]
-    first_user: dict[str, int]
-    first_account: dict[str, int]
+    alloc_days: dict[tuple[int, str], int]   # GPU-seconds per (local day, account)
+    users_before: set[str]                   # of the period's users: those with use before it
+    accounts_before: set[str]                # and of its accounts
     unusual_states: dict[str, int]
     rejected: tuple[int, list[reads.Rejected]]
     last: Collection | None
@@ -179,9 +179,12 @@ def load(store: Store, settings: Settings, period: Period, now_s: int,
     # Budgets from Slurm have no start: all stored use counts for them.
     first = 0 if any(a.start is None for a in allocs) else min(
         (local_midnight(a.start, tz) for a in allocs if a.start), default=until)
-    alloc_days = usage.daily_usage(store, cluster, first, until + 86400, until, tz,
-                                   running) if allocs else {}
-    first_user, first_account = reads.first_use_days(store, cluster)
+    alloc_days = usage.daily_account_usage(store, cluster, first, until + 86400, until, tz,
+                                           running) if allocs else {}
+    rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s, running)
+    users_before, accounts_before = reads.used_before(
+        store, cluster, period.start_s, {r.user for r in rows if r.gpu_s > 0},
+        {r.account for r in rows if r.gpu_s > 0})
     ytd_until = max(ytd.start_s, min(ytd.end_s, now_s))
     cap = usage.period_capacity(store, cluster, period.start_s, until)
     ytd_cap = usage.period_capacity(store, cluster, ytd.start_s, ytd_until)
@@ -194,13 +197,13 @@ def load(store: Store, settings: Settings, period: Period, now_s: int,
              reads.last_collection(store, (c,))) for c in cluster)
     return PeriodData(
         now_s=now_s, until_s=until,
-        rows=usage.period_usage(store, cluster, period.start_s, period.end_s, now_s, running),
+        rows=rows,
         starts=reads.start_rows(store, cluster, period.start_s, period.end_s), tree=tree,
         cap=cap, ytd=ytd,
-        ytd_days=usage.daily_usage(store, cluster, ytd.start_s, ytd.end_s, now_s, tz,
-                                   running),
+        ytd_accounts=usage.account_usage(store, cluster, ytd.start_s, ytd.end_s, now_s,
+                                         running),
         ytd_cap=ytd_cap,
-        alloc_days=alloc_days, first_user=first_user, first_account=first_account,
+        alloc_days=alloc_days, users_before=users_before, accounts_before=accounts_before,
         unusual_states=reads.unusual_states(store, cluster, period.start_s, period.end_s),
         rejected=reads.rejected(store), last=reads.last_collection(store, cluster),
         energy_since_s=reads.energy_since(store), gpu_use_since_s=reads.gpu_use_since(store),
@@ -274,7 +277,7 @@ def _quotas(settings: Settings, period: Period, d: PeriodData, amap: AccountMap
     ytd_quotas = quota_gpu_s(settings, d.ytd, d.ytd_cap.available_gpu_s, d.ytd_quota_scale)
     by_cat = _sum_by(d.rows, lambda r: amap.category_of(r.account) or UNMAPPED)
     ytd_by_cat: dict[str, int] = defaultdict(int)
-    for (_, account, _), gpu_s in d.ytd_days.items():
+    for account, gpu_s in d.ytd_accounts.items():
         ytd_by_cat[amap.category_of(account) or UNMAPPED] += gpu_s
     weighted: dict[str, float] = defaultdict(float)
     for r in d.rows:
@@ -327,10 +330,10 @@ def _allocations(settings: Settings, period: Period, d: PeriodData, amap: Accoun
         members = descendants(a.account, d.tree.parents)
         begin = local_midnight(a.start, tz) if a.start else 0
         finish = local_midnight(a.end + timedelta(days=1), tz) if a.end else as_of + 86400
-        total = sum(s for (day, acc, _), s in d.alloc_days.items()
+        total = sum(s for (day, acc), s in d.alloc_days.items()
                     if acc in members and begin <= day < finish)
         if not a.start:  # a Slurm budget: all stored use counts
-            total = sum(s for (_, acc, _), s in d.alloc_days.items() if acc in members)
+            total = sum(s for (_, acc), s in d.alloc_days.items() if acc in members)
         in_period = sum(by_account_period.get(m, 0) for m in members)
         out.append(allocation_entry(a, AllocationUse(in_period, total, as_of),
                                     amap.category_of(a.account), tz,
@@ -375,12 +378,11 @@ def _service(settings: Settings, period: Period, d: PeriodData, amap: AccountMap
         served[amap.category_of(a) or UNMAPPED] += 1
     return Service(
         queue_wait=waits, active_users=len(users),
-        # No stored day yet: the user's only use is a job still running, so new.
-        new_users=sum(1 for u in users
-                      if d.first_user.get(u, period.start_s) >= period.start_s),
+        # New: no GPU use on a day before the period (a user whose only use is a job
+        # still running is new too).
+        new_users=sum(1 for u in users if u not in d.users_before),
         active_projects=len(accounts),
-        new_projects=sum(1 for a in accounts
-                         if d.first_account.get(a, period.start_s) >= period.start_s),
+        new_projects=sum(1 for a in accounts if a not in d.accounts_before),
         projects_served_by_category=tuple(sorted(served.items())))
 
 

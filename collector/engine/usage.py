@@ -22,8 +22,10 @@ __all__ = [
     "StartRow",
     "Tree",
     "UsageRow",
+    "account_usage",
     "cluster_capacity",
     "cluster_usage",
+    "daily_account_usage",
     "daily_usage",
     "open_usage",
     "period_capacity",
@@ -64,6 +66,37 @@ def cluster_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, no
         if job.start_s is None or not job.started or job.gpus <= 0:
             continue
         out[job.cluster] += job.gpus * max(0, stop - max(job.start_s, start_s))
+    return dict(out)
+
+
+def account_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, now_s: int,
+                  open_jobs: list[JobRecord]) -> dict[str, int]:
+    """GPU-seconds per account in [start, min(end, now)), running jobs included."""
+    out: dict[str, int] = defaultdict(int, reads.account_totals(store, clusters, start_s,
+                                                                end_s))
+    stop = min(end_s, now_s)
+    for job in open_jobs:
+        if job.start_s is None or not job.started or job.gpus <= 0:
+            continue
+        seconds = stop - max(job.start_s, start_s)
+        if seconds > 0:
+            out[job.account] += job.gpus * seconds
+    return dict(out)
+
+
+def daily_account_usage(store: Store, clusters: Clusters, start_s: int, end_s: int,
+                        now_s: int, timezone: str, open_jobs: list[JobRecord]
+                        ) -> dict[tuple[int, str], int]:
+    """GPU-seconds per (local day, account) in [start, min(end, now))."""
+    out: dict[tuple[int, str], int] = defaultdict(int, reads.daily_account_rows(
+        store, clusters, start_s, end_s))
+    days = LocalDays(timezone)
+    stop = min(end_s, now_s)
+    for job in open_jobs:
+        if job.start_s is None or not job.started or job.gpus <= 0:
+            continue
+        for day, seconds in days.split(max(job.start_s, start_s), stop):
+            out[(day, job.account)] += job.gpus * seconds
     return dict(out)
 
 

@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS usage_day (
     energy_j INTEGER NOT NULL DEFAULT 0, energy_gpu_s INTEGER NOT NULL DEFAULT 0,
     {", ".join(c + " INTEGER NOT NULL DEFAULT 0" for c in GPU_USE_COLUMNS)},
     PRIMARY KEY ({", ".join(USAGE_DIMS)})) WITHOUT ROWID;
+-- Whether a user or an account used GPUs before a day (the report's new users and
+-- projects): a few index lookups, not a scan of years of days.
+CREATE INDEX IF NOT EXISTS usage_day_user ON usage_day (cluster, user, day_s);
+CREATE INDEX IF NOT EXISTS usage_day_account ON usage_day (cluster, account, day_s);
 CREATE TABLE IF NOT EXISTS starts_day (
     {", ".join(d + " NOT NULL" for d in START_DIMS)}, jobs INTEGER NOT NULL,
     wait_s INTEGER NOT NULL,

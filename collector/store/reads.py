@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.engine.rollup import LocalDays
@@ -123,6 +123,23 @@ def usage_rows(store: Store, clusters: Clusters, start_s: int, end_s: int) -> li
         "GROUP BY account, user, partition, gpu_type, wckey, size_class "
         "HAVING SUM(gpu_s) != 0 OR SUM(energy_j) != 0 OR SUM(use_gpu_s) != 0",
         (*clusters, start_s, end_s))]
+
+
+def account_totals(store: Store, clusters: Clusters, start_s: int, end_s: int
+                   ) -> dict[str, int]:
+    """Rolled-up GPU-seconds per account in [start, end)."""
+    _check_aligned(store, start_s, end_s)
+    return dict(store.conn.execute(
+        f"SELECT account, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} AND day_s >= ? "
+        "AND day_s < ? GROUP BY account", (*clusters, start_s, end_s)).fetchall())
+
+
+def daily_account_rows(store: Store, clusters: Clusters, start_s: int, end_s: int
+                       ) -> dict[tuple[int, str], int]:
+    """Rolled-up GPU-seconds per (local day, account) in [start, end)."""
+    return {(day, account): gpu_s for day, account, gpu_s in store.conn.execute(
+        f"SELECT day_s, account, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} "
+        "AND day_s >= ? AND day_s < ? GROUP BY day_s, account", (*clusters, start_s, end_s))}
 
 
 def cluster_totals(store: Store, clusters: Clusters, start_s: int, end_s: int
@@ -242,16 +259,19 @@ def unusual_states(store: Store, clusters: Clusters, start_s: int, end_s: int) -
         (*clusters, end_s, start_s)).fetchall())
 
 
-def first_use_days(store: Store, clusters: Clusters) -> tuple[dict[str, int], dict[str, int]]:
-    """First day with GPU use per user and per account, over the whole store."""
-    users: dict[str, int] = {}
-    accounts: dict[str, int] = {}
-    for user, account, day in store.conn.execute(
-            f"SELECT user, account, MIN(day_s) FROM usage_day WHERE {_in(clusters)} AND gpu_s > 0 "
-            "GROUP BY user, account", tuple(clusters)):
-        users[user] = min(day, users.get(user, day))
-        accounts[account] = min(day, accounts.get(account, day))
-    return users, accounts
+def used_before(store: Store, clusters: Clusters, day_s: int, users: Iterable[str],
+                accounts: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Of these users and accounts, those with GPU use on a day before `day_s` (one
+    index lookup each: usage_day_user, usage_day_account)."""
+    found: tuple[set[str], set[str]] = (set(), set())
+    for column, names, out in (("user", users, found[0]), ("account", accounts, found[1])):
+        for name in names:
+            if any(store.conn.execute(
+                    f"SELECT 1 FROM usage_day WHERE cluster=? AND {column}=? AND day_s < ? "
+                    "AND gpu_s > 0 LIMIT 1", (cluster, name, day_s)).fetchone()
+                   for cluster in clusters):
+                out.add(name)
+    return found
 
 
 def rejected(store: Store, sample: int = 5) -> tuple[int, list[Rejected]]:
