@@ -205,12 +205,22 @@ def collect_facility(settings: Settings, now: float | None = None,
         try:
             done.append(collect(settings, now_s, env, progress, store_dir, from_scratch,
                                 cluster))
-        except StoreBusy:
-            raise
+        except StoreBusy as exc:
+            if not done and not failed:
+                raise
+            # Another writer took the store between two clusters: say what was done.
+            failed += [(c, exc) for c in (clusters or settings.slurm.clusters)
+                       if c not in {d.cluster for d in done} | {f for f, _ in failed}]
+            break
         except (door.SlurmError, FieldError, StoreError) as exc:
             failed.append((cluster, exc))
     if failed:
         raise CollectionsFailed(done, failed)
+    if from_scratch and clusters is None and len(done) > 1:
+        # Every cluster was read again whole: no stored job predates an upgrade now.
+        with Store.open_writer(store_dir or settings.store.path) as store, \
+                store.transaction():
+            store.clear_upgrade_marks()
     return done
 
 

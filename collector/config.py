@@ -86,7 +86,19 @@ class Slurm(_Model):
         dupes = sorted({c for c in value if seen.count(c.lower()) > 1})
         if dupes:
             raise ValueError(f"clusters listed twice: {', '.join(dupes)}")
+        if "all" in seen:  # sacct -M all reads every cluster of the slurmdbd
+            raise ValueError("'all' is not a cluster name (sacct --clusters=all reads every "
+                             "cluster); list the clusters by name")
         return value
+
+    @model_validator(mode="after")
+    def _one_door_for_several(self) -> Slurm:
+        # slurmrestd's job-by-id endpoint and pyslurm's live view answer for their own
+        # cluster only: several clusters are read with sacct's --clusters.
+        if self.several and self.source != "sacct":
+            raise ValueError(f'several clusters are read with source = "sacct" (sacct '
+                             f'--clusters); the {self.source} door reads one cluster')
+        return self
 
     @property
     def several(self) -> bool:

@@ -366,6 +366,7 @@ def data_quality(rep: Report) -> dict:
         "rejected_sample": _frame(rep, q.rejected_sample, ["source", "line_no", "reason",
                                                            "line"]),
         "ambiguous_accounts": dict(q.ambiguous_accounts),
+        "tree_conflicts": dict(q.tree_conflicts),
         "nodes_without_inventory": list(q.nodes_without_inventory),
     }
 

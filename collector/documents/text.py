@@ -261,13 +261,15 @@ def service_lines(report: model.Report, limit: int | None = None) -> Iterator[st
     unseen = (f"; {len(q.nodes_without_inventory)} node(s) in maintenance never seen in the "
               f"node inventory, counted at the cluster's average GPUs per node: "
               f"{', '.join(q.nodes_without_inventory)}" if q.nodes_without_inventory else "")
+    conflicts = (f"; accounts under different parents per cluster (the first cluster's "
+                 f"parent counts): {_conflicts(q, tz, limit)}" if q.tree_conflicts else "")
     yield (f"Data quality: {q.rejected_lines} rejected sacct line(s); unusual states "
            f"{states or 'none'}; {q.jobs_without_gpu_accounting} job(s) started "
            f"without GPUs; ambiguous accounts {ambiguous or 'none'}; sreport "
            f"would show down {convert.convert(q.sreport_view.down_s, 'gpu_s', tz):,.1f} and "
            f"planned down {convert.convert(q.sreport_view.planned_down_s, 'gpu_s', tz):,.1f} "
            f"GPU-hours ({q.sreport_view.note})"
-           f"{unseen}.")
+           f"{unseen}{conflicts}.")
     yield f"Energy: {energy_sentence(report)}."
     yield f"GPU efficiency: {efficiency_sentence(report)}."
     yield (f"Data until {convert.convert(report.period.data_until_s, 'instant', tz)}; "
@@ -373,6 +375,11 @@ def efficiency_sentence(report: model.Report) -> str:
             f"({e.idle_threshold:.0%}): {', '.join(over) or 'none'}")
 
 
+def _conflicts(q: model.DataQuality, tz: str, limit: int | None) -> dict:
+    conflicts = convert.convert(q.tree_conflicts, "mapping", tz)
+    return cut_fields(conflicts, limit) if limit else conflicts
+
+
 def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str]]:
     """The service and data-quality sentences as (what, value) pairs, for a table."""
     s, q, tz = report.service, report.data_quality, report.period.timezone
@@ -390,6 +397,9 @@ def facts(report: model.Report, limit: int | None = None) -> list[tuple[str, str
         ("Jobs started without GPUs", f"{q.jobs_without_gpu_accounting:,}"),
         ("Ambiguous accounts", "; ".join(f"{a}: {', '.join(c)}" for a, c in ambiguous.items())
          or "none"),
+        *([("Accounts under different parents per cluster", "; ".join(
+            f"{a}: {', '.join(c)}" for a, c in _conflicts(q, tz, limit).items()))]
+          if q.tree_conflicts else []),
         ("sreport's view", f"down {convert.convert(q.sreport_view.down_s, 'gpu_s', tz):,.1f}, "
          f"planned down {convert.convert(q.sreport_view.planned_down_s, 'gpu_s', tz):,.1f} "
          f"GPU-h ({q.sreport_view.note})"),

@@ -213,7 +213,9 @@ def _assemble(period: periods.Period, first: date, end: date, months: float, now
             pools.setdefault((who, pool), [0, 0.0])[1] += share * available[(site, cluster)]
     for (who, _category, pool), cell in cats.items():
         pools.setdefault((who, pool), [0, None])[0] += cell[0]
-    avail_of = {r.site: r.available_s for r in site_rows}
+    avail_of: dict[str, int] = defaultdict(int)   # a site's clusters added up
+    for r in site_rows:
+        avail_of[r.site] += r.available_s
     order = {s: i for i, s in enumerate([r.site for r in site_rows])}
     category_rows = tuple(
         NetworkCategoryUse(who, category, pool, c[0], c[1],

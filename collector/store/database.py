@@ -344,8 +344,11 @@ class Store:
         self.conn.execute("DELETE FROM rejected_lines WHERE collection_id IN "
                           "(SELECT id FROM collections WHERE cluster=?)", (cluster,))
         if self.conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None:
-            self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)",
-                              (ENERGY_SINCE, GPU_USE_SINCE))
+            self.clear_upgrade_marks()
+
+    def clear_upgrade_marks(self) -> None:
+        """Every stored job was read by this version (all of them read again)."""
+        self.conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (ENERGY_SINCE, GPU_USE_SINCE))
 
     def clear_rollups(self) -> None:
         self.conn.execute("DELETE FROM usage_day")

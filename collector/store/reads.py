@@ -186,7 +186,7 @@ def tree(store: Store, clusters: Clusters) -> Tree:
     """The account tree of the clusters, merged. Slurm keeps one tree per cluster; an
     account placed under different parents on two of them is listed in `conflicts`
     (its first cluster's parent is used). Budgets of an account on several clusters
-    (GrpTRESMins is per cluster) add up."""
+    (GrpTRESMins is per cluster) add up; a cluster without one adds nothing."""
     parents: dict[str, str] = {}
     orgs: dict[str, str] = {}
     budgets: dict[str, int | None] = {}
@@ -200,7 +200,8 @@ def tree(store: Store, clusters: Clusters) -> Tree:
             if parents[account] != parent:
                 conflicts[account].update((parents[account], parent))
             old = budgets[account]
-            budgets[account] = None if old is None or budget is None else old + budget
+            budgets[account] = old if budget is None else budget if old is None \
+                else old + budget
             continue
         parents[account], orgs[account], budgets[account] = parent, org, budget
     return Tree(parents, orgs, budgets,

@@ -26,6 +26,11 @@ if dq["ambiguous_accounts"]:
     st.warning("Accounts that match several categories (the first wins): " + ", ".join(
         f"{a} → {', '.join(c)}" for a, c in dq["ambiguous_accounts"].items()))
 
+if dq["tree_conflicts"]:
+    st.warning("Accounts under different parents on different clusters (the first "
+               "cluster's parent counts for the facility): " + ", ".join(
+                   f"{a} → {', '.join(c)}" for a, c in dq["tree_conflicts"].items()))
+
 if dq["nodes_without_inventory"]:
     st.warning("Nodes in maintenance that no collection has seen, counted at the cluster's "
                "average GPUs per node: " + ", ".join(dq["nodes_without_inventory"]))

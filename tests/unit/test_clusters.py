@@ -274,6 +274,9 @@ def test_an_account_placed_differently_on_two_clusters_is_reported(tmp_path):
     collect_facility(settings, now=NOW, env=env)
     rep = _report(settings)
     assert rep.data_quality.tree_conflicts == (("nl_x", ("eu_science", "science")),)
+    from collector.documents.text import render
+    assert "accounts under different parents per cluster" in render(rep, "md")
+    assert "Accounts under different parents per cluster" in render(rep, "table")
     assert _report(settings, "gpu2").data_quality.tree_conflicts == ()
 
 
@@ -282,6 +285,10 @@ def test_an_account_placed_differently_on_two_clusters_is_reported(tmp_path):
     ({"clusters": ["a", "A"]}, "clusters listed twice: A, a"),
     ({"clusters": []}, "slurm.clusters: Tuple should have at least 1 item"),
     ({"clusters": ["ok", "-Mall"]}, "slurm.clusters[1]: String should match pattern"),
+    ({"clusters": ["a", "All"]}, "'all' is not a cluster name"),
+    ({"clusters": ["a", "b"], "source": "slurmrestd"}, 'several clusters are read with '
+     'source = "sacct"'),
+    ({"clusters": ["a", "b"], "source": "pyslurm"}, "the pyslurm door reads one cluster"),
 ])
 def test_the_cluster_list_is_checked(tmp_path, slurm, message):
     path = tmp_path / "facility.toml"
@@ -309,6 +316,33 @@ def test_network_export_of_two_clusters_adds_up_to_the_facility(two, tmp_path):
     for c in whole.categories:
         assert site[c.category].used_s == c.used_s
         assert site[c.category].quota_s == pytest.approx(c.quota_s)
+        # Against the site's available time: both clusters' (not its last one's).
+        assert site[c.category].share_of_available == pytest.approx(c.share_of_available)
+
+
+def test_a_budget_on_one_cluster_of_two_is_the_facilitys(tmp_path):
+    settings, env = facility(tmp_path)
+    (Path(env["FAKE_SLURM_DIR"]) / "gpu2" / "sacctmgr-assoc.txt").write_text(
+        GPU2_ASSOC + "ehpc_a||eu_science|\n")
+    collect_facility(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        # ehpc_a has gres/gpu=6000 minutes on testai and no limit on gpu2.
+        assert reads.tree(store, ("testai", "gpu2")).budgets["ehpc_a"] == 6000
+        assert reads.tree(store, ("gpu2",)).budgets["ehpc_a"] is None
+
+
+def test_from_scratch_on_every_cluster_clears_the_upgrade_marks(two):
+    from collector.store.database import ENERGY_SINCE
+
+    settings, env = two
+    with Store.open_writer(settings.store.path) as store, store.transaction():
+        store.set_meta(ENERGY_SINCE, str(NOW - 86400))   # as an upgrade leaves it
+    collect_facility(settings, now=NOW, env=env, from_scratch=True, clusters=("gpu2",))
+    with Store.open_reader(settings.store.path) as store:
+        assert reads.energy_since(store) == NOW - 86400    # testai's jobs predate it still
+    collect_facility(settings, now=NOW, env=env, from_scratch=True)
+    with Store.open_reader(settings.store.path) as store:
+        assert reads.energy_since(store) is None
 
 
 def test_the_dashboard_shows_the_facility_or_the_picked_cluster(two, tmp_path, monkeypatch):
