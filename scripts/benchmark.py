@@ -115,12 +115,14 @@ def month_bounds(run_dir: Path) -> tuple[str, str]:
     return time.strftime("%Y-%m-%d", start), f"{y:04d}-{m:02d}-01"
 
 
-def sacct_dump(first: str) -> list[str]:
-    """The collector's own sacct command for everything from `first` (a date) to now."""
+def sacct_dump(first: str, until: str | None = None) -> list[str]:
+    """The collector's own sacct command for everything from `first` (a date) to
+    `until` (a date; default now)."""
     from collector import clock
     from collector.slurm.commands import new_delimiter, sacct_argv
-    return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), int(clock.now()),
-                      None, new_delimiter())
+    end = calendar.timegm(time.strptime(until, "%Y-%m-%d")) if until else int(clock.now())
+    return sacct_argv(calendar.timegm(time.strptime(first, "%Y-%m-%d")), end, None,
+                      new_delimiter())
 
 
 def _config(work: Path, name: str, first: str, extra: str = "") -> tuple[Path, Path]:
@@ -199,8 +201,12 @@ def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
                history.day(history.add_months(spec.start, i)),
                history.day(history.add_months(spec.start, i + 1))) for i in range(12)]
     config, store = _config(work, f"year-{jobs}", first)
-    print("   sacct dump of the year ...", flush=True)
-    sacct_s = run(sacct_dump(first), env)
+    # One sacct over the year would be one slurmdbd answer of several GB, beyond
+    # Slurm's largest message (1 GiB): the floor is the year dumped a month at a time,
+    # then to now, as an operator would.
+    print("   sacct dump of the year, a month at a time ...", flush=True)
+    sacct_s = sum(run(sacct_dump(start, end), env) for _, start, end in months)
+    sacct_s += run(sacct_dump(months[-1][2]), env)
     print("   collect from empty ...", flush=True)
     peak_file = work / "peak.json"
     collect_s = run([*PEAK, str(peak_file), "collect", "--quiet", "--config", str(config)], env)
