@@ -201,9 +201,9 @@ def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
                history.day(history.add_months(spec.start, i)),
                history.day(history.add_months(spec.start, i + 1))) for i in range(12)]
     config, store = _config(work, f"year-{jobs}", first)
-    # One sacct over the year would be one slurmdbd answer of several GB, beyond
-    # Slurm's largest message (1 GiB): the floor is the year dumped a month at a time,
-    # then to now, as an operator would.
+    # One sacct over the year would make slurmdbd build one answer of about 7 GB
+    # (it holds a query's answer whole: about 700 MB per million records on 22.05):
+    # the floor is the year dumped a month at a time, then to now, as an operator would.
     print("   sacct dump of the year, a month at a time ...", flush=True)
     sacct_s = sum(run(sacct_dump(start, end), env) for _, start, end in months)
     sacct_s += run(sacct_dump(months[-1][2]), env)
