@@ -169,47 +169,47 @@ def load(store: Store, settings: Settings, period: Period, now_s: int,
          clusters: tuple[str, ...] | None = None) -> PeriodData:
     """Every read a report on `period` needs (running jobs read once, clipped by all),
     for `clusters` (default: the facility's)."""
-    cluster = clusters or settings.slurm.clusters
+    scope = clusters or settings.slurm.clusters
     tz = settings.facility.timezone
     until = max(period.start_s, min(period.end_s, now_s))
-    running = reads.open_jobs(store, cluster)
-    tree = reads.tree(store, cluster)
+    running = reads.open_jobs(store, scope)
+    tree = reads.tree(store, scope)
     ytd = year_to_date(period)
     allocs = allocations(settings, tree.budgets, tree.organisations)
     # Budgets from Slurm have no start: all stored use counts for them.
     first = 0 if any(a.start is None for a in allocs) else min(
         (local_midnight(a.start, tz) for a in allocs if a.start), default=until)
-    alloc_days = usage.daily_account_usage(store, cluster, first, until + 86400, until, tz,
+    alloc_days = usage.daily_account_usage(store, scope, first, until + 86400, until, tz,
                                            running) if allocs else {}
-    rows = usage.period_usage(store, cluster, period.start_s, period.end_s, now_s, running)
+    rows = usage.period_usage(store, scope, period.start_s, period.end_s, now_s, running)
     users_before, accounts_before = reads.used_before(
-        store, cluster, period.start_s, {r.user for r in rows if r.gpu_s > 0},
+        store, scope, period.start_s, {r.user for r in rows if r.gpu_s > 0},
         {r.account for r in rows if r.gpu_s > 0})
     ytd_until = max(ytd.start_s, min(ytd.end_s, now_s))
-    cap = usage.period_capacity(store, cluster, period.start_s, until)
-    ytd_cap = usage.period_capacity(store, cluster, ytd.start_s, ytd_until)
+    cap = usage.period_capacity(store, scope, period.start_s, until)
+    ytd_cap = usage.period_capacity(store, scope, ytd.start_s, ytd_until)
     per_cluster: tuple[tuple[str, Capacity, int, Collection | None], ...] = ()
-    if len(cluster) > 1:
-        used = usage.cluster_usage(store, cluster, period.start_s, period.end_s, now_s,
+    if len(scope) > 1:
+        used = usage.cluster_usage(store, scope, period.start_s, period.end_s, now_s,
                                    running)
         per_cluster = tuple(
             (c, usage.cluster_capacity(store, c, period.start_s, until), used.get(c, 0),
-             reads.last_collection(store, (c,))) for c in cluster)
+             reads.last_collection(store, (c,))) for c in scope)
     return PeriodData(
         now_s=now_s, until_s=until,
         rows=rows,
-        starts=reads.start_rows(store, cluster, period.start_s, period.end_s), tree=tree,
+        starts=reads.start_rows(store, scope, period.start_s, period.end_s), tree=tree,
         cap=cap, ytd=ytd,
-        ytd_accounts=usage.account_usage(store, cluster, ytd.start_s, ytd.end_s, now_s,
+        ytd_accounts=usage.account_usage(store, scope, ytd.start_s, ytd.end_s, now_s,
                                          running),
         ytd_cap=ytd_cap,
         alloc_days=alloc_days, users_before=users_before, accounts_before=accounts_before,
-        unusual_states=reads.unusual_states(store, cluster, period.start_s, period.end_s),
-        rejected=reads.rejected(store), last=reads.last_collection(store, cluster),
+        unusual_states=reads.unusual_states(store, scope, period.start_s, period.end_s),
+        rejected=reads.rejected(store), last=reads.last_collection(store, scope),
         energy_since_s=reads.energy_since(store), gpu_use_since_s=reads.gpu_use_since(store),
-        clusters=tuple(cluster), per_cluster=per_cluster,
-        quota_scale=_scale(store, settings, tuple(cluster), cap, period.start_s, until),
-        ytd_quota_scale=_scale(store, settings, tuple(cluster), ytd_cap, ytd.start_s,
+        clusters=tuple(scope), per_cluster=per_cluster,
+        quota_scale=_scale(store, settings, tuple(scope), cap, period.start_s, until),
+        ytd_quota_scale=_scale(store, settings, tuple(scope), ytd_cap, ytd.start_s,
                                ytd_until))
 
 
