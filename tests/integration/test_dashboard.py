@@ -25,7 +25,7 @@ from openpyxl import load_workbook
 from collector import clock
 from collector.documents import convert
 from collector.documents.office import SHEETS, header
-from collector.documents.text import ROW_TYPES, SECTIONS
+from collector.documents.text import OPTIONAL, ROW_TYPES, SECTIONS
 from testcluster import history
 from testcluster.browser import (
     CHARTS,
@@ -157,7 +157,11 @@ def test_pdf_and_excel_hold_the_json_figures(lay, site, tmp_path):
                     str(tmp_path / "page")], check=True)
     assert len(list(tmp_path.glob("page-*.png"))) == 2
     wb = load_workbook(io.BytesIO((tmp_path / "r.xlsx").read_bytes()))
+    # One cluster: no Clusters sheet (an optional section without rows is left out).
+    assert rep["clusters"] == [] and "Clusters" not in wb.sheetnames
     for _, key, columns in SECTIONS:
+        if key in OPTIONAL:
+            continue
         rows = list(wb[SHEETS[key]].iter_rows(values_only=True))
         assert rows[0] == tuple(convert.label(ROW_TYPES[key], c) for c in columns)
         section = rep
