@@ -52,9 +52,9 @@ ClusterName = Annotated[str, Field(pattern=SLURM_NAME)]
 
 class Slurm(_Model):
     """`[slurm]`: the cluster (`cluster = "name"`) or the clusters of one facility
-    (`clusters = ["a", "b"]`, all on one slurmdbd or each read through its own door
-    with the same source), and how to read them. Everything is stored and reported
-    per cluster; reports, pages and metrics show one cluster or the facility."""
+    (`clusters = ["a", "b"]`, each read through sacct --clusters=NAME), and how to
+    read them. Everything is stored and reported per cluster; reports, pages and
+    metrics show one cluster or the facility."""
 
     # Reaches sacct/sacctmgr/sreport as an argument (never through a shell): checked.
     clusters: tuple[ClusterName, ...] = Field(min_length=1, max_length=64)
