@@ -81,9 +81,13 @@ CREATE TABLE IF NOT EXISTS usage_day (
     {", ".join(c + " INTEGER NOT NULL DEFAULT 0" for c in GPU_USE_COLUMNS)},
     PRIMARY KEY ({", ".join(USAGE_DIMS)})) WITHOUT ROWID;
 -- Whether a user or an account used GPUs before a day (the report's new users and
--- projects): a few index lookups, not a scan of years of days.
+-- projects): a few index lookups, not a scan of years of days. With gpu_s, the
+-- second also covers the year to date per account (a third of the time of the
+-- table's rows at 10 million jobs); it replaces usage_day_account (cluster, account,
+-- day_s) of stores made before it.
 CREATE INDEX IF NOT EXISTS usage_day_user ON usage_day (cluster, user, day_s);
-CREATE INDEX IF NOT EXISTS usage_day_account ON usage_day (cluster, account, day_s);
+DROP INDEX IF EXISTS usage_day_account;
+CREATE INDEX IF NOT EXISTS usage_day_account_gpu ON usage_day (cluster, account, day_s, gpu_s);
 CREATE TABLE IF NOT EXISTS starts_day (
     {", ".join(d + " NOT NULL" for d in START_DIMS)}, jobs INTEGER NOT NULL,
     wait_s INTEGER NOT NULL,

@@ -263,7 +263,7 @@ def unusual_states(store: Store, clusters: Clusters, start_s: int, end_s: int) -
 def used_before(store: Store, clusters: Clusters, day_s: int, users: Iterable[str],
                 accounts: Iterable[str]) -> tuple[set[str], set[str]]:
     """Of these users and accounts, those with GPU use on a day before `day_s` (one
-    index lookup each: usage_day_user, usage_day_account)."""
+    index lookup each: usage_day_user, usage_day_account_gpu)."""
     found: tuple[set[str], set[str]] = (set(), set())
     for column, names, out in (("user", users, found[0]), ("account", accounts, found[1])):
         for name in names:
