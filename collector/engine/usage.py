@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from collections.abc import Iterator
 
 from collector.engine.capacity import Capacity, capacity
 from collector.engine.rollup import LocalDays, size_class
@@ -33,17 +34,25 @@ __all__ = [
 ]
 
 
+def _holding(jobs: list[JobRecord]) -> Iterator[JobRecord]:
+    """The open jobs that hold GPUs: started, with at least one."""
+    return (job for job in jobs if job.start_s is not None and job.started and job.gpus > 0)
+
+
+def _clipped(jobs: list[JobRecord], start_s: int, stop_s: int
+             ) -> Iterator[tuple[JobRecord, int]]:
+    """Each open job holding GPUs in [start, stop), with its GPU-seconds there."""
+    for job in _holding(jobs):
+        seconds = stop_s - max(job.start_s, start_s)
+        if seconds > 0:
+            yield job, job.gpus * seconds
+
+
 def open_usage(jobs: list[JobRecord], start_s: int, end_s: int) -> list[UsageRow]:
     """Jobs still running, clipped to [start, end): end is "now" or the period's end."""
-    out = []
-    for job in jobs:
-        if job.start_s is None or not job.started or job.gpus <= 0:
-            continue
-        seconds = end_s - max(job.start_s, start_s)
-        if seconds > 0:
-            out.append(UsageRow(job.account, job.user, job.partition, job.gpu_type or "",
-                                job.wckey, size_class(job.gpus, job.nodes), job.gpus * seconds))
-    return out
+    return [UsageRow(job.account, job.user, job.partition, job.gpu_type or "", job.wckey,
+                     size_class(job.gpus, job.nodes), gpu_s)
+            for job, gpu_s in _clipped(jobs, start_s, end_s)]
 
 
 def period_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, now_s: int,
@@ -61,11 +70,8 @@ def cluster_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, no
     """GPU-seconds per cluster in [start, min(end, now)), running jobs included."""
     out: dict[str, int] = defaultdict(int, reads.cluster_totals(store, clusters, start_s,
                                                                 end_s))
-    stop = min(end_s, now_s)
-    for job in open_jobs:
-        if job.start_s is None or not job.started or job.gpus <= 0:
-            continue
-        out[job.cluster] += job.gpus * max(0, stop - max(job.start_s, start_s))
+    for job, gpu_s in _clipped(open_jobs, start_s, min(end_s, now_s)):
+        out[job.cluster] += gpu_s
     return dict(out)
 
 
@@ -74,13 +80,8 @@ def account_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, no
     """GPU-seconds per account in [start, min(end, now)), running jobs included."""
     out: dict[str, int] = defaultdict(int, reads.account_totals(store, clusters, start_s,
                                                                 end_s))
-    stop = min(end_s, now_s)
-    for job in open_jobs:
-        if job.start_s is None or not job.started or job.gpus <= 0:
-            continue
-        seconds = stop - max(job.start_s, start_s)
-        if seconds > 0:
-            out[job.account] += job.gpus * seconds
+    for job, gpu_s in _clipped(open_jobs, start_s, min(end_s, now_s)):
+        out[job.account] += gpu_s
     return dict(out)
 
 
@@ -92,9 +93,7 @@ def daily_account_usage(store: Store, clusters: Clusters, start_s: int, end_s: i
         store, clusters, start_s, end_s))
     days = LocalDays(timezone)
     stop = min(end_s, now_s)
-    for job in open_jobs:
-        if job.start_s is None or not job.started or job.gpus <= 0:
-            continue
+    for job in _holding(open_jobs):
         for day, seconds in days.split(max(job.start_s, start_s), stop):
             out[(day, job.account)] += job.gpus * seconds
     return dict(out)
@@ -108,9 +107,7 @@ def daily_usage(store: Store, clusters: Clusters, start_s: int, end_s: int, now_
         store, clusters, start_s, end_s))
     days = LocalDays(timezone)
     stop = min(end_s, now_s)
-    for job in reads.open_jobs(store, clusters) if open_jobs is None else open_jobs:
-        if job.start_s is None or not job.started or job.gpus <= 0:
-            continue
+    for job in _holding(reads.open_jobs(store, clusters) if open_jobs is None else open_jobs):
         for day, seconds in days.split(max(job.start_s, start_s), stop):
             out[(day, job.account, job.user)] += job.gpus * seconds
     return out

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from collector.config import Settings, Slurm
 from collector.secretfile import SecretFileError, read_secret_file
@@ -222,45 +222,52 @@ def _pyslurm(settings: Settings, cluster: str, env: dict[str, str] | None
     return PyslurmSource(cluster, settings.exporter.slurm_timeout_s, env)
 
 
+R = TypeVar("R", LiveJob, NodeGpus)
+
+
 def _named(cluster: str, name: str, several: bool) -> str:
     """A job id or node name, as `cluster:name` when the facility has several clusters
     (each cluster numbers its jobs and may name its nodes like another)."""
     return f"{cluster}:{name}" if several else name
 
 
+def _every_cluster(settings: Settings, read: Callable[[str], tuple[list[R], list[Rejected]]],
+                   rename: Callable[[R, Callable[[str], str]], R]
+                   ) -> tuple[list[R], list[Rejected]]:
+    """Each cluster's live view from `read(cluster)`, every record passed through
+    `rename(record, named)` (named: an id as `cluster:id` when there are several);
+    a SlurmError names the cluster when there are several."""
+    out: list[R] = []
+    bad: list[Rejected] = []
+    several = settings.slurm.several
+    for cluster in settings.slurm.clusters:
+        try:
+            got, rejected = read(cluster)
+        except door.SlurmError as exc:
+            raise door.SlurmError(f"cluster {cluster}: {exc}" if several else str(exc)) from exc
+        out.extend(rename(record, lambda id_, c=cluster: _named(c, id_, several))
+                   for record in got)
+        bad.extend(rejected)
+    return out, bad
+
+
 def live_jobs(settings: Settings, env: dict[str, str] | None = None
               ) -> tuple[list[LiveJob], list[Rejected]]:
     """Jobs holding or waiting for GPUs now on every cluster, and what could not be
     read; raises SlurmError (naming the cluster when there are several)."""
-    jobs: list[LiveJob] = []
-    bad: list[Rejected] = []
-    several = settings.slurm.several
-    for cluster in settings.slurm.clusters:
+    def read(cluster: str) -> tuple[list[LiveJob], list[Rejected]]:
         source = _pyslurm(settings, cluster, env)
-        try:
-            got, rejected = source.jobs_now() if source is not None else parse_squeue(
-                door.run_squeue(cluster, settings.exporter.slurm_timeout_s, env))
-        except door.SlurmError as exc:
-            raise door.SlurmError(f"cluster {cluster}: {exc}" if several else str(exc)) from exc
-        jobs.extend(j._replace(job_id=_named(cluster, j.job_id, several)) for j in got)
-        bad.extend(rejected)
-    return jobs, bad
+        return source.jobs_now() if source is not None else parse_squeue(
+            door.run_squeue(cluster, settings.exporter.slurm_timeout_s, env))
+    return _every_cluster(settings, read, lambda j, named: j._replace(job_id=named(j.job_id)))
 
 
 def live_nodes(settings: Settings, env: dict[str, str] | None = None
                ) -> tuple[list[NodeGpus], list[Rejected]]:
     """Every node of every cluster with its GPUs and state, and what could not be
     read; raises SlurmError."""
-    nodes: list[NodeGpus] = []
-    bad: list[Rejected] = []
-    several = settings.slurm.several
-    for cluster in settings.slurm.clusters:
+    def read(cluster: str) -> tuple[list[NodeGpus], list[Rejected]]:
         source = _pyslurm(settings, cluster, env)
-        try:
-            got, rejected = source.nodes_now() if source is not None else parse_sinfo(
-                door.run_sinfo(cluster, settings.exporter.slurm_timeout_s, env))
-        except door.SlurmError as exc:
-            raise door.SlurmError(f"cluster {cluster}: {exc}" if several else str(exc)) from exc
-        nodes.extend(n._replace(node=_named(cluster, n.node, several)) for n in got)
-        bad.extend(rejected)
-    return nodes, bad
+        return source.nodes_now() if source is not None else parse_sinfo(
+            door.run_sinfo(cluster, settings.exporter.slurm_timeout_s, env))
+    return _every_cluster(settings, read, lambda n, named: n._replace(node=named(n.node)))

@@ -125,40 +125,42 @@ def usage_rows(store: Store, clusters: Clusters, start_s: int, end_s: int) -> li
         (*clusters, start_s, end_s))]
 
 
+def _gpu_s_by(store: Store, clusters: Clusters, start_s: int, end_s: int, by: str
+              ) -> list[tuple]:
+    """Rolled-up GPU-seconds in [start, end) grouped by `by` (usage_day's own column
+    names, never user input): rows of (*by, gpu_s)."""
+    return store.conn.execute(
+        f"SELECT {by}, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} AND day_s >= ? "
+        f"AND day_s < ? GROUP BY {by}", (*clusters, start_s, end_s)).fetchall()
+
+
 def account_totals(store: Store, clusters: Clusters, start_s: int, end_s: int
                    ) -> dict[str, int]:
     """Rolled-up GPU-seconds per account in [start, end)."""
     _check_aligned(store, start_s, end_s)
-    return dict(store.conn.execute(
-        f"SELECT account, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} AND day_s >= ? "
-        "AND day_s < ? GROUP BY account", (*clusters, start_s, end_s)).fetchall())
+    return dict(_gpu_s_by(store, clusters, start_s, end_s, "account"))
 
 
 def daily_account_rows(store: Store, clusters: Clusters, start_s: int, end_s: int
                        ) -> dict[tuple[int, str], int]:
     """Rolled-up GPU-seconds per (local day, account) in [start, end)."""
-    return {(day, account): gpu_s for day, account, gpu_s in store.conn.execute(
-        f"SELECT day_s, account, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} "
-        "AND day_s >= ? AND day_s < ? GROUP BY day_s, account", (*clusters, start_s, end_s))}
+    return {(day, account): gpu_s for day, account, gpu_s in
+            _gpu_s_by(store, clusters, start_s, end_s, "day_s, account")}
 
 
 def cluster_totals(store: Store, clusters: Clusters, start_s: int, end_s: int
                    ) -> dict[str, int]:
     """Rolled-up GPU-seconds per cluster in [start, end)."""
     _check_aligned(store, start_s, end_s)
-    return dict(store.conn.execute(
-        f"SELECT cluster, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} AND day_s >= ? "
-        "AND day_s < ? GROUP BY cluster", (*clusters, start_s, end_s)).fetchall())
+    return dict(_gpu_s_by(store, clusters, start_s, end_s, "cluster"))
 
 
 def daily_rows(store: Store, clusters: Clusters, start_s: int, end_s: int
                ) -> dict[tuple[int, str, str], int]:
     """Rolled-up GPU-seconds per (local day, account, user) in [start, end)."""
     out: dict[tuple[int, str, str], int] = defaultdict(int)
-    for day, account, user, gpu_s in store.conn.execute(
-            f"SELECT day_s, account, user, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} "
-            "AND day_s >= ? AND day_s < ? GROUP BY day_s, account, user",
-            (*clusters, start_s, end_s)):
+    for day, account, user, gpu_s in _gpu_s_by(store, clusters, start_s, end_s,
+                                                "day_s, account, user"):
         out[(day, account, user)] += gpu_s
     return out
 
