@@ -222,6 +222,33 @@ def test_a_file_that_is_not_a_store_is_named(tmp_path):
             open_(settings.store.path)
 
 
+def test_a_store_made_before_the_covering_index_gets_it_on_the_next_collection(tmp_path):
+    """usage_day_account_gpu (the year to date per account read from the index alone)
+    replaces usage_day_account when a collection opens an older store."""
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+
+    def indexes() -> set[str]:
+        with Store.open_reader(settings.store.path) as reader:
+            return {name for (name,) in reader.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = "
+                "'usage_day' AND sql IS NOT NULL")}
+
+    assert indexes() == {"usage_day_user", "usage_day_account_gpu"}
+    with Store.open_writer(settings.store.path) as writer, writer.transaction():
+        writer.conn.execute("DROP INDEX usage_day_account_gpu")
+        writer.conn.execute("CREATE INDEX usage_day_account ON usage_day "
+                            "(cluster, account, day_s)")
+    assert indexes() == {"usage_day_user", "usage_day_account"}
+    collect(settings, now=NOW + 3600, env=env)
+    assert indexes() == {"usage_day_user", "usage_day_account_gpu"}
+    with Store.open_reader(settings.store.path) as reader:
+        plan = " ".join(str(r) for r in reader.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT account, SUM(gpu_s) FROM usage_day WHERE cluster = ? "
+            "AND day_s >= 0 AND day_s < ? GROUP BY account", ("testai", NOW)))
+    assert "COVERING INDEX usage_day_account_gpu" in plan
+
+
 def test_windows_follow_the_job_density():
     day = 86400
     w = Windows(0, 400 * day, max_s=31 * day)
