@@ -88,8 +88,9 @@ def run(argv: list[str], env: dict[str, str], out: Path | None = None) -> float:
     return took
 
 
-def median_of(n: int, argv: list[str], env: dict[str, str]) -> float:
-    return statistics.median(run(argv, env) for _ in range(n))
+def median_of(n: int, argv: list[str], env: dict[str, str], out: Path | None = None) -> float:
+    """Median wall time of n runs; the last run's stdout goes to `out` (or nowhere)."""
+    return statistics.median(run(argv, env, out) for _ in range(n))
 
 
 def compile_bytecode() -> None:
@@ -228,17 +229,16 @@ def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
     for month, start, end in months:
         argv = [*GPU_USAGE, "report", "--config", str(config), "--month", month, "--format",
                 "json"]
-        report_s = median_of(3, argv, env)
-        sreport_s = median_of(3, _sreport(start, end), env)
-        ratios.append((month, round(sreport_s, 3), round(report_s, 3),
-                       _rolled_up(argv, _sreport(start, end), env)))
+        report_s = median_of(3, argv, env, work / "report.json")
+        sreport_s = median_of(3, _sreport(start, end), env, work / "sreport.txt")
+        ratios.append((month, round(sreport_s, 3), round(report_s, 3), _rolled_up(work)))
     year = time.strftime("%Y", time.gmtime(history.add_months(spec.start, 11)))
     print(f"   the year {year}: sreport vs report ...", flush=True)
     argv = [*GPU_USAGE, "report", "--config", str(config), "--year", year, "--format", "json"]
-    year_report_s = median_of(3, argv, env)
-    year_sreport = _sreport(f"{year}-01-01", f"{int(year) + 1}-01-01")
-    year_sreport_s = median_of(3, year_sreport, env)
-    year_rolled = _rolled_up(argv, year_sreport, env)
+    year_report_s = median_of(3, argv, env, work / "report.json")
+    year_sreport_s = median_of(3, _sreport(f"{year}-01-01", f"{int(year) + 1}-01-01"), env,
+                               work / "sreport.txt")
+    year_rolled = _rolled_up(work)
     size_mb = _mb(store)
     print("   exporter scrapes ...", flush=True)
     scrape = bench_scrapes(config, env)
@@ -266,13 +266,13 @@ def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
             round(size_mb / (jobs / 1e6), 1), **scrape, **page}
 
 
-def _rolled_up(report: list[str], sreport: list[str], env: dict[str, str]) -> bool:
-    """Whether slurmdbd has rolled the period up: sreport's root account shows the
-    GPU-minutes the report counts (else its time is that of an empty answer)."""
-    got = json.loads(subprocess.run(report, env=env, capture_output=True, text=True,
-                                    check=True).stdout)
-    out = subprocess.run(sreport, env=env, capture_output=True, text=True, check=True).stdout
-    root = next((int(line.split("|")[5]) for line in out.splitlines()
+def _rolled_up(work: Path) -> bool:
+    """Whether slurmdbd has rolled the period up, from the last timed runs' output
+    (work/report.json, work/sreport.txt): sreport's root account shows the GPU-minutes
+    the report counts (else its time is that of an empty answer)."""
+    got = json.loads((work / "report.json").read_text())
+    root = next((int(line.split("|")[5]) for line in
+                 (work / "sreport.txt").read_text().splitlines()
                  if line.split("|")[1:3] == ["root", ""]), 0)
     return abs(got["capacity"]["allocated_gpu_hours"] * 60 - root) <= 1 and root > 0
 
