@@ -130,16 +130,19 @@ def outage_jobs(lay, n: int = 3) -> list[str]:
 
 def wait_in_sacct(lay, ids: list[str], timeout_s: float = 120) -> None:
     """Until slurmdbd has the outage's jobs whole: a time-window query (as the collector
-    makes) shows them. `sacct -j` shows them seconds earlier, with no eligible time
-    yet, and a window query skips them until it is filled in."""
+    makes) shows them COMPLETED with an end time. `sacct -j` shows them seconds
+    earlier, with no eligible time yet, and a window query skips them until it is
+    filled in; slurmctld's late records can also say COMPLETED a moment before the end
+    time lands (End=Unknown; seen once in CI), and a collection then rightly stores the
+    job as still open."""
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(clock.now() - 3600))
     deadline = time.monotonic() + timeout_s
     while True:
-        proc = subprocess.run(["sacct", "-n", "-X", "-P", "-a", "-o", "JobID,State", "-S",
-                               since, "-E", "now"], env=lay.env(), capture_output=True,
-                              text=True, check=False)
-        done = {ln.split("|")[0] for ln in proc.stdout.splitlines()
-                if ln.endswith("|COMPLETED")}
+        proc = subprocess.run(["sacct", "-n", "-X", "-P", "-a", "-o", "JobID,State,End",
+                               "-S", since, "-E", "now"], env=lay.env(),
+                              capture_output=True, text=True, check=False)
+        done = {f[0] for f in (ln.split("|") for ln in proc.stdout.splitlines())
+                if len(f) == 3 and f[1] == "COMPLETED" and f[2] not in ("Unknown", "")}
         if done >= set(ids):
             return
         assert time.monotonic() < deadline, f"jobs {ids} never reached sacct: {proc.stdout}"
