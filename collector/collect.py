@@ -322,6 +322,7 @@ def _collect(store: Store, settings: Settings, cluster: str, cid: int, start_s: 
             store.replace("reservations", cluster, [
                 (cluster, r.id, r.name, r.start_s, r.end_s, ",".join(r.flags), r.nodelist,
                  r.tres_gpus) for r in parse_reservations(resv.result())])
+            store.refresh_months(settings.facility.timezone)
             notes = [HELD] if hold else []
             inventory_note = _record_inventory(store, cluster, nodes, now_s)
             if inventory_note:

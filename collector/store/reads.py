@@ -2,8 +2,9 @@
 rows: the only SQL outside the collector's writes (database.py).
 
 Rollups are per local day, so every period read here starts and ends at local
-midnights (`PeriodAlignmentError` otherwise); running jobs are not in the rollups and
-are added by the engine (engine.usage).
+midnights (`PeriodAlignmentError` otherwise); a period of whole months is read from
+their sums per month. Running jobs are not in the rollups and are added by the engine
+(engine.usage).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from collector.store.database import (
     ENERGY_SINCE,
     GPU_USE_COLUMNS,
     GPU_USE_SINCE,
+    MONTHS_OF,
     UNUSUAL_STATE_SQL,
     Collection,
     Store,
+    month_span,
 )
 
 
@@ -103,42 +106,49 @@ def _in(clusters: Clusters) -> str:
     return f"cluster IN ({', '.join('?' * len(clusters))})"
 
 
-def _check_aligned(store: Store, start_s: int, end_s: int) -> None:
+def _rollup(store: Store, start_s: int, end_s: int) -> str:
+    """Which rollups hold [start, end): "month" (usage_month, starts_month) when it is
+    whole months and the store has them for its zone, else "day". Raises
+    PeriodAlignmentError unless both ends are local midnights."""
     zone = store.meta("timezone") or "UTC"
     days = LocalDays(zone)
     for t in (start_s, end_s):
         if days(t) != t:
             raise PeriodAlignmentError(f"period boundary {t} is not a midnight in {zone}")
+    if store.meta(MONTHS_OF) == zone and all(month_span(t, days.zone)[0] == t
+                                             for t in (start_s, end_s)):
+        return "month"
+    return "day"
 
 
 def usage_rows(store: Store, clusters: Clusters, start_s: int, end_s: int) -> list[UsageRow]:
     """Rolled-up GPU-seconds (and joules) of finished jobs in [start, end) by account,
     user, partition, GPU type, WCKey and size class."""
-    _check_aligned(store, start_s, end_s)
+    rollup = _rollup(store, start_s, end_s)
     return [UsageRow(*r) for r in store.conn.execute(
         "SELECT account, user, partition, gpu_type, wckey, size_class, SUM(gpu_s), "
         "SUM(energy_j), SUM(energy_gpu_s), "
         + ", ".join(f"SUM({c})" for c in GPU_USE_COLUMNS) + " "
-        f"FROM usage_day WHERE {_in(clusters)} AND day_s >= ? AND day_s < ? "
+        f"FROM usage_{rollup} WHERE {_in(clusters)} AND day_s >= ? AND day_s < ? "
         "GROUP BY account, user, partition, gpu_type, wckey, size_class "
         "HAVING SUM(gpu_s) != 0 OR SUM(energy_j) != 0 OR SUM(use_gpu_s) != 0",
         (*clusters, start_s, end_s))]
 
 
-def _gpu_s_by(store: Store, clusters: Clusters, start_s: int, end_s: int, by: str
-              ) -> list[tuple]:
+def _gpu_s_by(store: Store, clusters: Clusters, start_s: int, end_s: int, by: str,
+              rollup: str = "day") -> list[tuple]:
     """Rolled-up GPU-seconds in [start, end) grouped by `by` (usage_day's own column
     names, never user input): rows of (*by, gpu_s)."""
     return store.conn.execute(
-        f"SELECT {by}, SUM(gpu_s) FROM usage_day WHERE {_in(clusters)} AND day_s >= ? "
+        f"SELECT {by}, SUM(gpu_s) FROM usage_{rollup} WHERE {_in(clusters)} AND day_s >= ? "
         f"AND day_s < ? GROUP BY {by}", (*clusters, start_s, end_s)).fetchall()
 
 
 def account_totals(store: Store, clusters: Clusters, start_s: int, end_s: int
                    ) -> dict[str, int]:
     """Rolled-up GPU-seconds per account in [start, end)."""
-    _check_aligned(store, start_s, end_s)
-    return dict(_gpu_s_by(store, clusters, start_s, end_s, "account"))
+    return dict(_gpu_s_by(store, clusters, start_s, end_s, "account",
+                          _rollup(store, start_s, end_s)))
 
 
 def daily_account_rows(store: Store, clusters: Clusters, start_s: int, end_s: int
@@ -151,8 +161,8 @@ def daily_account_rows(store: Store, clusters: Clusters, start_s: int, end_s: in
 def cluster_totals(store: Store, clusters: Clusters, start_s: int, end_s: int
                    ) -> dict[str, int]:
     """Rolled-up GPU-seconds per cluster in [start, end)."""
-    _check_aligned(store, start_s, end_s)
-    return dict(_gpu_s_by(store, clusters, start_s, end_s, "cluster"))
+    return dict(_gpu_s_by(store, clusters, start_s, end_s, "cluster",
+                          _rollup(store, start_s, end_s)))
 
 
 def daily_rows(store: Store, clusters: Clusters, start_s: int, end_s: int
@@ -168,11 +178,11 @@ def daily_rows(store: Store, clusters: Clusters, start_s: int, end_s: int
 def start_rows(store: Store, clusters: Clusters, start_s: int, end_s: int) -> list[StartRow]:
     """Jobs that started in [start, end) with their queue waits, including open jobs
     (they are rolled up when they start)."""
-    _check_aligned(store, start_s, end_s)
+    rollup = _rollup(store, start_s, end_s)
     rows: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for account, user, size, wbin, jobs, wait_s in store.conn.execute(
-            "SELECT account, user, size_class, wait_bin, SUM(jobs), SUM(wait_s) FROM starts_day "
-            f"WHERE {_in(clusters)} AND day_s >= ? AND day_s < ? "
+            "SELECT account, user, size_class, wait_bin, SUM(jobs), SUM(wait_s) "
+            f"FROM starts_{rollup} WHERE {_in(clusters)} AND day_s >= ? AND day_s < ? "
             "GROUP BY account, user, size_class, wait_bin", (*clusters, start_s, end_s)):
         rows[(account, user, size, wbin)][0] += jobs
         rows[(account, user, size, wbin)][1] += wait_s

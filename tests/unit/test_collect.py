@@ -249,6 +249,85 @@ def test_a_store_made_before_the_covering_index_gets_it_on_the_next_collection(t
     assert "COVERING INDEX usage_day_account_gpu" in plan
 
 
+def _months_match_their_days(settings) -> int:
+    """Each month rollup row equals its days' cells summed (months of the store's zone);
+    returns how many month rows there are."""
+    from zoneinfo import ZoneInfo
+
+    from collector.store.database import (
+        MONTHS_OF,
+        START_DIMS,
+        START_VALUES,
+        USAGE_DIMS,
+        USAGE_VALUES,
+        month_span,
+    )
+
+    rows = 0
+    with Store.open_reader(settings.store.path) as store:
+        zone = settings.facility.timezone
+        assert store.meta(MONTHS_OF) == zone
+        for table, dims, values in (("usage", USAGE_DIMS, USAGE_VALUES),
+                                    ("starts", START_DIMS, START_VALUES)):
+            summed: dict[tuple, list[int]] = {}
+            for row in store.conn.execute(f"SELECT {', '.join(dims + values)} FROM {table}_day"):
+                key = (row[0], month_span(row[1], ZoneInfo(zone))[0], *row[2:len(dims)])
+                cell = summed.setdefault(key, [0] * len(values))
+                for i, v in enumerate(row[len(dims):]):
+                    cell[i] += v
+            months = {tuple(r[:len(dims)]): list(r[len(dims):]) for r in store.conn.execute(
+                f"SELECT {', '.join(dims + values)} FROM {table}_month")}
+            assert months == summed
+            rows += len(months)
+    return rows
+
+
+def test_month_rollups_are_their_days_summed_through_every_change(tmp_path):
+    """usage_month and starts_month (what a report of whole months reads) follow the day
+    rollups: a job that ends later changes the two months it touches, an older store
+    gets them all on its next collection, a new time zone rebuilds them in it; and a
+    month read from them equals the same month summed from its days."""
+    from collector.store import reads
+    from collector.store.database import MONTHS_OF
+
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    assert _months_match_their_days(settings) > 0
+    ended = [j.replace("RUNNING", "COMPLETED").replace("|Unknown|", "|2026-11-01T02:00:00|")
+             if j.startswith("103|") else j for j in fakeslurm.JOBS]
+    fakeslurm.write_jobs(tmp_path / "slurm", ended)
+    collect(settings, now=NOW + 600, env=env)
+    _months_match_their_days(settings)
+    october = (int(datetime(2026, 10, 1, tzinfo=UTC).timestamp()),
+               int(datetime(2026, 11, 1, tzinfo=UTC).timestamp()))
+
+    def october_reads() -> tuple:
+        with Store.open_reader(settings.store.path) as store:
+            return (reads._rollup(store, *october),
+                    sorted(reads.usage_rows(store, ("testai",), *october), key=repr),
+                    sorted(reads.start_rows(store, ("testai",), *october), key=repr),
+                    reads.account_totals(store, ("testai",), *october),
+                    reads.cluster_totals(store, ("testai",), *october))
+
+    by_month = october_reads()
+    # As a store made before the month rollups: they are not there, the days are read.
+    with Store.open_writer(settings.store.path) as writer, writer.transaction():
+        writer.conn.execute("DELETE FROM usage_month")
+        writer.conn.execute("DELETE FROM starts_month")
+        writer.conn.execute("DELETE FROM meta WHERE key = ?", (MONTHS_OF,))
+    by_day = october_reads()
+    assert (by_month[0], by_day[0]) == ("month", "day")
+    assert by_month[1:] == by_day[1:] and by_month[3]["ehpc_a"] == 8 * 2 * 3600
+    assert sum(r.gpu_s for r in by_month[1]) == (16 + 40 + 3 + 1 + 2 + 2 * 4) * 3600
+    collect(settings, now=NOW + 1200, env=env)
+    _months_match_their_days(settings)
+    assert october_reads() == by_month
+    amsterdam = settings.model_copy(update={"facility": settings.facility.model_copy(
+        update={"timezone": "Europe/Amsterdam"})})
+    collect(amsterdam, now=NOW + 1800, env=env)
+    assert _months_match_their_days(amsterdam) > 0
+
+
 def test_windows_follow_the_job_density():
     day = 86400
     w = Windows(0, 400 * day, max_s=31 * day)

@@ -129,6 +129,9 @@ def test_a_schema_1_store_is_upgraded_by_the_next_collection(tmp_path):
         db.execute("ALTER TABLE jobs DROP COLUMN energy_j")
         db.execute("ALTER TABLE usage_day DROP COLUMN energy_j")
         db.execute("ALTER TABLE usage_day DROP COLUMN energy_gpu_s")
+        db.execute("DROP TABLE usage_month")   # version 1 had the day rollups only
+        db.execute("DROP TABLE starts_month")
+        db.execute("DELETE FROM meta WHERE key='month_rollups_zone'")
         db.execute("UPDATE meta SET value='1' WHERE key='schema'")
     with pytest.raises(StoreError, match="run 'gpu-usage collect' once to upgrade"):
         Store.open_reader(settings.store.path)
