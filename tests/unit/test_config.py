@@ -120,3 +120,22 @@ def test_nothing_reaches_a_shell():
             text = path.read_text()
             for bad in ("shell=True", "os.system(", "os.popen("):
                 assert bad not in text, f"{path}: {bad}"
+
+
+def test_validating_a_policy_file_does_not_look_for_pydantic_plugins():
+    """config answers pydantic's plugin lookup (importlib.metadata and every installed
+    distribution's entry points, about 30 ms of each command) with "none"; with a
+    pydantic that no longer asks through that module, this fails."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from collector import config\n"
+        f"settings = config.load(config.Path({str(TESTCLUSTER)!r}))\n"
+        "assert settings.categories, settings\n"
+        "print('importlib.metadata' in sys.modules,"
+        " sys.modules['pydantic.plugin._loader'].get_plugins())\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "()"]
