@@ -70,13 +70,14 @@ class _Tally:
 class Windows:
     """Bounded windows over [start, end), sized from the job density seen so far to
     hold about `target` records each (each source sets its own): between one hour and
-    `max_s`, at most twice the previous size. A quiet year takes a few calls; a busy
+    `max_s`, at most GROWTH times the previous size. A quiet year takes a few calls; a busy
     day is cut into several, which bounds slurmdbd's work and memory per query (and,
     for the doors that answer a window whole, the collector's memory). Fewer, larger
     windows cost slurmdbd less in all: each window query scans every job eligible
     before its end."""
 
     TARGET = 50_000
+    GROWTH = 4
 
     def __init__(self, start_s: int, end_s: int, max_s: int, first_s: int = 86400,
                  target: int = TARGET):
@@ -93,7 +94,7 @@ class Windows:
     def observe(self, records: int, length_s: int) -> None:
         """Aim the next windows at `target` records, given what a finished one held."""
         ideal = self.target * length_s / records if records else float("inf")
-        size = min(ideal, 2 * self.size_s)
+        size = min(ideal, self.GROWTH * self.size_s)
         self.size_s = int(max(3600, min(self.max_s, size)))
 
     def fraction_done(self, start_s: int) -> float:

@@ -332,12 +332,12 @@ def test_windows_follow_the_job_density():
     day = 86400
     w = Windows(0, 400 * day, max_s=31 * day)
     assert w.take() == (0, day)
-    w.observe(0, day)  # quiet: at most twice the size
-    assert w.take() == (day, 3 * day)
-    w.observe(Windows.TARGET * 4, 2 * day)  # busy: aimed at TARGET records
-    assert w.take() == (3 * day, 3 * day + day // 2)
+    w.observe(0, day)  # quiet: at most GROWTH (4) times the size
+    assert w.take() == (day, 5 * day)
+    w.observe(Windows.TARGET * 8, 4 * day)  # busy: aimed at TARGET records
+    assert w.take() == (5 * day, 5 * day + day // 2)
     w.observe(10**9, day)  # never below an hour
-    assert w.take()[1] - 3 * day - day // 2 == 3600
+    assert w.take()[1] - 5 * day - day // 2 == 3600
     for _ in range(12):
         w.observe(0, day)
         w.take()
