@@ -70,18 +70,18 @@ class _Tally:
 class Windows:
     """Bounded windows over [start, end), sized from the job density seen so far to
     hold about `target` records each (each source sets its own): between one hour and
-    `max_s`, at most GROWTH times the previous size. A quiet year takes a few calls; a busy
+    `max_s`, at most `growth` times the previous size. A quiet year takes a few calls; a busy
     day is cut into several, which bounds slurmdbd's work and memory per query (and,
     for the doors that answer a window whole, the collector's memory). Fewer, larger
     windows cost slurmdbd less in all: each window query scans every job eligible
     before its end."""
 
     TARGET = 50_000
-    GROWTH = 4
 
     def __init__(self, start_s: int, end_s: int, max_s: int, first_s: int = 86400,
-                 target: int = TARGET):
+                 target: int = TARGET, growth: int = 2):
         self.next_s, self.end_s, self.max_s, self.target = start_s, end_s, max_s, target
+        self.growth = growth
         self.size_s = max(3600, min(first_s, max_s))
 
     def take(self) -> tuple[int, int] | None:
@@ -94,7 +94,7 @@ class Windows:
     def observe(self, records: int, length_s: int) -> None:
         """Aim the next windows at `target` records, given what a finished one held."""
         ideal = self.target * length_s / records if records else float("inf")
-        size = min(ideal, self.GROWTH * self.size_s)
+        size = min(ideal, self.growth * self.size_s)
         self.size_s = int(max(3600, min(self.max_s, size)))
 
     def fraction_done(self, start_s: int) -> float:
@@ -282,7 +282,8 @@ def _collect(store: Store, settings: Settings, cluster: str, cid: int, start_s: 
     timeout = slurm.timeout_s
     days = LocalDays(settings.facility.timezone)
     source = open_source(settings, cluster, env)
-    cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600), target=source.window_target)
+    cuts = Windows(start_s, now_s, int(slurm.window_hours * 3600), target=source.window_target,
+                   growth=source.window_growth)
     started, t0 = clock.now(), time.monotonic()
     with ThreadPoolExecutor(max_workers=6) as pool:
         accounts = pool.submit(source.accounts)

@@ -50,7 +50,11 @@ Differences from the sacct door, on purpose or because pyslurm 25.11.2 cannot:
   JOBCOND_FLAG_DUP), and `Jobs.load` keys jobs by (cluster, id), so runs would
   overwrite each other anyway; the deprecated `slurmdb_jobs().get(flags=...)` keys
   by id too. Only the newest run of each job id arrives (sacct --duplicates lists
-  the earlier ones as REQUEUED, and their GPU time).
+  the earlier ones as REQUEUED, and their GPU time). The newest run *in a window*:
+  when a window's end falls between a run and its requeue, that window brings the
+  earlier run, so which earlier runs are stored depends on where the windows fall
+  (a CI run with windows growing fourfold stored 4 of them; with twofold, the test
+  cluster's history stores none). Another reason to prefer the sacct door.
 - `user_name` is resolved on the collecting host (getpwuid); a uid the host does not
   know reads as the uid's digits, where sacct prints slurmdbd's user name.
 - Organisation and description of accounts come from `sacctmgr show account` (no
@@ -469,6 +473,7 @@ class PyslurmSource:
     env: dict[str, str] | None = None
     name: str = "pyslurm"
     window_target: int = 50_000
+    window_growth: int = 2
     _pyslurm: Any = field(default=None, repr=False)
     steps: bool = False  # GPU use from the jobs' steps, through sacct (see sources)
 

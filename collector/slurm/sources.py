@@ -48,6 +48,9 @@ class Cuts(Protocol):  # collect.Windows
 class JobSource(Protocol):
     name: str
     window_target: int   # records per window the collector aims at
+    # How fast windows may grow (times the one before): 4 where a window costs the
+    # collector no memory (sacct streamed), else 2 (a window held whole).
+    window_growth: int
 
     def window(self, start_s: int, end_s: int) -> ParseResult: ...
     def by_ids(self, job_ids: list[int]) -> ParseResult: ...
@@ -93,11 +96,12 @@ class SacctSource:
     # 400,000 halves the windows of a year at 10M against 200,000. With steps, a
     # window's jobs are held whole until their steps are read.
     window_target: int = 400_000
+    window_growth: int = 4
     steps: bool = False  # also read each job's steps (GPU use)
 
     def __post_init__(self) -> None:
         if self.steps:
-            self.window_target = 50_000
+            self.window_target, self.window_growth = 50_000, 2
 
     def window(self, start_s: int, end_s: int) -> ParseResult:
         delimiter = door.new_delimiter()  # a new one each run: see sacct_parser
@@ -146,6 +150,7 @@ class RestSource:
     name: str = "slurmrestd"
     # slurmrestd builds each response whole in memory (several KB of JSON per job).
     window_target: int = 20_000
+    window_growth: int = 2
 
     steps: bool = False  # read each job's GPU use from its steps
 

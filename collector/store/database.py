@@ -35,7 +35,7 @@ from collector.slurm.records import JobRecord
 
 DB_FILE = "gpu-usage.sqlite"
 LOCK_FILE = "collect.lock"
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 JOB_COLUMNS = (
     "cluster", "job_id_raw", "submit_s", "job_id", "array_job_id", "array_task_id",
@@ -380,8 +380,10 @@ class Store:
             for table, dims, values in (("usage", USAGE_DIMS, USAGE_VALUES),
                                         ("starts", START_DIMS, START_VALUES)):
                 rest = ", ".join(dims[2:])
-                self.conn.execute(f"DELETE FROM {table}_month WHERE cluster=? AND day_s=?",
-                                  (cluster, start))
+                # The whole span, not only its first day: a time zone's new rules
+                # (tzdata) may move the month's first midnight.
+                self.conn.execute(f"DELETE FROM {table}_month WHERE cluster=? AND day_s >= ? "
+                                  "AND day_s < ?", (cluster, start, end))
                 self.conn.execute(
                     f"INSERT INTO {table}_month SELECT cluster, ?, {rest}, "
                     + ", ".join(f"SUM({v})" for v in values) + f" FROM {table}_day "
@@ -499,6 +501,9 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
 # `collect --from-scratch` reads everything again and drops it.
 # Schema 2 -> 3: each job's GPU use from its steps, rolled up likewise; meta
 # GPU_USE_SINCE keeps that upgrade's instant in the same way.
+# Schema 3 -> 4: the month rollups (created by SCHEMA, summed by the first collection
+# after the upgrade; until then readers sum the days). Nothing is lost, but a version
+# before them must not write the day rollups without the months: it refuses schema 4.
 ENERGY_SINCE = "energy_collected_since"
 GPU_USE_SINCE = "gpu_use_collected_since"
 MIGRATIONS = {
@@ -509,6 +514,7 @@ MIGRATIONS = {
             for c in ("busy_gpu_s", "idle_gpu_s", "idle_stretch_s", "gpu_mem_mib")),
           *(f"ALTER TABLE usage_day ADD COLUMN {c} INTEGER NOT NULL DEFAULT 0"
             for c in GPU_USE_COLUMNS)),
+    "3": (),
 }
 SINCE = {"1": ENERGY_SINCE, "2": GPU_USE_SINCE}  # what an upgrade from that schema lacks
 
@@ -526,8 +532,9 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
                     conn.execute(statement)
                 # Jobs stored until now lack what this step adds: reports before this
                 # instant say so.
-                conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                             (SINCE[str(version)], now))
+                if str(version) in SINCE:
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 (SINCE[str(version)], now))
             conn.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA_VERSION,))
         except BaseException:
             conn.execute("ROLLBACK")

@@ -282,15 +282,21 @@ def _months_match_their_days(settings) -> int:
     return rows
 
 
-def test_month_rollups_are_their_days_summed_through_every_change(tmp_path):
+@pytest.mark.parametrize("zone", ["UTC", "America/Havana"])
+def test_month_rollups_are_their_days_summed_through_every_change(tmp_path, zone):
     """usage_month and starts_month (what a report of whole months reads) follow the day
-    rollups: a job that ends later changes the two months it touches, an older store
-    gets them all on its next collection, a new time zone rebuilds them in it; and a
-    month read from them equals the same month summed from its days."""
+    rollups: a job that ends later changes the two months it touches, a schema 3 store
+    gets them all on its next collection (readers sum the days until then), a new time
+    zone rebuilds them in it; and a month read from them equals the same month summed
+    from its days. Havana: UTC-4 in October, and its clocks go back at 01:00 on the
+    first of November."""
+    from collector.engine import periods
     from collector.store import reads
-    from collector.store.database import MONTHS_OF
+    from collector.store.database import MONTHS_OF, SCHEMA_VERSION
 
     settings, env = fakeslurm.make(tmp_path)
+    settings = settings.model_copy(update={"facility": settings.facility.model_copy(
+        update={"timezone": zone})})
     collect(settings, now=NOW, env=env)
     assert _months_match_their_days(settings) > 0
     ended = [j.replace("RUNNING", "COMPLETED").replace("|Unknown|", "|2026-11-01T02:00:00|")
@@ -298,8 +304,8 @@ def test_month_rollups_are_their_days_summed_through_every_change(tmp_path):
     fakeslurm.write_jobs(tmp_path / "slurm", ended)
     collect(settings, now=NOW + 600, env=env)
     _months_match_their_days(settings)
-    october = (int(datetime(2026, 10, 1, tzinfo=UTC).timestamp()),
-               int(datetime(2026, 11, 1, tzinfo=UTC).timestamp()))
+    month = periods.parse_month("2026-10", zone, NOW)
+    october = (month.start_s, month.end_s)
 
     def october_reads() -> tuple:
         with Store.open_reader(settings.store.path) as store:
@@ -310,29 +316,42 @@ def test_month_rollups_are_their_days_summed_through_every_change(tmp_path):
                     reads.cluster_totals(store, ("testai",), *october))
 
     by_month = october_reads()
-    # As a store made before the month rollups: they are not there, the days are read.
+    assert by_month[0] == "month" and by_month[1] and by_month[2]
+    if zone == "UTC":
+        assert by_month[3]["ehpc_a"] == 8 * 2 * 3600
+        assert sum(r.gpu_s for r in by_month[1]) == fakeslurm.TOTAL_OCT_GPU_H * 3600
+    # Readers of a store whose months are not summed (yet) read the days.
     with Store.open_writer(settings.store.path) as writer, writer.transaction():
         writer.conn.execute("DELETE FROM usage_month")
         writer.conn.execute("DELETE FROM starts_month")
         writer.conn.execute("DELETE FROM meta WHERE key = ?", (MONTHS_OF,))
     by_day = october_reads()
-    assert (by_month[0], by_day[0]) == ("month", "day")
-    assert by_month[1:] == by_day[1:] and by_month[3]["ehpc_a"] == 8 * 2 * 3600
-    assert sum(r.gpu_s for r in by_month[1]) == (16 + 40 + 3 + 1 + 2 + 2 * 4) * 3600
+    assert by_day[0] == "day" and by_day[1:] == by_month[1:]
+    # A store of schema 3 (before the month rollups) is refused until a collection
+    # upgrades it, and that collection sums every month.
+    with Store.open_writer(settings.store.path) as writer, writer.transaction():
+        writer.conn.execute("DROP TABLE usage_month")
+        writer.conn.execute("DROP TABLE starts_month")
+        writer.conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    with pytest.raises(StoreError, match="run 'gpu-usage collect' once to upgrade"):
+        Store.open_reader(settings.store.path)
     collect(settings, now=NOW + 1200, env=env)
     _months_match_their_days(settings)
     assert october_reads() == by_month
-    amsterdam = settings.model_copy(update={"facility": settings.facility.model_copy(
-        update={"timezone": "Europe/Amsterdam"})})
-    collect(amsterdam, now=NOW + 1800, env=env)
-    assert _months_match_their_days(amsterdam) > 0
+    with Store.open_reader(settings.store.path) as store:
+        assert store.meta("schema") == SCHEMA_VERSION == "4"
+    other = "Europe/Amsterdam" if zone == "UTC" else "UTC"
+    moved = settings.model_copy(update={"facility": settings.facility.model_copy(
+        update={"timezone": other})})
+    collect(moved, now=NOW + 1800, env=env)
+    assert _months_match_their_days(moved) > 0
 
 
 def test_windows_follow_the_job_density():
     day = 86400
-    w = Windows(0, 400 * day, max_s=31 * day)
+    w = Windows(0, 400 * day, max_s=31 * day, growth=4)
     assert w.take() == (0, day)
-    w.observe(0, day)  # quiet: at most GROWTH (4) times the size
+    w.observe(0, day)  # quiet: at most `growth` times the size
     assert w.take() == (day, 5 * day)
     w.observe(Windows.TARGET * 8, 4 * day)  # busy: aimed at TARGET records
     assert w.take() == (5 * day, 5 * day + day // 2)
