@@ -55,7 +55,7 @@ def check(config_path: Path | None) -> None:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from exc
     click.echo(f"# {cfg.resolve_path(config_path)}: valid")
-    click.echo(json.dumps(settings.model_dump(mode="json"), indent=2))
+    click.echo(json.dumps(cfg.as_plain(settings), indent=2))
 
 
 def _private_files() -> None:

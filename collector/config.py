@@ -1,46 +1,28 @@
 """The facility policy: one TOML file, validated once at start-up into typed settings.
 
-Path: `--config`, else $GPU_USAGE_CONFIG, else ./facility.toml. Every problem is
-reported with the file and the key (`categories[2].quota_share`), all at once.
+Path: `--config`, else $GPU_USAGE_CONFIG, else ./facility.toml. A problem is reported
+with the file and the key (`categories[2].quota_share`); the policy-wide checks
+(pools, shares, the commercial rule) report every problem they find at once.
+
+The sections are msgspec Structs, validated by msgspec.convert (C, about 5 ms to
+import and define them all; pydantic took about 0.1 s of every command's start,
+half of a month's report). A section built in code (`Exporter(port=...)`) is not
+type-checked; everything read from a file goes through `parse`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 import tomllib
-import types
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-
-def _without_pydantic_plugins() -> None:
-    """pydantic looks for plugins when it builds its first validator: it imports
-    importlib.metadata and reads the entry points of every installed distribution,
-    about 30 ms of every command's start (a month's report takes 0.2 s in all). The
-    project uses no pydantic plugin, so its loader answers "none" without looking.
-    Its module name is pydantic's own (pinned in pyproject.toml): test_config.py
-    fails if a new pydantic no longer asks it."""
-    if "pydantic.plugin._loader" not in sys.modules:
-        loader = types.ModuleType("pydantic.plugin._loader")
-        loader.get_plugins = tuple  # type: ignore[attr-defined]
-        sys.modules["pydantic.plugin._loader"] = loader
-
-
-_without_pydantic_plugins()
-
-from pydantic import (  # noqa: E402  (after the hook above)
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta
 
 ENV_VAR = "GPU_USAGE_CONFIG"
 DEFAULT_FILE = "facility.toml"
@@ -50,32 +32,41 @@ class ConfigError(ValueError):
     """The policy file is missing, not TOML, or not valid; the message names file and key."""
 
 
-class _Model(BaseModel):
-    # defer_build: a section's validator is built when it is first needed, not at
-    # import; validating a policy file builds Settings' alone (about 55 ms of every
-    # command's start, against about 110 ms for all sixteen sections' at import).
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+class FieldError(ValueError):
+    """A section's check that concerns one of its keys: the message is shown at
+    `section.key` (msgspec places a section's own errors at the section)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class _Model(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
 
 
 class Facility(_Model):
-    name: str = Field(min_length=1)
+    name: Annotated[str, Meta(min_length=1)]
     timezone: str = "UTC"
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
+    def __post_init__(self) -> None:
         try:
-            ZoneInfo(value)
+            ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Amsterdam)") from exc
-        return value
+            raise FieldError("timezone", f"unknown time zone {self.timezone!r} "
+                             "(e.g. Europe/Amsterdam)") from exc
 
 
 # Slurm's own rule for names it stores (clusters, accounts): letters, digits, _ . -
-SLURM_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+# (\Z, not $: $ would let a trailing newline through)
+SLURM_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z"
 
 
-ClusterName = Annotated[str, Field(pattern=SLURM_NAME)]
+ClusterName = Annotated[str, Meta(pattern=SLURM_NAME)]
+LOGIN = r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}\Z"  # a login / SSO user name (no spaces)
+HEADER_NAME = r"^[A-Za-z0-9-]+\Z"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*\Z"
+HEADER = Annotated[str, Meta(pattern=HEADER_NAME)]
 
 
 class Slurm(_Model):
@@ -85,52 +76,46 @@ class Slurm(_Model):
     metrics show one cluster or the facility."""
 
     # Reaches sacct/sacctmgr/sreport as an argument (never through a shell): checked.
-    clusters: tuple[ClusterName, ...] = Field(min_length=1, max_length=64)
+    clusters: Annotated[tuple[ClusterName, ...], Meta(min_length=1, max_length=64)]
     source: Literal["sacct", "slurmrestd", "pyslurm"] = "sacct"
     history_start: date | None = None
-    window_hours: float = Field(default=24 * 31, ge=1, le=24 * 366)
-    lookback_hours: float = Field(default=6, ge=0, le=24 * 31)
-    timeout_s: float = Field(default=600, gt=0)
+    window_hours: Annotated[float, Meta(ge=1, le=24 * 366)] = 24.0 * 31
+    lookback_hours: Annotated[float, Meta(ge=0, le=24 * 31)] = 6.0
+    timeout_s: Annotated[float, Meta(gt=0)] = 600.0
     # GPU use from job steps (gres/gpuutil, gres/gpumem; Slurm 23.02+ with a GPU
     # plugin): "auto" reads steps when slurmdbd has those TRES, "off" never does.
     gpu_steps: Literal["auto", "off"] = "auto"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one_or_many(cls, data: object) -> object:
-        if isinstance(data, dict) and "cluster" in data:
-            if "clusters" in data:
-                raise ValueError("give either cluster = \"name\" or clusters = [...], "
-                                 "not both")
-            data = {**data, "clusters": [data["cluster"]]}
-            del data["cluster"]
-        return data
-
-    @field_validator("clusters")
-    @classmethod
-    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def __post_init__(self) -> None:
         # Slurm compares cluster names case-insensitively (sacct -M, slurmdbd's tables).
-        seen = [c.lower() for c in value]
-        dupes = sorted({c for c in value if seen.count(c.lower()) > 1})
+        seen = [c.lower() for c in self.clusters]
+        dupes = sorted({c for c in self.clusters if seen.count(c.lower()) > 1})
         if dupes:
-            raise ValueError(f"clusters listed twice: {', '.join(dupes)}")
+            raise FieldError("clusters", f"clusters listed twice: {', '.join(dupes)}")
         if "all" in seen:  # sacct -M all reads every cluster of the slurmdbd
-            raise ValueError("'all' is not a cluster name (sacct --clusters=all reads every "
-                             "cluster); list the clusters by name")
-        return value
-
-    @model_validator(mode="after")
-    def _one_door_for_several(self) -> Slurm:
+            raise FieldError("clusters", "'all' is not a cluster name (sacct --clusters=all "
+                             "reads every cluster); list the clusters by name")
         # slurmrestd's job-by-id endpoint and pyslurm's live view answer for their own
         # cluster only: several clusters are read with sacct's --clusters.
         if self.several and self.source != "sacct":
             raise ValueError(f'several clusters are read with source = "sacct" (sacct '
                              f'--clusters); the {self.source} door reads one cluster')
-        return self
 
     @property
     def several(self) -> bool:
         return len(self.clusters) > 1
+
+
+def _one_or_many(raw: dict) -> dict:
+    """`cluster = "name"` is `clusters = ["name"]`."""
+    slurm = raw.get("slurm")
+    if not (isinstance(slurm, dict) and "cluster" in slurm):
+        return raw
+    if "clusters" in slurm:
+        raise ConfigError('slurm: give either cluster = "name" or clusters = [...], not both')
+    slurm = {**slurm, "clusters": [slurm["cluster"]]}
+    del slurm["cluster"]
+    return {**raw, "slurm": slurm}
 
 
 class Slurmrestd(_Model):
@@ -140,22 +125,20 @@ class Slurmrestd(_Model):
     collection time (never stored in the settings, never logged)."""
 
     url: str = "unix:/run/slurmrestd/slurmrestd.socket"
-    user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$")
+    user: Annotated[str, Meta(pattern=LOGIN)] | None = None
     token_file: Path | None = None
     token_env: str = "SLURM_JWT"
 
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not re.match(r"^(unix:/|https?://)", value):
-            raise ValueError(f"{value!r} must start with unix:/, http:// or https://")
-        if value.startswith("http://"):
+    def __post_init__(self) -> None:
+        if not re.match(r"^(unix:/|https?://)", self.url):
+            raise FieldError("url", f"{self.url!r} must start with unix:/, http:// or https://")
+        if self.url.startswith("http://"):
             # The JWT goes in a header: over plain HTTP anyone on the path reads it.
-            host = urlsplit(value).hostname or ""
+            host = urlsplit(self.url).hostname or ""
             if not is_loopback(host):
-                raise ValueError(f"{value!r} would send the JWT in clear text to {host}: use "
-                                 "https://, a slurmrestd on this host (127.0.0.1), or unix:/")
-        return value
+                raise FieldError("url", f"{self.url!r} would send the JWT in clear text to "
+                                 f"{host}: use https://, a slurmrestd on this host "
+                                 "(127.0.0.1), or unix:/")
 
 
 class Store(_Model):
@@ -171,15 +154,14 @@ class Exporter(_Model):
     without it the allocations show summed per category."""
 
     address: str = "127.0.0.1"
-    port: int = Field(default=9877, ge=1, le=65535)
-    live_refresh_s: float = Field(default=30, ge=1)      # squeue/sinfo at most this often
-    store_poll_s: float = Field(default=15, ge=1)        # look for a finished collection
-    store_refresh_s: float = Field(default=300, ge=10)   # rebuild anyway (running jobs, "now")
-    slurm_timeout_s: float = Field(default=20, gt=0)
-    project_labels: bool = False                         # gpu_usage_allocation_*{project}
+    port: Annotated[int, Meta(ge=1, le=65535)] = 9877
+    live_refresh_s: Annotated[float, Meta(ge=1)] = 30.0    # squeue/sinfo at most this often
+    store_poll_s: Annotated[float, Meta(ge=1)] = 15.0      # look for a finished collection
+    store_refresh_s: Annotated[float, Meta(ge=10)] = 300.0  # rebuild anyway (running jobs, "now")
+    slurm_timeout_s: Annotated[float, Meta(gt=0)] = 20.0
+    project_labels: bool = False                           # gpu_usage_allocation_*{project}
 
 
-LOGIN = r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}$"  # a login / SSO user name (no spaces)
 
 
 class Auth(_Model):
@@ -194,34 +176,23 @@ class Auth(_Model):
     accounts (their projects) and the users who ran jobs there; anyone else sees
     nothing."""
 
-    user_header: str = Field(default="X-Remote-User", pattern=r"^[A-Za-z0-9-]+$")
-    secret_header: str = Field(default="X-GPU-Usage-Proxy-Secret", pattern=r"^[A-Za-z0-9-]+$")
+    user_header: HEADER = "X-Remote-User"
+    secret_header: HEADER = "X-GPU-Usage-Proxy-Secret"
     proxy_secret_file: Path | None = None
-    proxy_secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    proxy_secret_env: Annotated[str, Meta(pattern=ENV_NAME)] | None = None
     operators: tuple[str, ...] = ()
     pis: dict[str, tuple[str, ...]] = {}
 
-    @field_validator("operators")
-    @classmethod
-    def _logins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [u for u in value if not re.match(LOGIN, u)]
+    def __post_init__(self) -> None:
+        bad = [u for u in self.operators if not re.match(LOGIN, u)]
         if bad:
-            raise ValueError(f"not a user name: {', '.join(map(repr, bad))}")
-        return value
-
-    @field_validator("pis")
-    @classmethod
-    def _projects(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        bad = [u for u in value if not re.match(LOGIN, u)]
+            raise FieldError("operators", f"not a user name: {', '.join(map(repr, bad))}")
+        bad = [u for u in self.pis if not re.match(LOGIN, u)]
         if bad:
-            raise ValueError(f"not a user name: {', '.join(map(repr, bad))}")
-        empty = [u for u, accounts in value.items() if not accounts]
+            raise FieldError("pis", f"not a user name: {', '.join(map(repr, bad))}")
+        empty = [u for u, accounts in self.pis.items() if not accounts]
         if empty:
-            raise ValueError(f"no accounts listed for {', '.join(empty)}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> Auth:
+            raise FieldError("pis", f"no accounts listed for {', '.join(empty)}")
         if (self.proxy_secret_file is None) == (self.proxy_secret_env is None):
             raise ValueError("give exactly one of proxy_secret_file and proxy_secret_env "
                              "(the secret the reverse proxy sends in secret_header)")
@@ -230,7 +201,6 @@ class Auth(_Model):
             raise ValueError(f"both operator and PI: {', '.join(both)}; list each user once")
         if self.user_header.lower() == self.secret_header.lower():
             raise ValueError("user_header and secret_header must differ")
-        return self
 
 
 class Dashboard(_Model):
@@ -239,17 +209,15 @@ class Dashboard(_Model):
     the facility's reverse proxy (single sign-on) in front."""
 
     address: str = "127.0.0.1"
-    port: int = Field(default=8501, ge=1, le=65535)
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8501
     auth: Auth | None = None
 
-    @model_validator(mode="after")
-    def _local_without_auth(self) -> Dashboard:
+    def __post_init__(self) -> None:
         if self.auth is None and not is_loopback(self.address):
             raise ValueError(f"address {self.address!r} is not localhost, but there is no "
                              "[dashboard.auth]: without it every visitor would see "
                              "everything; configure the reverse proxy and [dashboard.auth], "
                              "or listen on 127.0.0.1")
-        return self
 
 
 def is_loopback(address: str) -> bool:
@@ -263,39 +231,33 @@ def is_loopback(address: str) -> bool:
 
 
 class Pool(_Model):
-    name: str = Field(min_length=1)
-    share: float = Field(gt=0, le=1)
+    name: Annotated[str, Meta(min_length=1)]
+    share: Annotated[float, Meta(gt=0, le=1)]
 
 
 class Category(_Model):
-    name: str = Field(min_length=1)
+    name: Annotated[str, Meta(min_length=1)]
     pool: str
-    quota_share: float = Field(ge=0, le=1)
-    quota_gpu_hours: float | None = Field(default=None, ge=0)
+    quota_share: Annotated[float, Meta(ge=0, le=1)]
+    quota_gpu_hours: Annotated[float, Meta(ge=0)] | None = None
     accounts_under: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
     account_pattern: str | None = None
 
-    @field_validator("account_pattern")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
+    def __post_init__(self) -> None:
+        if self.account_pattern is not None:
             try:
-                re.compile(value)
+                re.compile(self.account_pattern)
             except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from exc
-        return value
-
-    @model_validator(mode="after")
-    def _matches_something(self) -> Category:
+                raise FieldError("account_pattern",
+                                 f"not a regular expression: {exc}") from exc
         if not (self.accounts_under or self.accounts or self.account_pattern):
             raise ValueError("needs accounts_under, accounts or account_pattern")
-        return self
 
 
 class Allocation(_Model):
-    account: str = Field(min_length=1)
-    gpu_hours: float = Field(gt=0)
+    account: Annotated[str, Meta(min_length=1)]
+    gpu_hours: Annotated[float, Meta(gt=0)]
     start: date
     end: date
     project: str | None = None
@@ -303,26 +265,24 @@ class Allocation(_Model):
     country: str | None = None
     organisation: str | None = None
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Allocation:
+    def __post_init__(self) -> None:
         if self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
-        return self
 
 
 class CommercialRule(_Model):
     category: str = "commercial"
     pool: str = "eurohpc"
-    max_share_of_pool: float = Field(default=0.20, gt=0, le=1)
+    max_share_of_pool: Annotated[float, Meta(gt=0, le=1)] = 0.20
 
 
 class EnergyFactors(_Model):
     """Optional factors that turn the IT energy Slurm records into facility-level
     estimates (each left out: that estimate is not shown)."""
 
-    pue: float | None = Field(default=None, ge=1, le=5)          # facility kWh / IT kWh
-    wue_l_per_kwh: float | None = Field(default=None, ge=0, le=100)  # litres of water per IT kWh
-    carbon_g_per_kwh: float | None = Field(default=None, ge=0, le=2000)  # g CO2e per facility kWh
+    pue: Annotated[float, Meta(ge=1, le=5)] | None = None          # facility kWh / IT kWh
+    wue_l_per_kwh: Annotated[float, Meta(ge=0, le=100)] | None = None  # litres water / IT kWh
+    carbon_g_per_kwh: Annotated[float, Meta(ge=0, le=2000)] | None = None  # g CO2e / fac. kWh
 
 
 class EfficiencySettings(_Model):
@@ -330,19 +290,19 @@ class EfficiencySettings(_Model):
     data is worth an alert (the report flags it, the exporter publishes the threshold
     for the alert rule), and how many projects the report lists as most idle."""
 
-    idle_share_alert: float = Field(default=0.3, gt=0, le=1)
-    top_idle_projects: int = Field(default=10, ge=1, le=1000)
+    idle_share_alert: Annotated[float, Meta(gt=0, le=1)] = 0.3
+    top_idle_projects: Annotated[int, Meta(ge=1, le=1000)] = 10
 
 
-class Settings(_Model):
+class Settings(_Model, kw_only=True):
     facility: Facility
     slurm: Slurm
     slurmrestd: Slurmrestd = Slurmrestd()
     store: Store = Store()
     exporter: Exporter = Exporter()
     dashboard: Dashboard = Dashboard()
-    pools: tuple[Pool, ...] = Field(min_length=1)
-    categories: tuple[Category, ...] = Field(min_length=1)
+    pools: Annotated[tuple[Pool, ...], Meta(min_length=1)]
+    categories: Annotated[tuple[Category, ...], Meta(min_length=1)]
     allocations: tuple[Allocation, ...] = ()
     wckeys: dict[str, str] = {}
     gpu_weights: dict[str, float] = {}
@@ -350,16 +310,11 @@ class Settings(_Model):
     energy: EnergyFactors = EnergyFactors()
     efficiency: EfficiencySettings = EfficiencySettings()
 
-    @field_validator("gpu_weights")
-    @classmethod
-    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, w in value.items() if w <= 0]
+    def __post_init__(self) -> None:
+        bad = [k for k, w in self.gpu_weights.items() if not 0 < w < float("inf")]  # nan too
         if bad:
-            raise ValueError(f"weights must be above 0: {', '.join(bad)}")
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Settings:
+            raise FieldError("gpu_weights", f"weights must be above 0 (and finite): "
+                             f"{', '.join(bad)}")
         problems = []
         pools = [p.name for p in self.pools]
         names = [c.name for c in self.categories]
@@ -380,7 +335,6 @@ class Settings(_Model):
                             f"and pool {self.commercial.pool!r}; both must exist")
         if problems:
             raise ValueError("; ".join(problems))
-        return self
 
 
 def resolve_path(path: Path | None) -> Path:
@@ -391,15 +345,70 @@ def resolve_path(path: Path | None) -> Path:
     return Path(env) if env else Path.cwd() / DEFAULT_FILE
 
 
-def _location(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
+def _path(kind: type, value: object) -> object:
+    """msgspec's hook for the one type it does not know: paths are TOML strings."""
+    if kind is Path:
+        if isinstance(value, Path):
+            return value
+        if isinstance(value, str) and value and "\0" not in value:
+            return Path(value)
+        raise ValueError("expected a path (a non-empty string)")
+    raise NotImplementedError(kind)
+
+
+# What a name check means, in words (msgspec's message shows the regular expression).
+_PATTERN_WORDS = {
+    SLURM_NAME: "not a Slurm name (letters, digits, _ . -; at most 64; no space)",
+    LOGIN: "not a user name (letters, digits, _ . @ + -; no space)",
+    HEADER_NAME: "not an HTTP header name (letters, digits, -)",
+    ENV_NAME: "not an environment variable name (letters, digits, _)",
+}
+_MISSING = re.compile(r"^Object missing required field `(.+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(.+)`$")
+
+
+def _problem(exc: msgspec.ValidationError) -> str:
+    """`key: message` from msgspec's `message - at `$.key``."""
+    message, _, at = str(exc).rpartition(" - at `")
+    if not _:
+        message, at = str(exc), "$`"
+    key = at.removesuffix("`").removeprefix("$").removeprefix(".")
+    cause = exc.__cause__
+    if isinstance(cause, FieldError):
+        key = f"{key}.{cause.key}" if key else cause.key
+    elif m := _MISSING.match(message):
+        key, message = f"{key}.{m[1]}" if key else m[1], "required, not given"
+    elif message.startswith("Expected `str` matching regex"):
+        message = next((words for pattern, words in _PATTERN_WORDS.items()
+                        if message.endswith(repr(pattern))), message)
+    elif m := _UNKNOWN.match(message):
+        key, message = f"{key}.{m[1]}" if key else m[1], "unknown key (misspelt?)"
+    return f"{key or '(top level)'}: {message}"
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+def parse(raw: dict, source: str = "policy", kind: type[T] = Settings) -> T:
+    """Validate a policy (a TOML file's tables), or one section of it (`kind`); raise
+    ConfigError naming `source` and the key."""
+    try:
+        return msgspec.convert(_one_or_many(raw) if kind is Settings else raw, kind,
+                               dec_hook=_path)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_problem(exc)}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def as_plain(settings: Settings) -> dict:
+    """The settings as JSON gives them back: tables, lists, strings (paths and dates
+    too), numbers."""
+    return msgspec.json.decode(msgspec.json.encode(settings, enc_hook=str))
 
 
 def load(path: Path | None = None) -> Settings:
-    """Read and validate the policy file; raise ConfigError naming the file and keys."""
+    """Read and validate the policy file; raise ConfigError naming the file and key."""
     file = resolve_path(path)
     try:
         raw = tomllib.loads(file.read_text())
@@ -412,11 +421,4 @@ def load(path: Path | None = None) -> Settings:
                           "TOML, which is UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"{file}: {exc.error_count()} problem(s):"]
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"  {_location(err['loc'])}: {msg}")
-        raise ConfigError("\n".join(lines)) from exc
+    return parse(raw, str(file))

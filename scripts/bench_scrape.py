@@ -38,7 +38,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collector import clock
-from collector.config import Settings
+from collector.config import Settings, parse
 from collector.export.exporter import Exporter
 from collector.export.views import LiveView, count_jobs, live_accounts, live_figures
 from collector.slurm.live_parser import parse_squeue
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=5)
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
-    settings = Settings.model_validate(POLICY)
+    settings = parse(POLICY)
     load = round(os.getloadavg()[0], 2)   # other work on the machine shows in the figures
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpu-usage-bench-scrape-") as tmp:

@@ -19,7 +19,9 @@ import os
 import textwrap
 from pathlib import Path
 
-from collector.config import Settings
+import msgspec
+
+from collector.config import Settings, parse
 
 FAKE_BIN = Path(__file__).parent.parent / "fakeslurm"
 H = 3600
@@ -116,8 +118,15 @@ def make(tmp: Path, jobs: list[str] = JOBS, steps: str | None = None
     (data / "sinfo.txt").write_text(
         (Path(__file__).parents[1] / "fixtures" / "slurm-22.05.8" / "sinfo-live.txt").read_text())
     env = dict(os.environ, PATH=f"{FAKE_BIN}:{os.environ['PATH']}", FAKE_SLURM_DIR=str(data))
-    settings = Settings.model_validate({**POLICY, "store": {"path": str(tmp / "store")}})
+    settings = parse({**POLICY, "store": {"path": str(tmp / "store")}})
     return settings, env
+
+
+def changed(settings: Settings, section: str, **keys: object) -> Settings:
+    """The settings with some keys of one section changed (as if edited in the file)."""
+    return parse(msgspec.to_builtins(msgspec.structs.replace(
+        settings, **{section: msgspec.structs.replace(getattr(settings, section), **keys)}),
+        enc_hook=str))
 
 
 def write_jobs(data: Path, jobs: list[str]) -> None:

@@ -14,7 +14,7 @@ from collector import access
 from collector.access import LOCAL, Viewer, read_secret, scope_report, viewer
 from collector.cli import main
 from collector.collect import collect
-from collector.config import Auth, ConfigError, load
+from collector.config import Auth, ConfigError, load, parse
 from collector.documents.convert import document
 from collector.engine import periods
 from collector.engine.model import Report
@@ -29,8 +29,8 @@ SECRET = "s3cr3t-" + "x" * 20
 
 
 def auth(**kw) -> Auth:
-    return Auth(**{"proxy_secret_env": "GPU_USAGE_PROXY_SECRET", "operators": ("olga",),
-                   "pis": {"piet": ("proj_a", "proj_b")}, **kw})
+    return parse({"proxy_secret_env": "GPU_USAGE_PROXY_SECRET", "operators": ("olga",),
+                  "pis": {"piet": ("proj_a", "proj_b")}, **kw}, "[dashboard.auth]", Auth)
 
 
 def headers(user: str | None, secret: str | None = SECRET) -> dict[str, str]:
@@ -119,7 +119,7 @@ def test_the_secret_comes_from_a_file_or_the_environment_and_is_never_echoed(tmp
     ({"operators": ("a b",)}, "not a user name"),
     ({"pis": {"piet": ()}}, "no accounts listed for piet"),
     ({"user_header": "X-GPU-Usage-Proxy-Secret"}, "must differ"),
-    ({"user_header": "X-User\r\nInjected"}, "pattern"),
+    ({"user_header": "X-User\r\nInjected"}, "user_header: not an HTTP header name"),
 ])
 def test_bad_auth_settings_are_named(extra, message):
     with pytest.raises(ValueError, match=message):

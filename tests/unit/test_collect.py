@@ -136,8 +136,7 @@ def _fake_sacct_running(tmp_path) -> list[int]:
 
 def test_sacct_hanging_after_writing_part_of_a_window_times_out_and_is_stopped(tmp_path):
     settings, env = fakeslurm.make(tmp_path)
-    settings = settings.model_copy(update={"slurm": settings.slurm.model_copy(
-        update={"timeout_s": 2})})
+    settings = fakeslurm.changed(settings, "slurm", timeout_s=2)
     t0 = time.monotonic()
     with pytest.raises(SlurmError, match=r"sacct timed out after 2 s \(jobs 20"):
         collect(settings, now=NOW, env={**env, "FAKE_SACCT_STOP_AFTER": "2:hang"})
@@ -295,8 +294,7 @@ def test_month_rollups_are_their_days_summed_through_every_change(tmp_path, zone
     from collector.store.database import MONTHS_OF, SCHEMA_VERSION
 
     settings, env = fakeslurm.make(tmp_path)
-    settings = settings.model_copy(update={"facility": settings.facility.model_copy(
-        update={"timezone": zone})})
+    settings = fakeslurm.changed(settings, "facility", timezone=zone)
     collect(settings, now=NOW, env=env)
     assert _months_match_their_days(settings) > 0
     ended = [j.replace("RUNNING", "COMPLETED").replace("|Unknown|", "|2026-11-01T02:00:00|")
@@ -341,8 +339,7 @@ def test_month_rollups_are_their_days_summed_through_every_change(tmp_path, zone
     with Store.open_reader(settings.store.path) as store:
         assert store.meta("schema") == SCHEMA_VERSION == "4"
     other = "Europe/Amsterdam" if zone == "UTC" else "UTC"
-    moved = settings.model_copy(update={"facility": settings.facility.model_copy(
-        update={"timezone": other})})
+    moved = fakeslurm.changed(settings, "facility", timezone=other)
     collect(moved, now=NOW + 1800, env=env)
     assert _months_match_their_days(moved) > 0
 

@@ -185,8 +185,8 @@ def test_burn_down_accumulates_daily_use_against_the_plan(site):
 
 
 def test_period_picker_periods():
-    from collector.config import Settings
-    s = Settings.model_validate(fakeslurm.POLICY)
+    from collector.config import parse
+    s = parse(fakeslurm.POLICY)
     assert queries.period_of(s, "quarter", "2026Q3").label == "2026Q3"
     assert queries.recent_months(s, 3, now=NOW) == ["2026-11", "2026-10", "2026-09"]
     from datetime import date

@@ -206,15 +206,13 @@ def test_a_cluster_without_energy_says_so_and_shows_no_zeros(tmp_path):
 
 
 def test_configured_factors_give_labelled_facility_estimates(tmp_path):
-    from pydantic import ValidationError
-
-    from collector.config import EnergyFactors, Settings
+    from collector.config import ConfigError, parse
     from collector.documents import text
     from collector.engine import periods
     from collector.engine.report import build_report
     settings, env = fakeslurm.make(tmp_path, _energy_jobs())
-    settings = settings.model_copy(update={"energy": EnergyFactors(
-        pue=1.25, wue_l_per_kwh=1.8, carbon_g_per_kwh=300)})
+    settings = fakeslurm.changed(settings, "energy", pue=1.25, wue_l_per_kwh=1.8,
+                                 carbon_g_per_kwh=300)
     collect_mod.collect(settings, now=NOW, env=env)
     with Store.open_reader(settings.store.path) as store:
         report = build_report(store, settings, periods.parse_month("2026-10", "UTC", NOW),
@@ -226,5 +224,5 @@ def test_configured_factors_give_labelled_facility_estimates(tmp_path):
     assert dict(report.energy.factors) == {"pue": 1.25, "wue_l_per_kwh": 1.8,
                                            "carbon_g_per_kwh": 300}
     assert "estimates from the configured factors (pue 1.25" in text.render(report, "md")
-    with pytest.raises(ValidationError, match="pue"):
-        Settings.model_validate({**fakeslurm.POLICY, "energy": {"pue": 0.8}})
+    with pytest.raises(ConfigError, match=r"energy\.pue: Expected `float` >= 1"):
+        parse({**fakeslurm.POLICY, "energy": {"pue": 0.8}})

@@ -64,8 +64,7 @@ def exporter_for(settings, env, now=NOW, project_labels=True
 
 
 def with_exporter(settings: Settings, **changes) -> Settings:
-    return settings.model_copy(update={"exporter": settings.exporter.model_copy(
-        update=changes)})
+    return fakeslurm.changed(settings, "exporter", **changes)
 
 
 @pytest.fixture

@@ -232,8 +232,7 @@ def test_gpu_steps_off_reads_no_steps_and_says_so(tmp_path):
 
     jobs, steps = fakeslurm.gpu_use_jobs()
     settings, env = fakeslurm.make(tmp_path, jobs, steps)
-    settings = settings.model_copy(update={"slurm": settings.slurm.model_copy(
-        update={"gpu_steps": "off"})})
+    settings = fakeslurm.changed(settings, "slurm", gpu_steps="off")
     collect(settings, now=NOW, env=env)
     calls = (tmp_path / "slurm" / "calls.log").read_text()
     assert "--allocations" in calls and "TRESUsageInTot" not in calls   # no steps call

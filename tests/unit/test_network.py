@@ -153,14 +153,14 @@ def test_a_month_before_the_first_job_has_the_sites_capacity(tmp_path):
 
 def test_a_site_in_another_zone_with_an_absolute_quota(tmp_path):
     """Amsterdam's October (a DST change inside it) and a quota in GPU-hours a month."""
-    from collector.config import Settings
+    from collector.config import parse
 
     _, env = fakeslurm.make(tmp_path)
     policy = dict(fakeslurm.POLICY, facility={"name": "Fake", "timezone": "Europe/Amsterdam"},
                   store={"path": str(tmp_path / "store")})
     policy["categories"] = [dict(c, quota_gpu_hours=500) if c["name"] == "science" else c
                             for c in policy["categories"]]
-    _same_as_site_report(Settings.model_validate(policy), env, tmp_path, "2026-10")
+    _same_as_site_report(parse(policy), env, tmp_path, "2026-10")
 
 
 def test_a_month_without_data_is_zero_not_an_error(sites):

@@ -2,7 +2,7 @@
 
 from datetime import date
 
-from collector.config import Settings
+from collector.config import Settings, parse
 from collector.engine.policy import allocations, ancestors, descendants, map_accounts
 
 PARENTS = {"root": "", "eurohpc": "root", "eu_science": "eurohpc", "ehpc_a": "eu_science",
@@ -23,7 +23,7 @@ def settings(**extra) -> Settings:
                {"name": "staff", "pool": "national", "quota_share": 0.05,
                 "accounts": ["ops", "nl_x"]}]}
     raw.update(extra)
-    return Settings.model_validate(raw)
+    return parse(raw)
 
 
 def test_tree_walks():
