@@ -58,17 +58,30 @@ class LocalDays:
             self._cache[t] = day
         return day
 
+    def following(self, day: int) -> int:
+        """The midnight after the local midnight `day`: the next local date's, found by
+        date (a local day is usually 23 to 25 hours long, but Antarctica/Casey had
+        one of 27 hours in 2010, and Pacific/Apia skipped 2011-12-30)."""
+        local = datetime.fromtimestamp(day, self.zone)
+        step = 1
+        while True:
+            nxt = self(int((datetime(local.year, local.month, local.day, tzinfo=self.zone)
+                            + timedelta(days=step)).timestamp()))
+            if nxt > day:
+                return nxt
+            step += 1  # that date began at `day` too (a skipped date's gap)
+
     def split(self, start_s: int, end_s: int) -> Iterator[tuple[int, int]]:
         """(local midnight, seconds inside) for each local day that [start, end) touches.
 
         Midnights fall on the zone's hour buckets (see `bucket_origin`), so the day of
-        a second is the day of its hour bucket (a cache hit for most jobs); a local day
-        is 23 to 25 hours long, so 26 hours past a midnight lies in the next day."""
+        a second is the day of its hour bucket (a cache hit for most jobs); each day's
+        next midnight is memoised."""
         day = self(start_s - (start_s - self.origin) % HOUR)
         while day < end_s:
             nxt = self._next.get(day)
             if nxt is None:
-                nxt = self._next[day] = self(day + 26 * HOUR)
+                nxt = self._next[day] = self.following(day)
             inside = min(end_s, nxt) - max(start_s, day)
             if inside > 0:
                 yield day, inside

@@ -287,12 +287,21 @@ def used_before(store: Store, clusters: Clusters, day_s: int, users: Iterable[st
     return found
 
 
-def rejected(store: Store, sample: int = 5) -> tuple[int, list[Rejected]]:
-    """How many distinct lines could not be read, and the newest few."""
-    count = store.conn.execute("SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
+def _rejected_in(clusters: Clusters) -> str:
+    """Rejected lines of the clusters' collections (a line is kept with the collection
+    that first met it, and so with its cluster)."""
+    return f"collection_id IN (SELECT id FROM collections WHERE {_in(clusters)})"
+
+
+def rejected(store: Store, clusters: Clusters, sample: int = 5) -> tuple[int, list[Rejected]]:
+    """How many distinct lines of the clusters' collections could not be read, and the
+    newest few."""
+    count = store.conn.execute(f"SELECT COUNT(*) FROM rejected_lines WHERE "
+                               f"{_rejected_in(clusters)}", tuple(clusters)).fetchone()[0]
     rows = [Rejected(*r) for r in store.conn.execute(
         "SELECT source, line_no, reason, line FROM rejected_lines "
-        "ORDER BY collection_id DESC LIMIT ?", (sample,))]
+        f"WHERE {_rejected_in(clusters)} ORDER BY collection_id DESC LIMIT ?",
+        (*clusters, sample))]
     return count, rows
 
 
@@ -320,7 +329,9 @@ def health(store: Store, clusters: Clusters) -> Health:
         f"MAX(finished_s) FROM collections WHERE {_in(clusters)}",
         tuple(clusters)).fetchone()
     ok = last_collection(store, clusters)
-    count_rejected = store.conn.execute("SELECT COUNT(*) FROM rejected_lines").fetchone()[0]
+    count_rejected = store.conn.execute(
+        f"SELECT COUNT(*) FROM rejected_lines WHERE {_rejected_in(clusters)}",
+        tuple(clusters)).fetchone()[0]
     return Health(version(store, clusters)[0], count, failed, ingested, last,
                   ok and ok.finished_s, ok and ok.finished_s - ok.started_s, count_rejected)
 

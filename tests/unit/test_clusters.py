@@ -82,6 +82,22 @@ def _report(settings: Settings, cluster: str | None = None, period=OCTOBER):
         return build_report(store, settings, period, now=NOW, cluster=cluster)
 
 
+def test_a_rejected_line_counts_for_its_own_cluster(tmp_path):
+    """gpu2's sacct printed a line that cannot be read: gpu2's report and the
+    facility's count it, testai's does not; so do the exporter's health series."""
+    settings, env = facility(tmp_path)
+    fakeslurm.write_jobs(Path(env["FAKE_SLURM_DIR"]) / "gpu2",
+                         [*GPU2_JOBS, "299|299|gpu2|only|a|few|fields"])
+    collect_facility(settings, now=NOW, env=env)
+    counts = {c: _report(settings, c).data_quality for c in ("testai", "gpu2")}
+    assert counts["testai"].rejected_lines == 0 and counts["testai"].rejected_sample == ()
+    assert counts["gpu2"].rejected_lines == 1
+    assert counts["gpu2"].rejected_sample[0].line.startswith("299|299|gpu2|")
+    assert _report(settings).data_quality.rejected_lines == 1
+    with Store.open_reader(settings.store.path) as store:
+        assert [reads.health(store, (c,)).rejected_lines for c in ("testai", "gpu2")] == [0, 1]
+
+
 def test_each_cluster_is_collected_through_its_own_door_into_one_store(two):
     settings, env = two
     calls = (Path(env["FAKE_SLURM_DIR"]) / "calls.log").read_text()

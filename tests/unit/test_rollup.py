@@ -2,7 +2,8 @@
 
 import random
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime
+from itertools import islice, pairwise
 from zoneinfo import ZoneInfo
 
 from collector.engine.rollup import (
@@ -61,6 +62,29 @@ def _by_hours(start_s: int, end_s: int, zone: str) -> dict[int, int]:
         out[midnight] += step - t
         t = step
     return dict(out)
+
+
+def test_days_of_any_length_end_at_the_next_date():
+    """A local day is usually 23 to 25 hours long, not always: Antarctica/Casey's
+    2010-03-05 lasted 27 hours (+11 back to +08 at 02:00), Pacific/Apia skipped
+    2011-12-30, America/Havana's clocks jump at midnight. A day is the span from its
+    date's midnight to the next date's (islice: a wrong step would loop forever)."""
+    for zone, year, month in (("Antarctica/Casey", 2010, 2), ("Pacific/Apia", 2011, 12),
+                              ("America/Havana", 2026, 3), ("America/Havana", 2026, 10)):
+        tz = ZoneInfo(zone)
+        start = int(datetime(year, month, 20, tzinfo=tz).timestamp())
+        end = start + 30 * DAY
+        cut = list(islice(LocalDays(zone).split(start, end), 100))
+        midnights = [day for day, _ in cut]
+        assert [b - a for a, b in pairwise(midnights)] == [s for _, s in cut[:-1]]
+        assert sum(s for _, s in cut) == end - start
+        dates = [datetime.fromtimestamp(day, tz).date() for day in midnights]
+        assert dates == sorted(set(dates)), zone  # one cell a date, in order
+        if zone != "Antarctica/Casey":  # there the repeated hour 23:00 is back on the 4th
+            assert dict(cut) == _by_hours(start, end, zone), zone
+        else:
+            casey = dict(zip(dates, (s for _, s in cut), strict=True))
+            assert casey[date(2010, 3, 5)] == 27 * H and casey[date(2010, 3, 4)] == 24 * H
 
 
 def test_day_cells_equal_hour_cells_added_up_per_day():
