@@ -78,7 +78,10 @@ def cluster_families(view: StoreView) -> list[Metric]:
                    "facility's).", labels)
     last_ok = _gauge("cluster_collection_last_success_timestamp_seconds", "When the last "
                      "successful collection of the cluster finished.", ("cluster",))
+    rejected = _gauge("cluster_rejected_lines", "Distinct Slurm output lines the collector "
+                      "could not read in the cluster's collections.", ("cluster",))
     for cluster, r, health in view.clusters:
+        rejected.add_metric([cluster], health.rejected_lines)
         gpus.add_metric([cluster], r.capacity.gpus)
         fams["available"].add_metric([cluster], r.capacity.available_s)
         fams["allocated"].add_metric([cluster], r.capacity.allocated_s)
@@ -89,7 +92,7 @@ def cluster_families(view: StoreView) -> list[Metric]:
             quota.add_metric([cluster, c.pool, c.category], c.quota_s)
         if health.last_success_s is not None:
             last_ok.add_metric([cluster], health.last_success_s)
-    return [gpus, *fams.values(), util, used, quota, last_ok]
+    return [gpus, *fams.values(), util, used, quota, last_ok, rejected]
 
 
 def month_families(view: StoreView) -> list[Metric]:

@@ -273,6 +273,10 @@ class Store:
             raise StoreError(f"no store at {path}: run 'gpu-usage collect' first")
         try:
             conn = _connect(path, readonly=True)
+            # One read transaction for the reader's life: every query sees the store as
+            # the last collection committed before this first read left it, never half
+            # of a collection that commits while a report or a page is being read.
+            conn.execute("BEGIN")
             version = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: not a usable store: {exc}") from exc

@@ -96,6 +96,12 @@ def test_a_rejected_line_counts_for_its_own_cluster(tmp_path):
     assert _report(settings).data_quality.rejected_lines == 1
     with Store.open_reader(settings.store.path) as store:
         assert [reads.health(store, (c,)).rejected_lines for c in ("testai", "gpu2")] == [0, 1]
+    from collector.export.metrics import cluster_families
+    from collector.export.views import read_store_view
+    series = {s.labels["cluster"]: s.value for fam in cluster_families(
+        read_store_view(settings, now=NOW)) if fam.name == "gpu_usage_cluster_rejected_lines"
+        for s in fam.samples}
+    assert series == {"testai": 0, "gpu2": 1}
 
 
 def test_each_cluster_is_collected_through_its_own_door_into_one_store(two):

@@ -425,3 +425,18 @@ def test_each_collection_records_the_node_inventory_and_keeps_its_history(tmp_pa
     (tmp_path / "slurm" / "sinfo.fail").write_text("")
     done = collect(settings, now=NOW + 1200, env=env)
     assert done.status == "ok" and "node inventory not updated" in done.message
+
+
+def test_a_reader_sees_one_collection_however_long_it_reads(tmp_path):
+    """A report reads the store in many queries: a collection that commits meanwhile
+    is not seen by any of them (one snapshot per reader), and is by the next reader."""
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    count = "SELECT COUNT(*), MAX(id) FROM collections"
+    with Store.open_reader(settings.store.path) as reader:
+        before = reader.conn.execute(count).fetchone()
+        collect(settings, now=NOW + 3600, env=env)  # commits while the reader is open
+        assert reader.conn.execute(count).fetchone() == before
+        assert reader.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    with Store.open_reader(settings.store.path) as fresh:
+        assert fresh.conn.execute(count).fetchone() == (before[0] + 1, before[1] + 1)
