@@ -116,7 +116,20 @@ def machine(env: dict[str, str]) -> dict:
     slurm = subprocess.run(["sacct", "--version"], env=env, capture_output=True, text=True,
                            check=False).stdout.strip()
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20),
-            "os": os_name, "slurm": slurm, "python": sys.version.split()[0]}
+            "os": os_name, "slurm": slurm, "python": sys.version.split()[0],
+            "cpu_probe_s": cpu_probe()}
+
+
+def cpu_probe() -> float:
+    """How fast this (virtual) machine runs Python now: seconds for sum(range(3e7)),
+    the best of 5, at the start of the run. A VM's speed moves from hour to hour: two
+    runs' figures compare only as far as their probes do."""
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sum(range(30_000_000))
+        best = min(best, time.perf_counter() - t0)
+    return round(best, 3)
 
 
 def month_bounds(run_dir: Path) -> tuple[str, str]:
