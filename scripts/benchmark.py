@@ -6,7 +6,7 @@ the same run:
     `gpu-usage collect` from an empty store, and the collector's peak memory;
   - `gpu-usage collect` again with nothing new (incremental);
   - `sreport ... AccountUtilizationByUser` vs `gpu-usage report --format json` for
-    the month (median of 3, process start included);
+    the month (process start included; run in turn, 7 times each: medians);
   - `gpu-usage exporter` on that store: time to prepare its views, and the time
     of one scrape of /metrics over HTTP (median and p95 of 200) with the number of
     series it returns;
@@ -88,9 +88,31 @@ def run(argv: list[str], env: dict[str, str], out: Path | None = None) -> float:
     return took
 
 
+# A report and sreport of the same month are timed in turn this many times each (medians).
+REPORT_ROUNDS = 7
+
+
 def median_of(n: int, argv: list[str], env: dict[str, str], out: Path | None = None) -> float:
     """Median wall time of n runs; the last run's stdout goes to `out` (or nowhere)."""
     return statistics.median(run(argv, env, out) for _ in range(n))
+
+
+def side_by_side(n: int, ours: list[str], theirs: list[str], env: dict[str, str],
+                 ours_out: Path | None = None, theirs_out: Path | None = None
+                 ) -> tuple[float, float]:
+    """Median wall times of `ours` and `theirs`, run in turn n times each (ours first
+    in one round, theirs in the next): both meet the same moments of a VM whose speed
+    moves from minute to minute."""
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(n):
+        if i % 2 == 0:
+            a.append(run(ours, env, ours_out))
+            b.append(run(theirs, env, theirs_out))
+        else:
+            b.append(run(theirs, env, theirs_out))
+            a.append(run(ours, env, ours_out))
+    return statistics.median(a), statistics.median(b)
 
 
 def compile_bytecode() -> None:
@@ -181,9 +203,9 @@ def bench_size(jobs: int, cli: list[str], env: dict[str, str], run_dir: Path,
     again_s = median_of(3, [*GPU_USAGE, "collect", "--quiet", "--config", str(config)], env)
     month = first[:7]
     print("   sreport vs report ...", flush=True)
-    sreport_s = median_of(3, _sreport(first, after), env)
-    report_s = median_of(3, [*GPU_USAGE, "report", "--config", str(config), "--month", month,
-                             "--format", "json"], env)
+    report_s, sreport_s = side_by_side(REPORT_ROUNDS, [
+        *GPU_USAGE, "report", "--config", str(config), "--month", month, "--format", "json"],
+        _sreport(first, after), env)
     size_mb = _mb(store)
     print("   exporter scrapes ...", flush=True)
     scrape = bench_scrapes(config, env)
@@ -242,8 +264,8 @@ def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
     for month, start, end in months:
         argv = [*GPU_USAGE, "report", "--config", str(config), "--month", month, "--format",
                 "json"]
-        report_s = median_of(3, argv, env, work / "report.json")
-        sreport_s = median_of(3, _sreport(start, end), env, work / "sreport.txt")
+        report_s, sreport_s = side_by_side(REPORT_ROUNDS, argv, _sreport(start, end), env,
+                                           work / "report.json", work / "sreport.txt")
         ratios.append((month, round(sreport_s, 3), round(report_s, 3), _rolled_up(work)))
     year = time.strftime("%Y", time.gmtime(history.add_months(spec.start, 11)))
     print(f"   the year {year}: sreport vs report ...", flush=True)
