@@ -17,10 +17,12 @@ kill leaves the store as it was, and the failure is recorded in `collections`.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +116,7 @@ def first_start(settings: Settings, now: float) -> int:
 
 def _contribute(tally: _Tally, job: JobRecord, days: LocalDays, sign: int) -> None:
     usage = tally.usage
-    cells = list(usage_cells(job, days))  # once: energy and GPU use split the same way
+    cells = usage_cells(job, days)  # once: energy and GPU use split the same way
     for key, gpu_s in cells:
         usage[key][0] += sign * gpu_s
     if job.energy_j is not None:
@@ -261,8 +263,9 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
         hold = previous is not None and previous.status == "failed" and not from_scratch
         tally = _Tally()
         try:
-            _collect(store, settings, cluster, cid, start_s, now_s, history_from, env,
-                     progress, tally, from_scratch, hold)
+            with _without_cycle_collection():
+                _collect(store, settings, cluster, cid, start_s, now_s, history_from, env,
+                         progress, tally, from_scratch, hold)
         except BaseException as exc:
             # The transaction is rolled back; record the failure in its own one.
             with store.transaction():
@@ -272,6 +275,21 @@ def collect(settings: Settings, now: float | None = None, env: dict[str, str] | 
                     f"{type(exc).__name__}: {exc}"[:2000]))
             raise
         return store.last_collection(cluster)  # type: ignore[return-value]
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for a collection: it makes millions of
+    records (tuples) and no reference cycles, and the collector's passes over them
+    took a third of the parsing time (100,000 jobs: 1.0 s of 2.8 s). Resumed after,
+    whatever happens."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _collect(store: Store, settings: Settings, cluster: str, cid: int, start_s: int,

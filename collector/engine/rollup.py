@@ -71,6 +71,15 @@ class LocalDays:
                 return nxt
             step += 1  # that date began at `day` too (a skipped date's gap)
 
+    def cells(self, start_s: int, end_s: int) -> list[tuple[int, int]]:
+        """`split` as a list; a span inside one local day (most jobs) costs two cache
+        hits."""
+        day = self(start_s - (start_s - self.origin) % HOUR)
+        nxt = self._next.get(day)
+        if nxt is not None and end_s <= nxt:
+            return [(day, end_s - start_s)] if end_s > start_s else []
+        return list(self.split(start_s, end_s))
+
     def split(self, start_s: int, end_s: int) -> Iterator[tuple[int, int]]:
         """(local midnight, seconds inside) for each local day that [start, end) touches.
 
@@ -106,34 +115,40 @@ UsageKey = tuple[str, int, str, str, str, str, str, str]
 StartKey = tuple[str, int, str, str, str, int]
 
 
-def usage_cells(job: JobRecord, days: LocalDays) -> Iterator[tuple[UsageKey, int]]:
+def usage_cells(job: JobRecord, days: LocalDays) -> list[tuple[UsageKey, int]]:
     """GPU-seconds per local day of a finished job that ran with GPUs."""
     if job.end_s is None or job.start_s is None or not job.started or job.gpus <= 0:
-        return
+        return []
+    cluster, gpus = job.cluster, job.gpus
     dims = (job.account, job.user, job.partition, job.gpu_type or "", job.wckey,
-            size_class(job.gpus, job.nodes))
-    for day, seconds in days.split(job.start_s, job.end_s):
-        yield (job.cluster, day, *dims), job.gpus * seconds
+            size_class(gpus, job.nodes))
+    return [((cluster, day, *dims), gpus * seconds)
+            for day, seconds in days.cells(job.start_s, job.end_s)]
 
 
 def energy_cells(job: JobRecord, days: LocalDays, cells: list[tuple[UsageKey, int]] | None = None
-                 ) -> Iterator[tuple[UsageKey, tuple[int, int]]]:
+                 ) -> list[tuple[UsageKey, tuple[int, int]]]:
     """(joules, GPU-seconds) per local day of a finished GPU job whose energy Slurm
     recorded: its energy split in proportion to its time in each bucket, in whole
     joules that add up to the job's exactly. A job without energy has no cells (no
     data, never zero joules). `cells`: the job's usage_cells, when the caller has them."""
     if job.energy_j is None:
-        return
-    cells = list(usage_cells(job, days)) if cells is None else cells
+        return []
+    cells = usage_cells(job, days) if cells is None else cells
     if not cells:
-        return
+        return []
+    if len(cells) == 1:  # one day (most jobs): all of it
+        key, gpu_s = cells[0]
+        return [(key, (job.energy_j, gpu_s))]
     elapsed = job.end_s - job.start_s  # type: ignore[operator]  # cells: both are set
     done_s = done_j = 0
+    split = []
     for key, gpu_s in cells:
         done_s += gpu_s // job.gpus
         joules = job.energy_j * done_s // elapsed - done_j
         done_j += joules
-        yield key, (joules, gpu_s)
+        split.append((key, (joules, gpu_s)))
+    return split
 
 
 LONG_IDLE_S = 3600  # an idle stretch longer than this makes a "long idle" job

@@ -88,7 +88,7 @@ def parse_squeue(text: str) -> tuple[list[LiveJob], list[Rejected]]:
         try:
             job_id, state, account, partition, tres, nodes = _fields(line, len(SQUEUE_FIELDS))
             gpus, types = parse_tres(tres if tres not in ("", "N/A", "(null)") else "")
-            if not nodes.isdigit():
+            if not (nodes.isascii() and nodes.isdigit()):
                 raise FieldError(f"NumNodes {nodes!r} is not a number")
             jobs.append(LiveJob(job_id, state.split(" ")[0], account, partition, gpus,
                                 types[0][0] if len(types) == 1 else "", int(nodes)))

@@ -74,7 +74,7 @@ def gpu_minutes(tres: str) -> int | None:
     """gres/gpu=N of a GrpTRESMins string (untyped entry), else None."""
     for item in filter(None, tres.split(",")):
         key, _, value = item.partition("=")
-        if key == "gres/gpu" and value.isdigit():
+        if key == "gres/gpu" and value.isascii() and value.isdigit():
             return int(value)
     return None
 
@@ -106,7 +106,7 @@ def parse_accounts(assoc_text: str, account_text: str) -> list[Account]:
 def _node_count(tres: str) -> int:
     for item in tres.split(","):
         key, _, value = item.partition("=")
-        if key == "node" and value.isdigit():
+        if key == "node" and value.isascii() and value.isdigit():
             return int(value)
     return 0
 
@@ -130,7 +130,7 @@ def parse_reservations(text: str) -> list[Reservation]:
     out = []
     for r in _rows(text, RESERVATION_FORMAT, "show reservation"):
         start, end = parse_time(r["Start"], "Start"), parse_time(r["End"], "End")
-        if start is None or end is None or not r["ID"].isdigit():
+        if start is None or end is None or not (r["ID"].isascii() and r["ID"].isdigit()):
             raise FieldError(f"sacctmgr show reservation: unreadable row {r}")
         gpus, _ = parse_tres(r["TRES"])
         has_gpu = any(t.startswith("gres/gpu=") for t in r["TRES"].split(","))

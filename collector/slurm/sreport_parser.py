@@ -17,7 +17,7 @@ def parse_sreport_accounts(text: str) -> dict[str, int]:
         if not line.strip():
             continue
         parts = line.split("|")
-        if len(parts) != 4 or not parts[3].isdigit():
+        if len(parts) != 4 or not (parts[3].isascii() and parts[3].isdigit()):
             raise SreportFormatError(f"sreport line {no}: expected 4 fields ending in whole "
                                      f"minutes, got {line[:200]!r}")
         _, account, login, used = parts
@@ -44,7 +44,7 @@ def parse_sacct_energy(text: str, start_s: int, end_s: int) -> tuple[dict[str, f
         account, begun, ended, energy, tres = parts
         if not energy or "gres/gpu=" not in tres:
             continue
-        if not energy.isdigit():
+        if not (energy.isascii() and energy.isdigit()):
             raise SreportFormatError(f"sacct line {no}: ConsumedEnergyRaw {energy!r} is not "
                                      "joules")
         try:

@@ -440,3 +440,41 @@ def test_a_reader_sees_one_collection_however_long_it_reads(tmp_path):
         assert reader.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
     with Store.open_reader(settings.store.path) as fresh:
         assert fresh.conn.execute(count).fetchone() == (before[0] + 1, before[1] + 1)
+
+
+def test_the_cycle_collector_pauses_for_a_collection_and_resumes_after(tmp_path, monkeypatch):
+    """gc is off while records are read (millions of tuples, no cycles) and back on
+    after a collection, whether it succeeded or failed."""
+    import gc
+
+    import collector.collect as collect_module
+
+    settings, env = fakeslurm.make(tmp_path)
+    seen = []
+    real = collect_module._collect
+
+    def watched(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(collect_module, "_collect", watched)
+    assert gc.isenabled()
+    collect(settings, now=NOW, env=env)
+    assert gc.isenabled()
+    with pytest.raises(SlurmError):
+        collect(settings, now=NOW + 600, env={**env, "FAKE_SLURM_FAIL": "1"})
+    assert gc.isenabled() and seen == [False, False]
+
+
+def test_a_record_without_energy_or_end_is_stored_with_nulls(tmp_path):
+    """None is bound as NULL (through the store's None adapter), never as a value."""
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        kinds = store.conn.execute(
+            "SELECT DISTINCT typeof(array_job_id), typeof(busy_gpu_s), typeof(energy_j) "
+            "FROM jobs").fetchall()
+        open_ends = store.conn.execute("SELECT typeof(end_s) FROM jobs WHERE state = 'RUNNING'"
+                                       ).fetchall()
+    assert ("null", "null", "null") in kinds
+    assert open_ends and {k for (k,) in open_ends} == {"null"}

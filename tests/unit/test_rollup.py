@@ -87,6 +87,23 @@ def test_days_of_any_length_end_at_the_next_date():
             assert casey[date(2010, 3, 5)] == 27 * H and casey[date(2010, 3, 4)] == 24 * H
 
 
+def test_short_spans_take_the_one_day_path_and_cut_as_hours_do():
+    """`cells` answers a span inside one known local day at once: short spans that end
+    just before, at or just after a local midnight, around 2026's clock changes (warm
+    and cold caches), cut as hour by hour does."""
+    rng = random.Random(11)
+    for zone in ("Europe/Amsterdam", "Asia/Kolkata", "America/Havana", "Australia/Lord_Howe"):
+        warm = LocalDays(zone)
+        midnights = [day for first in (1_774_000_000, 1_792_000_000)
+                     for day, _ in LocalDays(zone).split(first, first + 6 * DAY)][1:]
+        for _ in range(400):
+            end = rng.choice(midnights) + rng.choice((-60, -1, 0, 1, 59, 3600))
+            start = end - rng.choice((0, 1, 59, 3600, rng.randrange(1, DAY)))
+            want = {d: s for d, s in _by_hours(start, end, zone).items() if s}
+            assert dict(warm.cells(start, end)) == want, (zone, start, end)
+            assert warm.cells(start, end) == list(LocalDays(zone).split(start, end))
+
+
 def test_day_cells_equal_hour_cells_added_up_per_day():
     """Cutting by days gives what cutting by hours and adding each day's hours gave: the
     seconds, and energy and GPU use split with running sums (telescoping)."""

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.slurm.commands import new_delimiter
-from collector.slurm.sacct_parser import SACCT_FIELDS, parse_line, parse_sacct
-from testcluster.fixtures import read_recorded_sacct
+from collector.slurm.sacct_parser import SACCT_FIELDS, SacctReader, merge, parse_line, parse_sacct
+from testcluster.fixtures import read_recorded_sacct, recorded_delimiter
 
 RELEASES = sorted((Path(__file__).parents[1] / "fixtures").glob("slurm-*"))
 DEFAULT_WCKEY = "other"  # the users' default WCKey on the test cluster (testcluster/accounts)
@@ -164,6 +164,8 @@ def test_an_unknown_state_is_kept_and_marked():
     (LINE.replace("42|42|", "42|4x2|"), "JobID"),
     (LINE.replace("gres/gpu=4", "gres/gpu=four"), "gres/gpu"),
     (LINE.replace("|1|4|gpu01|", "|one|4|gpu01|"), "NNodes"),
+    (LINE.replace("|1|4|gpu01|", "|\u00b2|4|gpu01|"), "NNodes"),  # isdigit, not a count
+    (LINE.replace("42|42|", "\u0664\u0662|42|"), "JobIDRaw"),  # Arabic-Indic 42
     (LINE.replace("2026-10-01T00:00:00|2026-10-01T00:00:00|", "Unknown|Unknown|"), "Submit"),
 ])
 def test_malformed_lines_are_rejected_with_the_reason_and_others_still_read(bad, reason):
@@ -245,3 +247,89 @@ def test_rejected_records_are_kept_with_the_default_delimiter():
     [rejected] = parse_sacct(bad + "\n", "testai", delimiter).rejected
     assert delimiter not in rejected.line and rejected.line == LINE.replace("gres/gpu=4",
                                                                             "gres/gpu=four")
+
+
+# -- the column path reads as parse_line does ------------------------------------------
+
+def _variant(**fields) -> str:
+    parts = LINE.split("|", len(SACCT_FIELDS) - 1)
+    for name, value in fields.items():
+        parts[SACCT_FIELDS.index(name)] = value
+    return "|".join(parts)
+
+
+ENERGY = "billing=4,cpu=4,energy=3600,gres/gpu:h100=4,gres/gpu=4,node=1"
+# Lines (one record each, or not a record) of every shape the two paths treat apart.
+SHAPES = [
+    LINE,
+    _variant(JobID="42_7"), _variant(JobID="42+1"), _variant(JobID="42_[0-9%2]"),
+    _variant(JobID="4x2"), _variant(JobID="43"), _variant(JobIDRaw="\u0664\u0662"),
+    _variant(JobIDRaw="1234567890123456"), _variant(JobIDRaw=""),
+    _variant(Start="Unknown", End="Unknown"), _variant(End="Unknown"), _variant(Eligible="None"),
+    _variant(Submit="Unknown"), _variant(Submit=""), _variant(Start="2026-13-01T00:00:00"),
+    _variant(Start="2026-10-01T24:00:00"), _variant(End="2026-10-01T02:00:60"),
+    _variant(End="2026-10-01 02:00:00"), _variant(End="2026-10-01T02:00:0"),
+    _variant(End="2026-10-01T02:00:00Z"), _variant(End="2026-10-01T00:30:00"),
+    _variant(End="2026-10-01T02:60:00"), _variant(End="2026-10-01T2:00:00"),
+    _variant(Start="2026-10-01T01:59:59"), _variant(Eligible="2026-10-01T00:00:00 "),
+    _variant(AllocTRES=ENERGY), _variant(AllocTRES="energy=7," + ENERGY[:-20]),
+    _variant(AllocTRES=ENERGY.replace("node=1", "energy=9")),
+    _variant(AllocTRES=ENERGY.replace("cpu=4,energy", "cpu=4,xenergy")),
+    _variant(AllocTRES=ENERGY.replace("energy=3600", "energy=36.5")),
+    _variant(AllocTRES=ENERGY + ",energy=1"), _variant(AllocTRES="gres/gpu=four"),
+    _variant(AllocTRES="gres/gpu=\u00b2"), _variant(AllocTRES=""), _variant(AllocTRES="cpu=1"),
+    _variant(State=""), _variant(State="CANCELLED by 1007"), _variant(State=" x"),
+    _variant(NNodes="one"), _variant(NNodes="\u00b2"), _variant(AllocCPUS=""),
+    _variant(NodeList="None assigned", NNodes="1", AllocCPUS="1"),
+    _variant(NodeList="None assigned", NNodes="x", AllocCPUS=""), _variant(NodeList=""),
+    _variant(WCKey="*other"), _variant(WCKey="*"), _variant(Cluster="elsewhere"),
+    _variant(JobName="two\nlines"), _variant(JobName="blank\n\nline\n"),
+    _variant(JobName="a|b|c"), _variant(WCKey="w\nk"),
+    "", "   ", "garbage", "|".join(LINE.split("|")[:5]), LINE + "\nrest of a name",
+]
+
+
+def _outcome(result):
+    return result.records, result.rejected, result.pending_arrays, result.lines
+
+
+def _one_at_a_time(text, cluster, delimiter):
+    reader = SacctReader(cluster, delimiter)
+    reader._fast = False  # every record through parse_line: the reference
+    return merge(reader.feed(text), reader.finish())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(SHAPES), st.integers(1, 60)), max_size=40),
+       st.lists(st.integers(1, 4000), max_size=6), st.booleans(), st.booleans())
+def test_records_read_a_column_at_a_time_are_parse_lines_records(lines, cuts, drawn,
+                                                                  cluster):
+    """Any mix of records (array tasks, odd times, TRES, states, names that held
+    newlines, broken lines), fed in any pieces, reads to the same records, rejections,
+    pending arrays and line count as reading each record alone with parse_line."""
+    delimiter = new_delimiter() if drawn else "|"
+    text = "\n".join(printed(line.replace("42|42|", f"{n}|{n}|", 1), delimiter)
+                     for line, n in lines) + "\n"
+    want = _one_at_a_time(text, "testai" if cluster else None, delimiter)
+    reader = SacctReader("testai" if cluster else None, delimiter)
+    got, at = None, 0
+    for cut in [*cuts, len(text)]:
+        piece = reader.feed(text[at:at + cut])
+        got = piece if got is None else merge(got, piece)
+        at += cut
+    got = merge(got, reader.feed(text[at:]))
+    got = merge(got, reader.finish())
+    assert _outcome(got) == _outcome(want)
+
+
+def test_the_column_path_reads_a_recorded_month_as_parse_line_does():
+    """A recorded release's whole sacct output (arrays, hostile names, every state)."""
+    read = 0
+    for release in RELEASES:
+        delimiter = recorded_delimiter(release)
+        for path in sorted(release.glob("sacct-*.txt")):
+            text = path.read_text()
+            got = parse_sacct(text, "testai", delimiter)
+            assert _outcome(got) == _outcome(_one_at_a_time(text, "testai", delimiter)), path
+            read += len(got.records)
+    assert read > 100
