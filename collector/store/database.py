@@ -35,7 +35,7 @@ from collector.slurm.records import JobRecord
 
 DB_FILE = "gpu-usage.sqlite"
 LOCK_FILE = "collect.lock"
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 JOB_COLUMNS = (
     "cluster", "job_id_raw", "submit_s", "job_id", "array_job_id", "array_task_id",
@@ -66,7 +66,10 @@ MONTHS_OF = "month_rollups_zone"
 # quality, read through a partial index so the query stays fast at any size.
 COMMON_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "RUNNING", "PENDING",
                  "OUT_OF_MEMORY", "NODE_FAIL", "REQUEUED", "PREEMPTED")
-UNUSUAL_STATE_SQL = f"state NOT IN ({', '.join(repr(s) for s in COMMON_STATES)})"
+# A chain of <>, not NOT IN (...): SQLite evaluates the partial index's condition for
+# every row stored, and NOT IN over a list cost 5 microseconds a row (half of a job
+# row's insert), the chain a tenth of that.
+UNUSUAL_STATE_SQL = "(" + " AND ".join(f"state <> '{s}'" for s in COMMON_STATES) + ")"
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -82,7 +85,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     gpu_mem_mib INTEGER, collection_id INTEGER NOT NULL,
     PRIMARY KEY (cluster, job_id_raw, submit_s)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (cluster, job_id_raw) WHERE end_s IS NULL;
-CREATE INDEX IF NOT EXISTS jobs_unusual ON jobs (state) WHERE {UNUSUAL_STATE_SQL};
+DROP INDEX IF EXISTS jobs_unusual;
+CREATE INDEX IF NOT EXISTS jobs_unusual_state ON jobs (state) WHERE {UNUSUAL_STATE_SQL};
 CREATE TABLE IF NOT EXISTS usage_day (
     {", ".join(d + " NOT NULL" for d in USAGE_DIMS)}, gpu_s INTEGER NOT NULL,
     energy_j INTEGER NOT NULL DEFAULT 0, energy_gpu_s INTEGER NOT NULL DEFAULT 0,
@@ -526,6 +530,7 @@ MIGRATIONS = {
           *(f"ALTER TABLE usage_day ADD COLUMN {c} INTEGER NOT NULL DEFAULT 0"
             for c in GPU_USE_COLUMNS)),
     "3": (),
+    "4": (),  # jobs_unusual (NOT IN) becomes jobs_unusual_state (<> chain): SCHEMA
 }
 SINCE = {"1": ENERGY_SINCE, "2": GPU_USE_SINCE}  # what an upgrade from that schema lacks
 

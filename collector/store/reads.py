@@ -266,7 +266,7 @@ def unusual_states(store: Store, clusters: Clusters, start_s: int, end_s: int) -
     """States other than the common ones, e.g. a state a newer Slurm introduced
     (read through the store's partial index on exactly that condition)."""
     return dict(store.conn.execute(
-        f"SELECT state, COUNT(*) FROM jobs INDEXED BY jobs_unusual WHERE {UNUSUAL_STATE_SQL} "
+        f"SELECT state, COUNT(*) FROM jobs INDEXED BY jobs_unusual_state WHERE {UNUSUAL_STATE_SQL} "
         f"AND {_in(clusters)} "
         "AND submit_s < ? AND (end_s IS NULL OR end_s > ?) GROUP BY state",
         (*clusters, end_s, start_s)).fetchall())

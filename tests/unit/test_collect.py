@@ -337,7 +337,7 @@ def test_month_rollups_are_their_days_summed_through_every_change(tmp_path, zone
     _months_match_their_days(settings)
     assert october_reads() == by_month
     with Store.open_reader(settings.store.path) as store:
-        assert store.meta("schema") == SCHEMA_VERSION == "4"
+        assert store.meta("schema") == SCHEMA_VERSION == "5"
     other = "Europe/Amsterdam" if zone == "UTC" else "UTC"
     moved = fakeslurm.changed(settings, "facility", timezone=other)
     collect(moved, now=NOW + 1800, env=env)

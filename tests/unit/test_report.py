@@ -182,6 +182,32 @@ def test_an_unknown_state_is_counted_and_shown(tmp_path):
     assert got["capacity"]["allocated_gpu_hours"] == 70
 
 
+def test_a_schema_4_store_gets_the_cheaper_unusual_state_index_on_its_next_collection(
+        tmp_path):
+    """Schema 4 indexed unusual states under `state NOT IN (...)`, which cost half of a
+    job row's insert: the next collection replaces it with the <> chain, and the
+    report's count is the same."""
+    from collector.store import reads
+
+    odd = fakeslurm.line(120, "maria", "nl_x", "FUTURE_STATE", "2026-10-03T00:00:00",
+                         "2026-10-03T00:00:00", "2026-10-03T00:00:00", "", 1, "None assigned")
+    settings, env = fakeslurm.make(tmp_path, [*fakeslurm.JOBS, odd])
+    collect(settings, now=NOW, env=env)
+    with Store.open_writer(settings.store.path) as writer, writer.transaction():
+        writer.conn.execute("DROP INDEX jobs_unusual_state")
+        writer.conn.execute("CREATE INDEX jobs_unusual ON jobs (state) WHERE state NOT IN "
+                            "('COMPLETED', 'FAILED', 'CANCELLED', 'TIMEOUT', 'RUNNING')")
+        writer.conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
+    collect(settings, now=NOW + 600, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        indexes = {n for (n,) in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'jobs'")}
+        assert "jobs_unusual_state" in indexes and "jobs_unusual" not in indexes
+        month = periods.parse_month("2026-10", "UTC")
+        assert reads.unusual_states(store, ("testai",), month.start_s, month.end_s) == {
+            "FUTURE_STATE": 1}
+
+
 def test_a_job_running_across_the_month_boundary_is_split_and_never_counted_twice(tmp_path):
     """Job C (2 GPUs) started 10-31 20:00 and runs when November is reported; it ends
     11-01 18:00 before the next collection: October keeps its 8 GPU-h, November gets
