@@ -142,14 +142,16 @@ def apply_records(store: Store, cluster: str, records: list[JobRecord], collecti
     `steps` (by job key), each finished job's GPU use comes from its steps."""
     stored = store.stored_jobs(cluster, (r.job_id_raw for r in records))
     rows = []
+    seen_open = tally.seen_open
     for job in records:
         if steps is not None:
             job = with_gpu_use(job, steps.get(job.key))
-        row = job_row(job, collection_id)
-        old = stored.get(job.key)
+        row = job_row(job)
+        key = row[:3]  # job.key
         if job.end_s is None:
-            tally.seen_open.add(job.key)
-        if old == row[:-1]:
+            seen_open.add(key)
+        old = stored.get(key)
+        if old == row:
             tally.unchanged += 1
             continue
         if old is None:
@@ -158,9 +160,9 @@ def apply_records(store: Store, cluster: str, records: list[JobRecord], collecti
             tally.updated += 1
             _contribute(tally, row_job(old), days, -1)
         _contribute(tally, job, days, +1)
-        stored[job.key] = row[:-1]
+        stored[key] = row
         rows.append(row)
-    store.put_jobs(rows)
+    store.put_jobs(rows, collection_id)
 
 
 def _flush(store: Store, tally: _Tally) -> None:

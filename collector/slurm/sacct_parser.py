@@ -436,7 +436,8 @@ def _tres_columns(texts: list[str], slow: set[int]) -> tuple[list, list, list]:
         energy = None
         if sep:
             value, _, rest = tail.partition(",")
-            if (head and head[-1] != ",") or "energy=" in rest or not _count(value):
+            if ((head and head[-1] != ",") or "energy=" in rest or not value.isdigit()
+                    or not value.isascii() or len(value) > MAX_DIGITS):  # _count, inline
                 slow.add(i)
                 value = "0"
             energy, text = int(value), head + rest

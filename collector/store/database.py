@@ -162,13 +162,14 @@ _TYPES = JOB_COLUMNS.index("gpu_types")
 _TYPES_TEXT: dict[tuple, str] = {}
 
 
-def job_row(job: JobRecord, collection_id: int) -> tuple:
-    """The record as a row: its own fields (same order), GPU types as text."""
+def job_row(job: JobRecord) -> tuple:
+    """The record as a row of its own columns (JOB_COLUMNS: the same order), GPU types
+    as text; its first three values are its key. The default-WCKey flag stays a bool
+    (bound as 1 or 0: the adapter below)."""
     types = _TYPES_TEXT.get(job.gpu_types)
     if types is None:
         types = _TYPES_TEXT[job.gpu_types] = ",".join(f"{n}:{c}" for n, c in job.gpu_types)
-    return (*job[:13], int(job.wckey_is_default), *job[14:_TYPES], types, *job[_TYPES + 1:],
-            collection_id)
+    return (*job[:_TYPES], types, *job[_TYPES + 1:])
 
 
 def row_job(row: Iterable) -> JobRecord:
@@ -339,10 +340,11 @@ class Store:
                 found[(row[0], row[1], row[2])] = row
         return found
 
-    def put_jobs(self, rows: list[tuple]) -> None:
-        marks = ",".join("?" * (len(JOB_COLUMNS) + 1))
+    def put_jobs(self, rows: list[tuple], collection_id: int) -> None:
+        """Job rows (job_row) stored, new or replacing, as of this collection."""
+        marks = ",".join("?" * len(JOB_COLUMNS))
         self.conn.executemany(f"INSERT OR REPLACE INTO jobs ({', '.join(JOB_COLUMNS)}, "
-                              f"collection_id) VALUES ({marks})", rows)
+                              f"collection_id) VALUES ({marks}, {int(collection_id)})", rows)
 
     def open_jobs(self, cluster: str) -> list[JobRecord]:
         """Jobs without an end: pending or running at the last collection."""
@@ -490,11 +492,13 @@ def month_span(t: int, zone: ZoneInfo) -> tuple[int, int]:
             int(datetime(year, month, 1, tzinfo=zone).timestamp()))
 
 
-# sqlite3 binds int, float and str at once but sends None through its adaptation
-# protocol (a tuple built, a registry lookup, two attribute lookups) before binding it
-# as NULL; a job row holds eight of them. An adapter that gives None back (a C-level
-# callable) binds the same NULL for a fifth to a third less time per job row.
+# sqlite3 binds int, float and str at once but sends None and bool through its
+# adaptation protocol (a tuple built, a registry lookup, two attribute lookups) before
+# binding them as NULL and as 1 or 0; a job row holds about nine. Adapters that give
+# the same back from C (None; int of the bool) bind the same values for a fifth to a
+# third less time per job row.
 sqlite3.register_adapter(type(None), {}.get)
+sqlite3.register_adapter(bool, int)
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:

@@ -368,7 +368,7 @@ def test_a_record_is_its_own_row_in_the_store():
 
     assert JobRecord._fields == JOB_COLUMNS
     record = parse_line(fakeslurm.JOBS[0])
-    assert row_job(job_row(record, 7)[:-1]) == record
+    assert row_job(job_row(record)) == record
 
 
 def test_from_scratch_forgets_records_that_slurm_no_longer_has(tmp_path):
