@@ -37,6 +37,7 @@ Slurm 22.05 quirks handled here:
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import time
 from bisect import bisect_left
@@ -216,12 +217,11 @@ class SacctReader:
         if not delimiter or "\n" in delimiter:
             raise ValueError(f"delimiter {delimiter!r}: expected a string without newlines")
         self.cluster, self.delimiter = cluster, delimiter
-        # A delimiter of blanks only would make a record's line look blank: read such
-        # text a record at a time.
-        self._fast = bool(delimiter.strip())
         # Fewer lines than this are read a record at a time: the column path's setup
         # (some forty short lists) costs more than it saves on a handful of records.
-        self._min_run = 16
+        # A delimiter of blanks only would make a record's line look blank: such text
+        # is always read a record at a time.
+        self._min_run: float = 16 if delimiter.strip() else math.inf
         self._lines: list[str] = []  # whole lines not read into a record yet
         self._partial = ""           # text after the last newline
         self._line_no = 0            # lines read before self._lines[0]
@@ -256,7 +256,7 @@ class SacctReader:
                [k for k, c in enumerate(counts) if c and c != _LAST])
         pos = 0
         while pos < count:
-            if counts[pos] != _LAST or not self._fast or count < self._min_run:
+            if counts[pos] != _LAST or count < self._min_run:
                 after = self._one(pos, counts, final, result)
                 if after is None:  # the record may go on in the next piece
                     break
@@ -300,11 +300,15 @@ class SacctReader:
         if i == count and not final:
             return None
         result.lines += i - first
-        self._record(line if i == first + 1 else "\n".join(lines[first:i]),
-                     self._line_no + first + 1, result)
+        record = self._record(line if i == first + 1 else "\n".join(lines[first:i]),
+                              self._line_no + first + 1, result)
+        if record is not None:
+            result.records.append(record)
         return i
 
-    def _record(self, text: str, line_no: int, result: ParseResult) -> None:
+    def _record(self, text: str, line_no: int, result: ParseResult) -> JobRecord | None:
+        """parse_line's record of the text; None when it is rejected or a pending array
+        (added to `result`'s)."""
         try:
             record = parse_line(text, self.cluster, self.delimiter)
         except FieldError as exc:
@@ -312,11 +316,10 @@ class SacctReader:
             # in every run, whatever delimiter the run drew.
             result.rejected.append(Rejected(line_no, str(exc),
                                             text.replace(self.delimiter, "|")))
-            return
+            return None
         if record is None:
             result.pending_arrays.append(text.split(self.delimiter, 2)[1])
-        else:
-            result.records.append(record)
+        return record
 
     def _simple(self, start: int, stop: int, counts: list[int], result: ParseResult) -> None:
         """Lines start..stop-1: records, each a line with every delimiter and the lines
@@ -376,12 +379,8 @@ class SacctReader:
             states, eligible_s, start_s, end_s, gpus, typed, nodes, cores, hosts, name,
             energy, repeat(None), repeat(None), repeat(None), repeat(None))))
         if slow:
-            kept, result.records = result.records, []
             for i in sorted(slow):
-                placed = len(result.records)
-                self._record(texts[i], self._line_no + firsts[i] + 1, result)
-                records[i] = result.records[placed] if len(result.records) > placed else None
-            result.records = kept
+                records[i] = self._record(texts[i], self._line_no + firsts[i] + 1, result)
             records = [r for r in records if r is not None]
         result.records.extend(records)
 

@@ -3,6 +3,7 @@ Slurm release (`python -m testcluster record-fixtures`, one folder per release u
 tests/fixtures/) and on hostile and malformed input."""
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -295,7 +296,7 @@ def _outcome(result):
 
 def _one_at_a_time(text, cluster, delimiter):
     reader = SacctReader(cluster, delimiter)
-    reader._fast = False  # every record through parse_line: the reference
+    reader._min_run = math.inf  # every record through parse_line: the reference
     return merge(reader.feed(text), reader.finish())
 
 
