@@ -1,9 +1,11 @@
 """The one door to Slurm's command-line tools (sacct, sacctmgr; squeue and sinfo
 for the exporter's live view): the only place that runs them.
 
-Argument lists, no shell; TZ=UTC so that the parsers read every time the same
-way; the field lists are the parsers' own tuples. SLURM_CONF comes from the
-environment, so one install can point at any cluster. Failures raise
+Argument lists, no shell; TZ=UTC and SLURM_TIME_FORMAT=standard so that the
+parsers read every time the same way, and none of the tools' own variables
+(SACCT_*, SQUEUE_*, SINFO_*, ...) that select other records or print another
+format (`slurm_env`); the field lists are the parsers' own tuples. SLURM_CONF
+comes from the environment, so one install can point at any cluster. Failures raise
 `SlurmError` naming the command and what it said; only the CLI turns them into
 exit codes.
 """
@@ -63,8 +65,24 @@ def sacct_argv(start_s: int, end_s: int, cluster: str | None, delimiter: str) ->
             f"--endtime={sacct_time(end_s)}"]
 
 
+# Variables the tools read as if they were options: SQUEUE_USERS or SINFO_PARTITION
+# would narrow what the exporter sees, SACCT_FEDERATION widen a collection, a
+# *_FORMAT change the columns. A cron job or an operator's shell may carry any.
+_TOOL_VARIABLES = ("SACCT_", "SACCTMGR_", "SQUEUE_", "SINFO_", "SREPORT_")
+
+
+def slurm_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every Slurm tool runs with: the caller's (`env`, else this
+    process's) without the tools' own option variables, with times printed in UTC in
+    Slurm's standard form (a SLURM_TIME_FORMAT=relative in the caller's shell made
+    every time unreadable and every collection fail)."""
+    base = os.environ if env is None else env
+    kept = {k: v for k, v in base.items() if not k.startswith(_TOOL_VARIABLES)}
+    return dict(kept, TZ="UTC", SLURM_TIME_FORMAT="standard")
+
+
 def _run(argv: list[str], what: str, timeout_s: float, env: dict[str, str] | None) -> str:
-    full_env = dict(os.environ if env is None else env, TZ="UTC")
+    full_env = slurm_env(env)
     try:
         # newline="": no universal newlines, so a \r in a job name stays a \r (the
         # parsers split at \n only).
@@ -179,7 +197,7 @@ def stream_sacct(take: Callable[[], tuple[int, int] | None],
     (window, delimiter, chunk), then (window, delimiter, None) once the window's sacct
     has exited 0; raises SlurmError (and stops the thread and every sacct it started)
     when one fails, times out or cannot start."""
-    full_env = dict(os.environ if env is None else env, TZ="UTC")
+    full_env = slurm_env(env)
     pipe: queue.Queue = queue.Queue(maxsize=BACKLOG)
     stop = threading.Event()
     running: list[_Sacct] = []

@@ -223,6 +223,31 @@ def test_collecting_again_finds_nothing_new_and_changes_no_figure(lay, hist, pol
         assert after[key] == before[key], key
 
 
+def test_the_callers_slurm_variables_change_nothing(lay, hist, policy, tmp_path):
+    """A cron job or an operator's shell may carry SLURM_TIME_FORMAT (relative times
+    made every collection fail) or the tools' own option variables (SQUEUE_USERS,
+    SINFO_PARTITION narrow what they show): the door runs every tool without them."""
+    from collector.config import load
+    from collector.slurm.sources import live_nodes
+
+    hostile = dict(lay.env(), SLURM_TIME_FORMAT="relative", SACCT_FEDERATION="1",
+                   SACCTMGR_FORMAT="x", SQUEUE_USERS="nobody", SINFO_PARTITION="nosuch",
+                   SINFO_FORMAT="%n")
+    path = write_policy(tmp_path, hist.start)
+    proc = subprocess.run([sys.executable, "-m", "collector", "collect", "--config", str(path)],
+                          env=hostile, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"collected testai: {len(hist.jobs):,} new" in proc.stdout or " new," in proc.stdout
+    for month, _, _ in months(hist):
+        got, want = report(lay, path, month), report(lay, policy, month)
+        for key in ("capacity", "categories", "accounts", "users", "allocations"):
+            assert got[key] == want[key], (month, key)
+    settings = load(path)
+    nodes, rejected = live_nodes(settings, hostile)
+    assert rejected == [] and len(nodes) == len(lay.nodes)
+    assert sorted(nodes) == sorted(live_nodes(settings, lay.env())[0])
+
+
 def test_every_format_renders_the_same_month(lay, hist, policy, tmp_path):
     month = months(hist)[0][0]
     got = report(lay, policy, month)

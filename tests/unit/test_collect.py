@@ -478,3 +478,14 @@ def test_a_record_without_energy_or_end_is_stored_with_nulls(tmp_path):
                                        ).fetchall()
     assert ("null", "null", "null") in kinds
     assert open_ends and {k for (k,) in open_ends} == {"null"}
+
+
+def test_slurm_tools_run_without_the_callers_format_and_selection_variables():
+    caller = {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/slurm.conf", "TZ": "Europe/Paris",
+              "SLURM_TIME_FORMAT": "relative", "SACCT_FEDERATION": "1",
+              "SQUEUE_USERS": "nobody", "SINFO_PARTITION": "debug", "SREPORT_X": "y",
+              "SACCTMGR_FORMAT": "x", "SQUEUE": "kept (not a prefix match)"}
+    env = commands.slurm_env(caller)
+    assert env == {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/slurm.conf", "TZ": "UTC",
+                   "SLURM_TIME_FORMAT": "standard", "SQUEUE": "kept (not a prefix match)"}
+    assert caller["TZ"] == "Europe/Paris"  # the caller's own mapping is left alone
