@@ -3,9 +3,9 @@
 A run reads sacct in bounded windows from where the last successful run ended
 (minus `lookback_hours`, for records that reach slurmdbd late) to now; a first
 run starts at `[slurm] history_start`, else 13 months back. sacct's output is
-parsed and stored while sacct is still writing it, and the next window is asked
-for as soon as sacct has written the last one, so the source is the floor of the
-run time. Jobs that the store holds as pending or running and that no window showed
+parsed and stored while sacct is still writing it, and slurmdbd answers the next
+window while this one is read (two sacct at a time), so the source is the floor of
+the run time. Jobs that the store holds as pending or running and that no window showed
 again are re-read by id. The account tree, the events and the reservations are
 read at the same time and replaced whole.
 

@@ -188,8 +188,8 @@ def stream_sacct(take: Callable[[], tuple[int, int] | None],
     """sacct's output for window after window, as it is written, in window order.
 
     sacct prints nothing until slurmdbd has answered it whole (at a million jobs, 18 s
-    of a 26 s dump), so a thread keeps two going: as soon as one window's sacct starts
-    writing, the next window's is started, and slurmdbd works on that one while this
+    of a 26 s dump), so a thread keeps two going: the first two windows at once, then
+    the one after next as soon as one ends, and slurmdbd works on the next while this
     one is read. Each has its own delimiter. The thread reads stdout in CHUNK pieces
     while the caller parses the ones before: sacct waits for the parser only if it is
     BACKLOG chunks behind. `take()` gives the next window (None when done);
@@ -221,25 +221,23 @@ def stream_sacct(take: Callable[[], tuple[int, int] | None],
 
     def reader() -> None:
         try:
+            # Two in flight from the start: while one is read, slurmdbd answers the next.
             current = start()
+            following = start() if current is not None else None
             while current is not None:
                 current.restart_clock()
-                following, lines = None, 0
-                asked = False  # for the next window, once this one's answer has come
+                lines = 0
                 while chunk := current.proc.stdout.read1(CHUNK):
-                    if not asked:
-                        following, asked = start(), True
                     lines += chunk.count(b"\n")
                     if not put((current.window, current.delimiter, chunk)):
                         return
-                if not asked:
-                    following = start()
                 current.finish()
                 running.remove(current)
                 observe(lines, current.window[1] - current.window[0])
                 if not put((current.window, current.delimiter, None)):
                     return
-                current = following
+                # The one after next, sized from what this one held.
+                current, following = following, start() if following is not None else None
             put(None)
         except BaseException as exc:  # handed to the caller, raised there
             put(exc)

@@ -489,3 +489,50 @@ def test_slurm_tools_run_without_the_callers_format_and_selection_variables():
     assert env == {"PATH": "/usr/bin", "SLURM_CONF": "/etc/slurm/slurm.conf", "TZ": "UTC",
                    "SLURM_TIME_FORMAT": "standard", "SQUEUE": "kept (not a prefix match)"}
     assert caller["TZ"] == "Europe/Paris"  # the caller's own mapping is left alone
+
+
+def _windows_and_events(count: int) -> tuple[list, list[str], object, object]:
+    day = 86400
+    start = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp())
+    windows = [(start + i * 8 * day, start + (i + 1) * 8 * day) for i in range(count)]
+    pending, events = list(windows), []
+
+    def take():
+        events.append("take")
+        return pending.pop(0) if pending else None
+
+    def observe(lines, seconds):
+        events.append(f"observe {seconds // day} d")
+
+    return windows, events, take, observe
+
+
+def test_sacct_windows_are_read_whole_and_in_order_two_at_a_time(tmp_path):
+    """The first two windows at once, then the one after next when one ends (sized
+    from what that one held): never more than two sacct."""
+    _, env = fakeslurm.make(tmp_path)
+    windows, events, take, observe = _windows_and_events(4)
+    read = [(w, chunk is None) for w, _, chunk in
+            commands.stream_sacct(take, observe, None, env=env)]
+    assert [w for w, done in read if done] == windows
+    assert events == ["take", "take", "observe 8 d", "take", "observe 8 d", "take",
+                      "observe 8 d", "take", "observe 8 d"]
+
+
+def test_the_second_window_is_asked_for_before_the_first_one_answers(tmp_path):
+    """slurmdbd answers the second window while the first one's sacct is still waiting
+    for its own answer (here: forever, until it times out; both are then stopped)."""
+    _, env = fakeslurm.make(tmp_path)
+    _, events, take, observe = _windows_and_events(4)
+    running_at_take = []
+
+    def counting_take():
+        running_at_take.append(len(_fake_sacct_running(tmp_path)))
+        return take()
+
+    with pytest.raises(SlurmError, match=r"sacct timed out after 2 s \(jobs 2026-10-01"):
+        list(commands.stream_sacct(counting_take, observe, None, timeout_s=2,
+                                   env={**env, "FAKE_SACCT_STOP_AFTER": "0:hang"}))
+    assert events == ["take", "take"]
+    assert running_at_take == [0, 1]  # the first one still waiting when the second starts
+    assert _fake_sacct_running(tmp_path) == []
