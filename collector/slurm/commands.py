@@ -18,6 +18,7 @@ import secrets
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 from collector.slurm.live_parser import SINFO_FIELDS, SQUEUE_FIELDS, SQUEUE_STATES
@@ -90,6 +91,8 @@ def _run(argv: list[str], what: str, timeout_s: float, env: dict[str, str] | Non
                               check=False)
     except FileNotFoundError as exc:
         raise SlurmError(f"{argv[0]} not found: install slurm-client or put it on PATH") from exc
+    except OSError as exc:  # not executable, out of descriptors or memory
+        raise SlurmError(f"{argv[0]} could not be started ({what}): {exc}") from exc
     except subprocess.TimeoutExpired as exc:
         raise SlurmError(f"{argv[0]} timed out after {timeout_s:.0f} s ({what}); is slurmdbd "
                          "overloaded or unreachable?") from exc
@@ -130,6 +133,8 @@ class _Sacct:
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             raise SlurmError("sacct not found: install slurm-client or put it on PATH") from None
+        except OSError as exc:  # not executable, out of descriptors or memory
+            raise SlurmError(f"sacct could not be started ({self.what}): {exc}") from exc
         # stderr is drained beside stdout, so that a chatty sacct cannot block.
         self.errors: list[bytes] = []
         self.drain = threading.Thread(target=lambda: self.errors.append(self.proc.stderr.read()),
@@ -139,7 +144,11 @@ class _Sacct:
         self.timer = self._clock()
 
     def _clock(self) -> threading.Timer:
-        timer = threading.Timer(self.timeout_s, self._expire)
+        # The timer holds a weak reference: a bound method would make a cycle (this ->
+        # timer -> this) that only the cyclic garbage collector frees, and it is paused
+        # during a collection, so every finished window kept its pipes open (200
+        # windows: 400 descriptors).
+        timer = threading.Timer(self.timeout_s, _expire, (weakref.ref(self),))
         timer.daemon = True
         timer.start()
         return timer
@@ -159,9 +168,12 @@ class _Sacct:
         self.timer = self._clock()
 
     def finish(self) -> None:
-        """Wait for its exit; raise SlurmError unless it exited 0."""
+        """Wait for its exit (its output read to the end); raise SlurmError unless it
+        exited 0."""
         code = self.proc.wait()
         self.drain.join()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
         self.done = True
         timed_out = self.timer.finished.is_set() and code != 0
         self.timer.cancel()
@@ -179,6 +191,12 @@ class _Sacct:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _expire(ref: weakref.ref) -> None:
+    one = ref()
+    if one is not None:
+        one._expire()
 
 
 def stream_sacct(take: Callable[[], tuple[int, int] | None],

@@ -536,3 +536,38 @@ def test_the_second_window_is_asked_for_before_the_first_one_answers(tmp_path):
     assert events == ["take", "take"]
     assert running_at_take == [0, 1]  # the first one still waiting when the second starts
     assert _fake_sacct_running(tmp_path) == []
+
+
+def test_finished_windows_leave_no_descriptor_open_with_the_cycle_collector_paused(tmp_path):
+    """A collection pauses Python's cyclic garbage collector: each sacct's pipes must be
+    freed without it (a timer that held its sacct through a bound method kept both
+    pipes of every finished window open; about 500 windows ran out of descriptors)."""
+    import gc
+
+    _, env = fakeslurm.make(tmp_path)
+    _, _, take, observe = _windows_and_events(40)
+    before = len(os.listdir("/proc/self/fd"))
+    gc.disable()
+    try:
+        done = sum(chunk is None for _, _, chunk in
+                   commands.stream_sacct(take, observe, None, env=env))
+        assert done == 40
+        assert len(os.listdir("/proc/self/fd")) <= before + 2
+    finally:
+        gc.enable()
+
+
+def test_a_slurm_tool_that_cannot_be_started_is_a_slurm_error(tmp_path):
+    """Not executable here (as out of descriptors or memory would be): a SlurmError that
+    names the tool, which fails this cluster's collection and not the others."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sacct", "sacctmgr"):
+        (bin_dir / tool).write_text("#!/bin/sh\n")
+        (bin_dir / tool).chmod(0o644)
+    env = {"PATH": str(bin_dir)}
+    with pytest.raises(SlurmError, match=r"sacctmgr could not be started \(show tres\)"):
+        commands.run_sacctmgr_tres(env=env)
+    _, _, take, observe = _windows_and_events(2)
+    with pytest.raises(SlurmError, match=r"sacct could not be started \(jobs 2026-10-01"):
+        list(commands.stream_sacct(take, observe, None, env=env))
