@@ -53,7 +53,12 @@ SACCT_FIELDS = (
     "JobName",
 )
 _LAST = len(SACCT_FIELDS) - 1
-_JOB_ID = re.compile(r"(?P<base>[0-9]+)(?:_(?P<task>[0-9]+|\[[^\]]*\])|\+(?P<offset>[0-9]+))?")
+MAX_DIGITS = 15  # a count or id longer than this is garbage (and would not fit the store)
+# The job, array task and het offset numbers at most MAX_DIGITS long: a longer one (only
+# corrupt output has one) is not a job id, not a number Python refuses to convert or
+# the store to hold.
+_N = f"[0-9]{{1,{MAX_DIGITS}}}"
+_JOB_ID = re.compile(rf"(?P<base>{_N})(?:_(?P<task>{_N}|\[[^\]]*\])|\+(?P<offset>{_N}))?")
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,6 @@ _HOURS: dict[str, int] = {}
 _IN_HOUR = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60)}
 _HEAD, _TAIL = itemgetter(slice(None, 13)), itemgetter(slice(13, None))
 
-
-MAX_DIGITS = 15  # a count or id longer than this is garbage (and would not fit the store)
 
 
 def parse_time(text: str, name: str) -> int | None:

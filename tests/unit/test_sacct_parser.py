@@ -167,6 +167,12 @@ def test_an_unknown_state_is_kept_and_marked():
     (LINE.replace("|1|4|gpu01|", "|one|4|gpu01|"), "NNodes"),
     (LINE.replace("|1|4|gpu01|", "|\u00b2|4|gpu01|"), "NNodes"),  # isdigit, not a count
     (LINE.replace("42|42|", "\u0664\u0662|42|"), "JobIDRaw"),  # Arabic-Indic 42
+    # Numbers past MAX_DIGITS: Python refuses to convert 4,301 digits and the store an
+    # id past 2**63 (both crashed a collection).
+    (LINE.replace("42|42|", "42|42_" + "9" * 5000 + "|"), "JobID"),
+    (LINE.replace("42|42|", "42|42_99999999999999999999|"), "JobID"),
+    (LINE.replace("42|42|", "42|42+99999999999999999999|"), "JobID"),
+    (LINE.replace("42|42|", "9" * 5000 + "|" + "9" * 5000 + "|"), "JobID"),
     (LINE.replace("2026-10-01T00:00:00|2026-10-01T00:00:00|", "Unknown|Unknown|"), "Submit"),
 ])
 def test_malformed_lines_are_rejected_with_the_reason_and_others_still_read(bad, reason):
@@ -266,6 +272,9 @@ SHAPES = [
     _variant(JobID="42_7"), _variant(JobID="42+1"), _variant(JobID="42_[0-9%2]"),
     _variant(JobID="4x2"), _variant(JobID="43"), _variant(JobIDRaw="\u0664\u0662"),
     _variant(JobIDRaw="1234567890123456"), _variant(JobIDRaw=""),
+    _variant(JobID="42_" + "9" * 5000), _variant(JobID="42_1234567890123456"),
+    _variant(JobID="42+1234567890123456"), _variant(JobID="123456789012345_1"),
+    _variant(JobIDRaw="9" * 5000, JobID="9" * 5000),
     _variant(Start="Unknown", End="Unknown"), _variant(End="Unknown"), _variant(Eligible="None"),
     _variant(Submit="Unknown"), _variant(Submit=""), _variant(Start="2026-13-01T00:00:00"),
     _variant(Start="2026-10-01T24:00:00"), _variant(End="2026-10-01T02:00:60"),
