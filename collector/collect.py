@@ -335,9 +335,14 @@ def _collect(store: Store, settings: Settings, cluster: str, cid: int, start_s: 
                 _ingest(store, cluster, source.by_ids(missing[i:i + 1000]), cid, days, tally,
                         f"{source.name} by job id")
             _flush(store, tally)
+            tree, unreadable = accounts.result()
+            if unreadable:
+                tally.rejected += store.record_rejected(
+                    cid, "sacctmgr show account",
+                    ((r.line_no, r.reason, r.line) for r in unreadable))
             store.replace("accounts", cluster, [
                 (cluster, a.account, a.parent, a.organisation, a.description,
-                 a.grp_gpu_minutes, ",".join(a.users)) for a in accounts.result()])
+                 a.grp_gpu_minutes, ",".join(a.users)) for a in tree])
             store.replace("events", cluster, [
                 (cluster, e.kind, e.node, e.start_s, e.end_s, e.state, e.reason, e.gpus, e.nodes)
                 for e in parse_events(events.result())])

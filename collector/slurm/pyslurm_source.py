@@ -98,7 +98,7 @@ from collector.slurm.commands import SlurmError, run_sacctmgr_account_info
 from collector.slurm.live_parser import SQUEUE_STATES, LiveJob, NodeGpus
 from collector.slurm.records import JobRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
-from collector.slurm.sacctmgr_parser import Account, parse_account_info
+from collector.slurm.sacctmgr_parser import Account, account_texts
 from collector.slurm.steps import add_sacct_steps
 from collector.slurm.values import number, text
 
@@ -521,7 +521,7 @@ class PyslurmSource:
         """Every node with its GPUs and state, from slurmctld (as sinfo lists them)."""
         return parse_live_nodes(self._slurmctld("Nodes").values())
 
-    def accounts(self) -> list[Account]:
+    def accounts(self) -> tuple[list[Account], list[Rejected]]:
         lib = self._lib()
         try:
             assocs = lib.db.Associations.load()
@@ -530,7 +530,7 @@ class PyslurmSource:
                              ) from exc
         # pyslurm 25.11.2 has no Accounts: organisations and descriptions come from
         # sacctmgr, the door the events and reservations come through with every source.
-        info = parse_account_info(run_sacctmgr_account_info(self.timeout_s, self.env))
+        info, rejected = account_texts(run_sacctmgr_account_info(self.timeout_s, self.env))
         return [replace(a, organisation=info.get(a.account, ("", ""))[0],
                         description=info.get(a.account, ("", ""))[1])
-                for a in account_tree(assocs.values(), self.cluster)]
+                for a in account_tree(assocs.values(), self.cluster)], rejected

@@ -3,13 +3,18 @@
 Each function names the `format=` it reads (`*_FORMAT`), the same tuple the door
 asks for; the free-text field comes last so that a `|` inside it is kept.
 Times are read as printed with TZ=UTC, like sacct's.
+
+sacctmgr has no `--delimiter`, and an account's organisation and description are
+free text that account coordinators may write (`account_texts` says how they are
+read without letting one account's text become another's).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
-from collector.slurm.sacct_parser import FieldError, parse_time, parse_tres
+from collector.slurm.sacct_parser import FieldError, Rejected, parse_time, parse_tres
 
 ASSOC_FORMAT = ("Account", "User", "ParentName", "GrpTRESMins")
 ACCOUNT_FORMAT = ("Account", "Organization", "Description")
@@ -79,16 +84,56 @@ def gpu_minutes(tres: str) -> int | None:
     return None
 
 
-def parse_account_info(text: str) -> dict[str, tuple[str, str]]:
-    """Account -> (organisation, description), from `sacctmgr show account`."""
-    return {r["Account"]: (r["Organization"], r["Description"])
-            for r in _rows(text, ACCOUNT_FORMAT, "show account")}
+def account_texts(text: str) -> tuple[dict[str, tuple[str, str]], list[Rejected]]:
+    """Account -> (organisation, description), from `sacctmgr show account` with
+    ACCOUNT_FORMAT, and the lines that could not be read.
+
+    Either text may hold a `|` or a line break, which sacctmgr prints raw: a `|` makes
+    the row's split ambiguous, a line break makes the rest of the text a line of its
+    own, which may even look like another account's row. So a row of more than three
+    fields, an account on more than one row (one of them written inside someone's
+    text), the row before a line that is no row and the rows before a repeated
+    account's rows (their text may run on into it) are all left without text, and
+    their lines are rejected with the reason: no text ever moves to another account.
+    (A line break followed by something shaped like a row of an account that does not
+    exist cuts the text before it short; it cannot be told from a real row.)"""
+    lines = text.split("\n")  # "\n" only: other line-breaking characters are text
+    if lines and lines[-1] == "":
+        lines.pop()
+    rows: list[tuple[int, str, list[str]]] = []  # (line number, account, fields)
+    loose: list[tuple[int, str]] = []            # lines that are no row
+    unsure: dict[int, str] = {}                  # row index -> why its text is not used
+    for line_no, line in enumerate(lines, 1):
+        parts = line.split("|")
+        if len(parts) < len(ACCOUNT_FORMAT) or not parts[0]:
+            loose.append((line_no, line))
+            if rows:
+                unsure.setdefault(len(rows) - 1, "its text runs over a line break")
+            continue
+        if len(parts) > len(ACCOUNT_FORMAT):
+            unsure[len(rows)] = "a | in its organisation or description"
+        rows.append((line_no, parts[0], parts))
+    repeated = {a for a, n in Counter(a for _, a, _ in rows).items() if n > 1}
+    for i, (_, account, _) in enumerate(rows):
+        if account in repeated:
+            unsure[i] = f"account {account} is on more than one row"
+            if i > 0:
+                unsure.setdefault(i - 1, "its text may run on into the next row")
+    texts = {account: ("", "") if i in unsure else (parts[1], parts[2])
+             for i, (_, account, parts) in enumerate(rows)}
+    rejected = [Rejected(rows[i][0], f"sacctmgr show account: {why}; the account's "
+                         "organisation and description are left out", lines[rows[i][0] - 1])
+                for i, why in unsure.items()]
+    rejected += [Rejected(n, "sacctmgr show account: not a row (text after a line break "
+                             "in an organisation or description)", line) for n, line in loose]
+    return texts, sorted(rejected, key=lambda r: r.line_no)
 
 
-def parse_accounts(assoc_text: str, account_text: str) -> list[Account]:
+def parse_accounts(assoc_text: str, account_text: str) -> tuple[list[Account], list[Rejected]]:
     """The account tree: account associations give parent and budget; user
-    associations give the users of each account; `show account` the organisation."""
-    info = {r["Account"]: r for r in _rows(account_text, ACCOUNT_FORMAT, "show account")}
+    associations give the users of each account; `show account` the organisation
+    (`account_texts`). With the lines of `show account` that could not be read."""
+    texts, rejected = account_texts(account_text)
     parents: dict[str, str] = {}
     budgets: dict[str, int | None] = {}
     users: dict[str, list[str]] = {}
@@ -98,9 +143,8 @@ def parse_accounts(assoc_text: str, account_text: str) -> list[Account]:
         else:
             parents[r["Account"]] = r["ParentName"]
             budgets[r["Account"]] = gpu_minutes(r["GrpTRESMins"])
-    return [Account(a, parents[a], info.get(a, {}).get("Organization", ""),
-                    info.get(a, {}).get("Description", ""), budgets[a],
-                    tuple(sorted(set(users.get(a, ()))))) for a in sorted(parents)]
+    return [Account(a, parents[a], *texts.get(a, ("", "")), budgets[a],
+                    tuple(sorted(set(users.get(a, ()))))) for a in sorted(parents)], rejected
 
 
 def _node_count(tres: str) -> int:

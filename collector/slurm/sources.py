@@ -54,7 +54,7 @@ class JobSource(Protocol):
 
     def window(self, start_s: int, end_s: int) -> ParseResult: ...
     def by_ids(self, job_ids: list[int]) -> ParseResult: ...
-    def accounts(self) -> list[Account]: ...
+    def accounts(self) -> tuple[list[Account], list[Rejected]]: ...
 
 
 def read_windows(source: JobSource, cuts: Cuts, pool: ThreadPoolExecutor
@@ -138,7 +138,7 @@ class SacctSource:
             add_sacct_steps(result, self.cluster, self.timeout_s, self.env, ids=job_ids)
         return result
 
-    def accounts(self) -> list[Account]:
+    def accounts(self) -> tuple[list[Account], list[Rejected]]:
         return parse_accounts(*door.run_sacctmgr_accounts(self.cluster, self.timeout_s,
                                                           self.env))
 
@@ -176,9 +176,9 @@ class RestSource:
                 result.steps.update(one.steps)
         return result
 
-    def accounts(self) -> list[Account]:
+    def accounts(self) -> tuple[list[Account], list[Rejected]]:
         return slurmrestd_parser.parse_accounts(self.client.associations(self.cluster),
-                                                self.client.accounts(), self.cluster)
+                                                self.client.accounts(), self.cluster), []
 
 
 def read_token(settings: Settings, env: dict[str, str] | None = None) -> str | None:

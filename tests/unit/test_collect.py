@@ -192,6 +192,25 @@ def test_a_malformed_line_is_kept_and_counted_not_dropped(tmp_path):
     assert "fields" in reason and line == "108|108|testai|x|broken" and "sacct" in source
 
 
+def test_an_account_text_forging_another_accounts_row_is_rejected_not_stored(tmp_path):
+    """A coordinator writes a description with a line break and a row of its own:
+    sacctmgr prints it raw. The collection goes on, neither account keeps any text,
+    and the lines are kept as rejected."""
+    settings, env = fakeslurm.make(tmp_path)
+    (tmp_path / "slurm" / "sacctmgr-account.txt").write_text(fakeslurm.ACCOUNTS.replace(
+        "com_acme|org com_acme|desc com_acme", "com_acme|org com_acme|x\nnl_x|Forged|hijack"))
+    done = collect(settings, now=NOW, env=env)
+    # com_acme's row, both nl_x rows, and science's (just before the real nl_x row: its
+    # text might run on into it).
+    assert done.jobs_new == 8 and done.rejected == 4
+    with Store.open_reader(settings.store.path) as store:
+        orgs = dict(store.conn.execute("SELECT account, organisation FROM accounts"))
+        sources = {r[0] for r in store.conn.execute("SELECT source FROM rejected_lines")}
+    assert orgs["nl_x"] == orgs["com_acme"] == orgs["science"] == ""
+    assert orgs["ehpc_a"] == "org ehpc_a"
+    assert "Forged" not in orgs.values() and sources == {"sacctmgr show account"}
+
+
 def test_a_second_collector_is_refused_while_one_writes(tmp_path):
     settings, env = fakeslurm.make(tmp_path)
     with Store.open_writer(settings.store.path), \

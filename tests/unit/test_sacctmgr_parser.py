@@ -24,8 +24,10 @@ def _read(release: Path, name: str) -> str:
 
 @per_release
 def test_the_tree_has_parents_budgets_users_and_organisations(release):
-    accounts = {a.account: a for a in parse_accounts(_read(release, "sacctmgr-assoc.txt"),
-                                                     _read(release, "sacctmgr-account.txt"))}
+    tree, rejected = parse_accounts(_read(release, "sacctmgr-assoc.txt"),
+                                    _read(release, "sacctmgr-account.txt"))
+    assert rejected == []
+    accounts = {a.account: a for a in tree}
     listed = {line.split("|", 1)[0]
               for line in _read(release, "sacctmgr-account.txt").splitlines()}
     assert accounts.keys() == listed and len(accounts) > 30
@@ -85,5 +87,43 @@ def test_line_breaks_other_than_newline_in_an_organisation_stay_text():
     from collector.slurm.sacctmgr_parser import parse_accounts
     assoc = "root|||\nnl_x||root|\n"
     account = "root|root|root\nnl_x|Org\u2028with\rbreaks\x1c|desc\u2029x\n"
-    acc = {a.account: a for a in parse_accounts(assoc, account)}["nl_x"]
+    acc = {a.account: a for a in parse_accounts(assoc, account)[0]}["nl_x"]
     assert acc.organisation == "Org\u2028with\rbreaks\x1c" and acc.description == "desc\u2029x"
+
+
+ASSOC = "root|||\nphys||root|\nacme||root|\nzeta||root|\n"
+CLEAN = "acme|Acme BV|industry\nphys|Physics|science\nroot|root|root\nzeta|Zeta|startup\n"
+
+
+def _texts(account_text):
+    tree, rejected = parse_accounts(ASSOC, account_text)
+    return {a.account: (a.organisation, a.description) for a in tree}, rejected
+
+
+def test_clean_account_texts_are_read_whole():
+    texts, rejected = _texts(CLEAN)
+    assert rejected == [] and texts["phys"] == ("Physics", "science")
+
+
+@pytest.mark.parametrize("written,unreadable", [
+    # A coordinator's description forging another account's row.
+    ("industry\nphys|Forged|hijack", {"acme", "phys"}),
+    ("industry\nphys|Forged|hijack\nmore", {"acme", "phys"}),
+    # A line break alone, or a blank line, then more text.
+    ("two\nlines", {"acme"}),
+    ("blank\n\nline", {"acme"}),
+    # A | inside: the split is ambiguous (organisation "Acme", description "BV|x"?).
+    ("a|b", {"acme"}),
+])
+def test_free_text_that_could_move_to_another_account_is_left_out_and_rejected(written,
+                                                                                unreadable):
+    texts, rejected = _texts(CLEAN.replace("|industry\n", f"|{written}\n"))
+    assert {a for a, t in texts.items() if t == ("", "")} == unreadable
+    assert texts["root"] == ("root", "root") and texts["zeta"] == ("Zeta", "startup")
+    assert rejected and all("sacctmgr show account" in r.reason for r in rejected)
+    assert all(t != ("Forged", "hijack") for t in texts.values())
+
+
+def test_an_organisation_with_a_bar_is_not_read_as_a_description():
+    texts, rejected = _texts(CLEAN.replace("acme|Acme BV|", "acme|Acme|BV|"))
+    assert texts["acme"] == ("", "") and [r.line_no for r in rejected] == [1]

@@ -65,8 +65,8 @@ def test_the_account_tree_from_slurmrestd_equals_sacctmgr(release):
     rest = slurmrestd_parser.parse_accounts(
         json.loads((release / "slurmrestd-associations.json").read_text()),
         json.loads((release / "slurmrestd-accounts.json").read_text()), "testai")
-    sacctmgr = parse_accounts((release / "sacctmgr-assoc.txt").read_text(),
-                              (release / "sacctmgr-account.txt").read_text())
+    sacctmgr, _ = parse_accounts((release / "sacctmgr-assoc.txt").read_text(),
+                                 (release / "sacctmgr-account.txt").read_text())
     assert rest == sacctmgr
     assert any(a.grp_gpu_minutes for a in rest)
 
