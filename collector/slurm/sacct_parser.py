@@ -93,7 +93,6 @@ _IN_HOUR = {f":{m:02d}:{s:02d}": m * 60 + s for m in range(60) for s in range(60
 _HEAD, _TAIL = itemgetter(slice(None, 13)), itemgetter(slice(13, None))
 
 
-
 def parse_time(text: str, name: str) -> int | None:
     """A sacct timestamp printed in UTC (the door sets TZ=UTC) as epoch seconds.
 
