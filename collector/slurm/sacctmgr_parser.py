@@ -1,8 +1,8 @@
 """sacctmgr text to the account tree and the capacity history (pure; no I/O).
 
 Each function names the `format=` it reads (`*_FORMAT`), the same tuple the door
-asks for; the free-text field comes last so that a `|` inside it is kept.
-Times are read as printed with TZ=UTC, like sacct's.
+asks for; a free-text field comes last so that a `|` inside it is kept (but for
+`show account`, which has two). Times are read as printed with TZ=UTC, like sacct's.
 
 sacctmgr has no `--delimiter`, and an account's organisation and description are
 free text that account coordinators may write (`account_texts` says how they are
@@ -91,10 +91,11 @@ def account_texts(text: str) -> tuple[dict[str, tuple[str, str]], list[Rejected]
     Either text may hold a `|` or a line break, which sacctmgr prints raw: a `|` makes
     the row's split ambiguous, a line break makes the rest of the text a line of its
     own, which may even look like another account's row. So a row of more than three
-    fields, an account on more than one row (one of them written inside someone's
-    text), the row before a line that is no row and the rows before a repeated
-    account's rows (their text may run on into it) are all left without text, and
-    their lines are rejected with the reason: no text ever moves to another account.
+    fields, an account that more than one line starts with (one of them written inside
+    someone's text), the row before a line that is no row and the rows before a
+    repeated account's rows (their text may run on into it) are all left without
+    text, and their lines are rejected with the reason: no text ever moves to another
+    account.
     (A line break followed by something shaped like a row of an account that does not
     exist cuts the text before it short; it cannot be told from a real row.)"""
     lines = text.split("\n")  # "\n" only: other line-breaking characters are text
@@ -103,17 +104,24 @@ def account_texts(text: str) -> tuple[dict[str, tuple[str, str]], list[Rejected]
     rows: list[tuple[int, str, list[str]]] = []  # (line number, account, fields)
     loose: list[tuple[int, str]] = []            # lines that are no row
     unsure: dict[int, str] = {}                  # row index -> why its text is not used
+    # Every line that starts like a line of an account's row: a real row whose
+    # organisation holds a line break has a first line of two fields only, and a
+    # forged row of that account must still count as its second.
+    heads: Counter[str] = Counter()
     for line_no, line in enumerate(lines, 1):
         parts = line.split("|")
+        if len(parts) > 1 and parts[0]:
+            heads[parts[0]] += 1
         if len(parts) < len(ACCOUNT_FORMAT) or not parts[0]:
             loose.append((line_no, line))
             if rows:
-                unsure.setdefault(len(rows) - 1, "its text runs over a line break")
+                unsure.setdefault(len(rows) - 1, "a line that is no row follows (its text "
+                                  "may run over a line break)")
             continue
         if len(parts) > len(ACCOUNT_FORMAT):
             unsure[len(rows)] = "a | in its organisation or description"
         rows.append((line_no, parts[0], parts))
-    repeated = {a for a, n in Counter(a for _, a, _ in rows).items() if n > 1}
+    repeated = {a for a, n in heads.items() if n > 1}
     for i, (_, account, _) in enumerate(rows):
         if account in repeated:
             unsure[i] = f"account {account} is on more than one row"

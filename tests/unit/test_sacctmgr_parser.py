@@ -124,6 +124,19 @@ def test_free_text_that_could_move_to_another_account_is_left_out_and_rejected(w
     assert all(t != ("Forged", "hijack") for t in texts.values())
 
 
+@pytest.mark.parametrize("forged_in", ["acme", "root"])
+def test_a_forged_row_for_an_account_whose_own_text_breaks_is_not_taken(forged_in):
+    """phys's organisation holds a line break, so its real first line has two fields
+    only; a row forged for phys in another account's description (before or after
+    phys's real row) must still count as phys's second (found by a review)."""
+    text = CLEAN.replace("phys|Physics|science", "phys|Dept\nUniv|science")
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"{forged_in}|"))
+    text = text.replace(line, f"{line}\nphys|Forged|hijack")
+    texts, rejected = _texts(text)
+    assert texts["phys"] == ("", "") and texts[forged_in] == ("", "")
+    assert texts["zeta"] == ("Zeta", "startup") and rejected
+
+
 def test_an_organisation_with_a_bar_is_not_read_as_a_description():
     texts, rejected = _texts(CLEAN.replace("acme|Acme BV|", "acme|Acme|BV|"))
     assert texts["acme"] == ("", "") and [r.line_no for r in rejected] == [1]
