@@ -389,6 +389,11 @@ def run_sinfo(cluster: str | None = None, timeout_s: float = 30,
                 "nodes now", timeout_s, env)
 
 
+def run_sinfo_version(timeout_s: float = 30, env: dict[str, str] | None = None) -> str:
+    """`sinfo --version` ("slurm 25.11.2"): the Slurm of this host, for pyslurm's check."""
+    return _run(["sinfo", "--version"], "sinfo --version", timeout_s, env)
+
+
 def run_sreport_accounts(start_s: int, end_s: int, cluster: str | None = None,
                          timeout_s: float = 300, env: dict[str, str] | None = None,
                          tres: str = "gres/gpu", unit: str = "minutes") -> str:

@@ -86,15 +86,13 @@ pyslurm/core/job/job.pyx and node.pyx):
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ClusterShell.RangeSet import RangeSet, RangeSetParseError
 
-from collector.slurm.commands import SlurmError, run_sacctmgr_account_info
+from collector.slurm.commands import SlurmError, run_sacctmgr_account_info, run_sinfo_version
 from collector.slurm.live_parser import SQUEUE_STATES, LiveJob, NodeGpus
 from collector.slurm.records import JobRecord, job_id_text
 from collector.slurm.sacct_parser import FieldError, ParseResult, Rejected
@@ -123,12 +121,9 @@ _REJECTED = (FieldError, AttributeError, TypeError, ValueError, OverflowError, K
 
 def running_slurm_version() -> str | None:
     """Major.minor of the Slurm on this host (from `sinfo --version`), if any."""
-    if shutil.which("sinfo") is None:
-        return None
     try:
-        out = subprocess.run(["sinfo", "--version"], capture_output=True, text=True,
-                             timeout=30, check=False).stdout.split()
-    except (OSError, subprocess.TimeoutExpired):
+        out = run_sinfo_version().split()
+    except SlurmError:  # no sinfo here, or it failed: the version is not known
         return None
     return ".".join(out[1].split(".")[:2]) if len(out) > 1 else None
 

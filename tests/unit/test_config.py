@@ -125,6 +125,20 @@ def test_nothing_reaches_a_shell():
                 assert bad not in text, f"{path}: {bad}"
 
 
+def test_only_the_door_runs_programs():
+    """One door to Slurm: in the product, only collector/slurm/commands.py starts a
+    process (so every Slurm tool gets its environment from `slurm_env`); the one exec
+    elsewhere is `gpu-usage dashboard` becoming the dashboard's own Python server."""
+    root = Path(__file__).parents[2]
+    sources = {path.relative_to(root).as_posix(): path.read_text()
+               for package in ("collector", "dashboard") for path in (root / package).rglob("*.py")}
+    assert {p for p, text in sources.items() if "subprocess" in text or "os.spawn" in text
+            or "os.posix_spawn" in text} == {"collector/slurm/commands.py"}
+    assert {p for p, text in sources.items() if "os.exec" in text} == {"collector/cli.py"}
+    assert sources["collector/cli.py"].count("os.exec") == 1
+    assert "os.execve(sys.executable, argv, env)" in sources["collector/cli.py"]
+
+
 def test_a_report_starts_without_pydantic_and_validates_the_policy_it_reads():
     """A month's report takes about 0.2 s, sreport of the same month about 0.26 s: the
     policy sections are msgspec Structs (pydantic took about 0.1 s of every start).
