@@ -538,22 +538,30 @@ def test_sacct_windows_are_read_whole_and_in_order_two_at_a_time(tmp_path):
                       "observe 8 d", "take", "observe 8 d"]
 
 
-def test_the_second_window_is_asked_for_before_the_first_one_answers(tmp_path):
+def test_the_second_window_is_asked_for_before_the_first_one_answers(tmp_path, monkeypatch):
     """slurmdbd answers the second window while the first one's sacct is still waiting
     for its own answer (here: forever, until it times out; both are then stopped)."""
     _, env = fakeslurm.make(tmp_path)
     _, events, take, observe = _windows_and_events(4)
-    running_at_take = []
+    started, first_alive_at_take = [], []
+    real_init = commands._Sacct.__init__
 
-    def counting_take():
-        running_at_take.append(len(_fake_sacct_running(tmp_path)))
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.append(self)
+
+    def checking_take():
+        # Still waiting: its timeout (the only thing that ends it here) has not fired.
+        first_alive_at_take.append(bool(started) and not started[0].timer.finished.is_set())
         return take()
 
+    monkeypatch.setattr(commands._Sacct, "__init__", recording_init)
     with pytest.raises(SlurmError, match=r"sacct timed out after 2 s \(jobs 2026-10-01"):
-        list(commands.stream_sacct(counting_take, observe, None, timeout_s=2,
+        list(commands.stream_sacct(checking_take, observe, None, timeout_s=2,
                                    env={**env, "FAKE_SACCT_STOP_AFTER": "0:hang"}))
     assert events == ["take", "take"]
-    assert running_at_take == [0, 1]  # the first one still waiting when the second starts
+    # The first one still running (waiting) when the second is asked for.
+    assert first_alive_at_take == [False, True]
     assert _fake_sacct_running(tmp_path) == []
 
 
