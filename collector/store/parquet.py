@@ -137,6 +137,45 @@ def write_tables(work: Path, tables: dict[str, list[tuple]]) -> None:
 # Columns that may be NULL in a file; every other column must hold a value.
 NULLABLE = {("categories", "quota_gpu_hours_per_month"), ("jobs", "energy_joules")}
 
+# What every row of a table must hold beyond its types: (what it breaks, the SQL of a
+# row that breaks it). Another site's file is input like any other: a negative second,
+# a share past 1 or a NaN would otherwise become a silently wrong network total.
+_SHARE = "NOT (isfinite({c}) AND {c} >= 0 AND {c} <= 1)"
+RULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "usage_day": (
+        ("a negative gpu_seconds, energy_joules or energy_gpu_seconds",
+         "gpu_seconds < 0 OR energy_joules < 0 OR energy_gpu_seconds < 0"),
+        ("energy_gpu_seconds above gpu_seconds", "energy_gpu_seconds > gpu_seconds"),
+        ("a day outside its month partition", "strftime(day, '%Y-%m') <> month"),
+    ),
+    "capacity_day": (
+        ("a negative figure", "gpus < 0 OR nominal_gpu_seconds < 0 OR down_gpu_seconds < 0 "
+         "OR planned_down_gpu_seconds < 0 OR available_gpu_seconds < 0"),
+        ("available_gpu_seconds other than nominal - down - planned down",
+         "available_gpu_seconds <> nominal_gpu_seconds - down_gpu_seconds "
+         "- planned_down_gpu_seconds"),
+        ("a day outside its month partition", "strftime(day, '%Y-%m') <> month"),
+    ),
+    "categories": (
+        ("a pool_share or quota_share outside 0..1",
+         _SHARE.format(c="pool_share") + " OR " + _SHARE.format(c="quota_share")),
+        ("a negative or infinite quota_gpu_hours_per_month",
+         "NOT (isfinite(quota_gpu_hours_per_month) AND quota_gpu_hours_per_month >= 0)"),
+    ),
+    "jobs": (
+        ("a negative gpus, gpu_seconds or energy_joules",
+         "gpus < 0 OR gpu_seconds < 0 OR energy_joules < 0"),
+    ),
+}
+_WHOLE = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+          "UINTEGER", "UBIGINT", "UHUGEINT"}
+# Each key once per export: a row twice would count its seconds or quota twice.
+KEYS = {
+    "usage_day": ("cluster", "day", "category", "pool", "account", "partition", "gpu_type"),
+    "capacity_day": ("cluster", "day"),
+    "categories": ("cluster", "category"),
+}
+
 
 def _files(d: Path, name: str) -> list[str]:
     return [str(f) for f in sorted((d / name).rglob("*.parquet"))]
@@ -153,11 +192,12 @@ def _reader(name: str, files: list[str]) -> str:
 
 def _source(con, name: str, exports: list[tuple[Path, str]]) -> None:
     """View `name` over every export's files of that table (an empty view if none),
-    after checking each export's rows: its own site only, no NULL where SCHEMA has
-    none."""
+    after checking each export's files and rows: whole numbers where SCHEMA counts,
+    its own site only, no NULL where SCHEMA has none, each KEYS once, every RULE."""
     import duckdb
 
     columns = SCHEMA[name]
+    typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t, _ in columns)
     readers = []
     for d, site in exports:
         files = _files(d, name)
@@ -166,10 +206,27 @@ def _source(con, name: str, exports: list[tuple[Path, str]]) -> None:
         reader = _reader(name, files)
         required = [c for c, _, _ in columns if (name, c) not in NULLABLE]
         try:
-            foreign, empty = con.execute(
+            held = dict(con.execute(f"SELECT column_name, column_type FROM "
+                                    f"(DESCRIBE SELECT * FROM {reader})").fetchall())
+        except duckdb.Error as exc:
+            raise ParquetError(f"{d / name}: {str(exc).splitlines()[0][:500]}") from exc
+        for c, t, _ in columns:
+            # A fraction where the schema counts whole seconds would be rounded unseen.
+            if t in ("BIGINT", "INTEGER") and held.get(c, t) not in _WHOLE:
+                raise ParquetError(f"{d / name}: column {c} holds {held[c]}, not whole "
+                                   f"numbers ({t})")
+        # A rule's row counts only when the rule can say so (a NULL allowed is no break).
+        broken = "".join(f", COUNT(*) FILTER (WHERE COALESCE({rule}, false))"
+                         for _, rule in RULES[name])
+        keys = KEYS.get(name)
+        twice = (f", (SELECT COUNT(*) FROM (SELECT 1 FROM rows GROUP BY "
+                 f"{', '.join(keys)} HAVING COUNT(*) > 1))") if keys else ", 0"
+        try:
+            foreign, empty, repeated, *breaks = con.execute(
+                f"WITH rows AS (SELECT {typed} FROM {reader}) "
                 f"SELECT COUNT(*) FILTER (WHERE site IS DISTINCT FROM ?), COUNT(*) FILTER "
-                f"(WHERE {' OR '.join(f'{c} IS NULL' for c in required)}) FROM {reader}",
-                [site]).fetchone()
+                f"(WHERE {' OR '.join(f'{c} IS NULL' for c in required)}){twice}{broken} "
+                "FROM rows", [site]).fetchone()
         except duckdb.Error as exc:  # e.g. a file without a column: DuckDB says which
             raise ParquetError(f"{d / name}: {str(exc).splitlines()[0][:500]}") from exc
         if foreign:
@@ -178,15 +235,20 @@ def _source(con, name: str, exports: list[tuple[Path, str]]) -> None:
         if empty:
             raise ParquetError(f"{d / name}: {empty:,} rows without a value where the "
                                "schema requires one")
+        if repeated:
+            raise ParquetError(f"{d / name}: {repeated:,} keys ({', '.join(keys)}) on "
+                               "more than one row")
+        for (what, _), count in zip(RULES[name], breaks, strict=True):
+            if count:
+                raise ParquetError(f"{d / name}: {count:,} rows with {what}")
         readers.append(reader)
     if not readers:
         con.execute(f"CREATE TEMP VIEW {name} AS SELECT "
                     + ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t, _ in columns)
                     + " WHERE false")
         return
-    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t, _ in columns)
     con.execute(f"CREATE TEMP VIEW {name} AS "
-                + " UNION ALL ".join(f"SELECT {cols} FROM {r}" for r in readers))
+                + " UNION ALL ".join(f"SELECT {typed} FROM {r}" for r in readers))
 
 
 def network_rows(exports: list[tuple[Path, str]], first: date, end: date

@@ -298,6 +298,60 @@ def test_an_export_posing_as_another_site_or_missing_values_is_refused(sites, tm
         network_report([missing], _october(), NOW)
 
 
+def _broken(sites, tmp_path, table: str, select: str | None = None) -> tuple[Path, Path]:
+    """A copy of site B's export with one file of `table` rewritten by `select`."""
+    copy = tmp_path / f"broken-{len(list(tmp_path.iterdir()))}"
+    shutil.copytree(sites["dirs"][1], copy)
+    part = next((copy / table).rglob("*.parquet"))
+    if select is not None:
+        _rewrite(part, select)
+    return copy, part
+
+
+@pytest.mark.parametrize(("table", "select", "message"), [
+    ("usage_day", "* REPLACE (-1 - gpu_seconds AS gpu_seconds)",
+     "rows with a negative gpu_seconds"),
+    ("usage_day", "* REPLACE (gpu_seconds + 1 AS energy_gpu_seconds)",
+     "rows with energy_gpu_seconds above gpu_seconds"),
+    ("usage_day", "* REPLACE (gpu_seconds + 0.5 AS gpu_seconds)",
+     "column gpu_seconds holds DECIMAL.*, not whole numbers"),
+    ("usage_day", "* REPLACE (CAST(gpu_seconds AS DOUBLE) AS gpu_seconds)",
+     "column gpu_seconds holds DOUBLE, not whole numbers"),
+    ("capacity_day", "* REPLACE (available_gpu_seconds + 1 AS available_gpu_seconds)",
+     "rows with available_gpu_seconds other than nominal - down - planned down"),
+    ("capacity_day", "* REPLACE (-1 AS down_gpu_seconds, available_gpu_seconds + 1 AS "
+     "available_gpu_seconds)", "rows with a negative figure"),
+    ("categories", "* REPLACE (CAST('NaN' AS DOUBLE) AS quota_share)",
+     "rows with a pool_share or quota_share outside 0..1"),
+    ("categories", "* REPLACE (pool_share + 1 AS pool_share)",
+     "rows with a pool_share or quota_share outside 0..1"),
+    ("categories", "* REPLACE (CAST('-inf' AS DOUBLE) AS quota_gpu_hours_per_month)",
+     "rows with a negative or infinite quota_gpu_hours_per_month"),
+    ("jobs", "* REPLACE (-gpus - 1 AS gpus)", "rows with a negative gpus"),
+])
+def test_figures_no_site_can_have_are_refused_not_summed(sites, tmp_path, table, select,
+                                                          message):
+    broken, _ = _broken(sites, tmp_path, table, select)
+    with pytest.raises(NetworkError, match=f"{broken / table}: .*{message}"):
+        network_report([sites["dirs"][0], broken], _october(), NOW)
+
+
+def test_a_row_twice_or_in_another_month_is_refused_not_counted_twice(sites, tmp_path):
+    for table, keys in (("usage_day", "cluster, day, category"), ("capacity_day",
+                                                                   "cluster, day"),
+                        ("categories", "cluster, category")):
+        twice, part = _broken(sites, tmp_path, table)
+        shutil.copy(part, part.with_name("part-1.parquet"))  # e.g. a copy synced twice
+        with pytest.raises(NetworkError, match=f"{twice / table}: [0-9,]+ keys \\({keys}"):
+            network_report([twice], _october(), NOW)
+    moved, part = _broken(sites, tmp_path, "usage_day")
+    month = part.parent
+    other = month.with_name("month=1999-01")
+    month.rename(other)
+    with pytest.raises(NetworkError, match="rows with a day outside its month partition"):
+        network_report([moved], _october(), NOW)
+
+
 def test_a_damaged_file_is_an_error_that_names_the_exports(sites, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(sites["dirs"][0], damaged)
