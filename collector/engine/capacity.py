@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from collector.slurm.sacctmgr_parser import Event, Reservation
+from collector.slurm.records import Event, Reservation
 
 Interval = tuple[int, int]
 

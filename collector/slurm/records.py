@@ -1,4 +1,7 @@
-"""The canonical job record: one allocation, whatever source it came from.
+"""The canonical records: a job (one allocation, whatever source it came from), its
+steps, and the cluster's events and reservations (what capacity is computed from).
+Plain data, no parsing: the report reads them from the store without importing a
+parser.
 
 Times are epoch seconds (UTC); `None` means Slurm had none ("Unknown", "None").
 One record is one allocation: an array task, a heterogeneous job component and
@@ -7,6 +10,7 @@ each run of a requeued job are separate records; job steps never are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 # Base job states of Slurm 22.05 to 26.05 as sacct prints them.
@@ -96,3 +100,30 @@ class JobRecord(NamedTuple):
     def gpu_type(self) -> str | None:
         """The GPU type if the allocation has exactly one; None if untyped or mixed."""
         return self.gpu_types[0][0] if len(self.gpu_types) == 1 else None
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str                   # "cluster" (registered TRES) or "node" (down, drain, ...)
+    node: str                   # node name; the node list for a cluster event
+    start_s: int
+    end_s: int | None           # None: still open
+    state: str
+    reason: str
+    gpus: int                   # GPUs of the node, or of the cluster
+    nodes: int
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    name: str
+    start_s: int
+    end_s: int
+    flags: tuple[str, ...]
+    nodelist: str
+    tres_gpus: int | None       # gres/gpu in the reservation's TRES (22.05 records none)
+
+    @property
+    def maintenance(self) -> bool:
+        return "MAINT" in self.flags

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from collector.slurm.records import Event, Reservation
 from collector.slurm.sacct_parser import FieldError, Rejected, parse_time, parse_tres
 
 ASSOC_FORMAT = ("Account", "User", "ParentName", "GrpTRESMins")
@@ -31,33 +32,6 @@ class Account:
     description: str
     grp_gpu_minutes: int | None  # GrpTRESMins=gres/gpu=N of the account, if any
     users: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: str                   # "cluster" (registered TRES) or "node" (down, drain, ...)
-    node: str                   # node name; the node list for a cluster event
-    start_s: int
-    end_s: int | None           # None: still open
-    state: str
-    reason: str
-    gpus: int                   # GPUs of the node, or of the cluster
-    nodes: int
-
-
-@dataclass(frozen=True)
-class Reservation:
-    id: int
-    name: str
-    start_s: int
-    end_s: int
-    flags: tuple[str, ...]
-    nodelist: str
-    tres_gpus: int | None       # gres/gpu in the reservation's TRES (22.05 records none)
-
-    @property
-    def maintenance(self) -> bool:
-        return "MAINT" in self.flags
 
 
 def _rows(text: str, fields: tuple[str, ...], what: str) -> list[dict[str, str]]:

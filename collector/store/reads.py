@@ -15,8 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from collector.engine.rollup import LocalDays
-from collector.slurm.records import JobRecord
-from collector.slurm.sacctmgr_parser import Event, Reservation
+from collector.slurm.records import Event, JobRecord, Reservation
 from collector.store.database import (
     ENERGY_SINCE,
     GPU_USE_COLUMNS,

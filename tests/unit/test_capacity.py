@@ -1,7 +1,7 @@
 """Capacity of a period from events and reservations, checked by hand."""
 
 from collector.engine.capacity import capacity, intersect, merge
-from collector.slurm.sacctmgr_parser import Event, Reservation
+from collector.slurm.records import Event, Reservation
 
 H = 3600
 CLUSTER = Event("cluster", "gpu[01-04]", 0, None, "", "Cluster Registered TRES", 16, 4)

@@ -112,3 +112,19 @@ def test_all_sql_lives_in_the_store():
              for n, line in enumerate(p.read_text().splitlines(), 1)
              if ".execute(" in line or "executemany(" in line or "import sqlite3" in line]
     assert not found
+
+
+def test_a_report_loads_no_parser():
+    """`gpu-usage report` starts a process per report and is timed against sreport,
+    process start included: the report's modules (engine, store reads, documents) read
+    stored records and load no Slurm parser (sacct_parser alone took 15-25 ms)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, collector.engine.report, collector.store.reads, "
+            "collector.documents.convert, collector.documents.text, collector.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('collector.') "
+            "and m.endswith('_parser')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
