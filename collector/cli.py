@@ -266,7 +266,8 @@ def _network_report(dirs: list[Path], period, fmt: str) -> bytes:
     from collector.network.report import NetworkError, network_report, render
 
     try:
-        built = network_report(dirs, period, int(clock.now()))
+        built = network_report(dirs, period, int(clock.now()),
+                               warn=lambda gap: click.echo(f"warning: {gap}", err=True))
     except NetworkError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from exc

@@ -42,11 +42,14 @@ from collector.engine.rollup import LocalDays
 from collector.store import reads
 from collector.store.database import Store
 from collector.store.parquet import (
+    NETWORK,
     NULL,
     SCHEMA,
     SCHEMA_NAME,
     SCHEMA_VERSION,
     ParquetError,
+    manifest_bytes,
+    plain_name,
     write_tables,
 )
 
@@ -74,6 +77,10 @@ def _iso_utc(seconds: int | None) -> str:
 def export_parquet(store: Store, settings: Settings, out: Path, site: str, since: date | None,
                    now_s: int, say: Callable[[str], None] = lambda _: None) -> Exported:
     """Write the site's export to `out` (replacing an earlier export there)."""
+    if not plain_name(site):
+        raise ExportError(f"the site's name {site!r} cannot be exported: give --site as "
+                          "text of 1-200 characters without control or format characters, "
+                          f"other than {NETWORK!r}")
     out = out.resolve()
     _check_replaceable(out)
     tz = settings.facility.timezone
@@ -218,24 +225,25 @@ def _private(root: Path) -> None:
             os.chmod(os.path.join(dirpath, d), 0o700)
 
 
-def _check_replaceable(out: Path) -> None:
+def _check_replaceable(out: Path, named: Path | None = None) -> None:
     """`out` is new, an empty directory, or an earlier export (its manifest says so):
     never a file, and never a directory of something else that merely holds a
-    manifest.json."""
+    manifest.json. (`named`: the name it had, for the message.)"""
     if not out.exists():
         return
-    if not out.is_dir():
-        raise ExportError(f"{out} is not a directory; give an empty or new directory")
+    if out.is_symlink() or not out.is_dir():
+        raise ExportError(f"{named or out} is not a directory; give an empty or new "
+                          "directory")
     if not any(out.iterdir()):
         return
     try:
-        manifest = json.loads((out / "manifest.json").read_text())
+        manifest = json.loads(manifest_bytes(out))
         ours = isinstance(manifest, dict) and manifest.get("schema") == SCHEMA_NAME
-    except (OSError, ValueError, RecursionError):
+    except (ParquetError, ValueError, RecursionError):
         ours = False
     if not ours or not {p.name for p in out.iterdir()} <= {"manifest.json", *SCHEMA}:
-        raise ExportError(f"{out} holds files that are not an export of gpu-usage; "
-                          "give an empty or new directory")
+        raise ExportError(f"{named or out} holds files that are not an export of "
+                          "gpu-usage; give an empty or new directory")
 
 
 def _replace(new: Path, out: Path) -> None:
@@ -247,6 +255,9 @@ def _replace(new: Path, out: Path) -> None:
     old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
     os.rename(out, old)
     try:
+        # What was moved aside is checked again: `out` may have been made, or filled,
+        # by someone else since the check at the start; that is put back, not removed.
+        _check_replaceable(old, out)
         os.rename(new, out)
     except BaseException:
         os.rename(old, out)

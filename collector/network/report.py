@@ -16,13 +16,24 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from collector.engine import periods
 from collector.engine.model import fig, part
-from collector.store.parquet import SCHEMA_NAME, SCHEMA_VERSION, ParquetError, network_rows
+from collector.store.parquet import (
+    NETWORK,
+    SCHEMA,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    ExportDir,
+    ParquetError,
+    manifest_bytes,
+    network_rows,
+    plain_name,
+)
 
 
 class NetworkError(Exception):
@@ -92,7 +103,6 @@ class NetworkReport:
     gpu_types: tuple[NetworkGpuTypeUse, ...] = part("gpu_types")
 
 
-NETWORK = "(network)"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # (title, report field, columns) as the documents lay them out.
 SECTIONS = (
@@ -110,28 +120,63 @@ ROW_TYPES = {"sites": SiteUse, "categories": NetworkCategoryUse, "pools": Networ
 
 
 def read_manifest(path: Path) -> dict:
-    """The export's manifest, checked: this release reads SCHEMA_NAME version 1."""
+    """The export's manifest, checked: this release reads SCHEMA_NAME version 1, with
+    its site, clusters, first day, data until and each table's rows."""
     file = path / "manifest.json"
     try:
-        manifest = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise NetworkError(f"{path}: not an export of gpu-usage (no manifest.json); make "
-                           "one with 'gpu-usage export --format parquet'") from None
-    except (OSError, ValueError, RecursionError) as exc:
+        manifest = json.loads(manifest_bytes(path))
+    except ParquetError as exc:
+        raise NetworkError(str(exc)) from exc
+    except (ValueError, RecursionError) as exc:
         raise NetworkError(f"{file}: cannot be read: {str(exc)[:300]}") from exc
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA_NAME:
         raise NetworkError(f"{file}: not a gpu-usage export manifest")
-    if manifest.get("version") != SCHEMA_VERSION:
-        raise NetworkError(f"{file}: export schema version {manifest.get('version')!r}; "
-                           f"this release reads version {SCHEMA_VERSION}")
-    if not isinstance(manifest.get("site"), str) or not isinstance(
-            manifest.get("data_until"), str):
-        raise NetworkError(f"{file}: manifest without a site or data_until")
+    version = manifest.get("version")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise NetworkError(f"{file}: export schema version {_CONTROL.sub('?', repr(version))[:50]};"
+                           f" this release reads version {SCHEMA_VERSION}")
+    site, clusters, rows = manifest.get("site"), manifest.get("clusters"), manifest.get("rows")
+    if not plain_name(site):
+        raise NetworkError(f"{file}: the site's name must be text of 1-200 characters "
+                           f"without control or format characters, and not {NETWORK!r}")
+    if not isinstance(clusters, list) or not clusters or len(set(map(str, clusters))) != len(
+            clusters) or not all(plain_name(c) for c in clusters):
+        raise NetworkError(f"{file}: 'clusters' must list the site's clusters, each once")
+    if not isinstance(rows, dict) or set(rows) != set(SCHEMA) or not all(
+            type(n) is int and n >= 0 for n in rows.values()):
+        raise NetworkError(f"{file}: 'rows' must give each table's rows ({', '.join(SCHEMA)})")
+    try:
+        date.fromisoformat(manifest.get("first_day"))
+        if type(manifest.get("data_until_s")) is not int:
+            raise TypeError
+        datetime.fromisoformat(manifest.get("data_until"))
+    except (TypeError, ValueError):
+        raise NetworkError(f"{file}: 'first_day', 'data_until' and 'data_until_s' must be "
+                           "a day, a time and epoch seconds") from None
     return manifest
 
 
-def network_report(dirs: list[Path], period: periods.Period, now_s: int) -> NetworkReport:
-    """The report on `period` over the exports in `dirs` (one per site)."""
+def coverage_gaps(manifests: list[dict], first: date, end: date, end_s: int, now_s: int
+                  ) -> list[str]:
+    """Sites whose export does not cover the period [first, end): their days outside it
+    count as nothing, so the report says so rather than show a quiet zero."""
+    gaps = []
+    for m in manifests:
+        start = date.fromisoformat(m["first_day"])
+        if start > first:
+            gaps.append(f"{m['site']}: its export starts on {start}, after the period's "
+                        f"first day {first}: the days before count as no capacity and "
+                        "no use (export with an earlier --since)")
+        if m["data_until_s"] < min(end_s, now_s) - 86400:
+            gaps.append(f"{m['site']}: its export has data until {m['data_until']}, "
+                        f"before the period's end ({end}): a newer export is needed")
+    return gaps
+
+
+def network_report(dirs: list[Path], period: periods.Period, now_s: int,
+                   warn: Callable[[str], None] = lambda _: None) -> NetworkReport:
+    """The report on `period` over the exports in `dirs` (one per site); `warn` hears
+    of each site whose export does not cover the period."""
     manifests = [read_manifest(d) for d in dirs]
     sites = [m["site"] for m in manifests]
     if len(set(sites)) != len(sites):
@@ -141,9 +186,12 @@ def network_report(dirs: list[Path], period: periods.Period, now_s: int) -> Netw
     end = datetime.fromtimestamp(period.end_s, UTC).date()
     months = len(periods.months_of(period)) if period.kind in ("month", "quarter", "year") \
         else (end - first).days / (365.25 / 12)
+    for gap in coverage_gaps(manifests, first, end, period.end_s, now_s):
+        warn(gap)
+    exports = [ExportDir(d, m["site"], frozenset(m["clusters"]), m["rows"])
+               for d, m in zip(dirs, manifests, strict=True)]
     try:
-        rows = network_rows([(d, m["site"]) for d, m in zip(dirs, manifests, strict=True)],
-                            first, end)
+        rows = network_rows(exports, first, end)
     except ParquetError as exc:
         raise NetworkError(f"the exports cannot be read ({', '.join(map(str, dirs))}): "
                            f"{exc}") from exc

@@ -148,7 +148,7 @@ class _Sacct:
         # timer -> this) that only the cyclic garbage collector frees, and it is paused
         # during a collection, so every finished window kept its pipes open (200
         # windows: 400 descriptors).
-        timer = threading.Timer(self.timeout_s, _expire, (weakref.ref(self),))
+        timer = threading.Timer(self.timeout_s, _timer_fired, (weakref.ref(self),))
         timer.daemon = True
         timer.start()
         return timer
@@ -193,7 +193,8 @@ class _Sacct:
             self.proc.wait()
 
 
-def _expire(ref: weakref.ref) -> None:
+def _timer_fired(ref: weakref.ref) -> None:
+    """A sacct's timeout timer fired: tell it, if it is still there."""
     one = ref()
     if one is not None:
         one._expire()

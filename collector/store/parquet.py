@@ -15,15 +15,25 @@ a type.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import errno
+import os
+import re
+import stat
+import unicodedata
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 SCHEMA_NAME = "gpu-usage-export"
 SCHEMA_VERSION = 1
 PARTITIONS = ("cluster", "month")
-NULL = r"\N"
+# A missing value as the staging CSV holds it: an unquoted `nan`. Every text is quoted
+# there (csv.QUOTE_NONNUMERIC) and read with allow_quoted_nulls=false, so no name, not
+# even one that reads "nan", "NULL" or "\\N", becomes a missing value; and only numeric
+# columns are ever missing (NULLABLE), where no count or share is NaN.
+NULL = float("nan")
 
 # table -> ((column, DuckDB type, meaning), ...); `cluster` and `month` are the
 # partition columns (in the directory names, not inside the files).
@@ -84,6 +94,17 @@ SCHEMA: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+NETWORK = "(network)"   # the network report's total: no site has this name
+
+
+def plain_name(text: object) -> bool:
+    """A site's or cluster's name that shows as what it is: text of 1-200 characters
+    without control, format (bidi, zero-width) or line-separating characters, and not
+    the network's own row."""
+    return isinstance(text, str) and 0 < len(text) <= 200 and text != NETWORK and not any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text)
+
+
 class ParquetError(Exception):
     """DuckDB could not write or read the files (its message names what and where)."""
 
@@ -102,6 +123,30 @@ def connect() -> Iterator:
         con.close()
 
 
+MANIFEST_LIMIT = 1 << 20   # bytes; an export's manifest is a few kB
+
+
+def manifest_bytes(path: Path) -> bytes:
+    """manifest.json's bytes: a regular file (no link, no pipe, no device) of at most
+    MANIFEST_LIMIT bytes."""
+    file = path / "manifest.json"
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ParquetError(f"{path}: not an export of gpu-usage (no manifest.json); make "
+                           "one with 'gpu-usage export --format parquet'") from None
+    except OSError as exc:
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise ParquetError(f"{file}: cannot be read: {why}") from exc
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ParquetError(f"{file}: not a regular file")
+        data = f.read(MANIFEST_LIMIT + 1)
+    if len(data) > MANIFEST_LIMIT:
+        raise ParquetError(f"{file}: larger than {MANIFEST_LIMIT:,} bytes: not a manifest")
+    return data
+
+
 def sql_text(text: str) -> str:
     """A string literal for DuckDB's COPY, which takes no parameter for its path."""
     return "'" + text.replace("'", "''") + "'"
@@ -111,12 +156,12 @@ def _write_table(con, work: Path, name: str, rows: list[tuple]) -> None:
     columns = SCHEMA[name]
     staging = work / f".{name}.csv"
     with open(staging, "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows(rows)
+        csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC).writerows(rows)
     typed = "{" + ", ".join(f"'{c}': '{t}'" for c, t, _ in columns) + "}"
     con.execute(
         f"CREATE OR REPLACE TABLE t AS SELECT * FROM read_csv(?, header=false, delim=',', "
-        f"quote='\"', escape='\"', nullstr='{NULL}', columns={typed}, auto_detect=false)",
-        [str(staging)])
+        f"quote='\"', escape='\"', nullstr='nan', allow_quoted_nulls=false, "
+        f"columns={typed}, auto_detect=false)", [str(staging)])
     partition = [p for p in PARTITIONS if p in {c for c, _, _ in columns}]
     target = work / name
     con.execute(
@@ -146,6 +191,8 @@ RULES: dict[str, tuple[tuple[str, str], ...]] = {
         ("a negative gpu_seconds, energy_joules or energy_gpu_seconds",
          "gpu_seconds < 0 OR energy_joules < 0 OR energy_gpu_seconds < 0"),
         ("energy_gpu_seconds above gpu_seconds", "energy_gpu_seconds > gpu_seconds"),
+        ("joules without GPU-seconds with energy (no exporter writes them)",
+         "energy_joules > 0 AND energy_gpu_seconds = 0"),
         ("a day outside its month partition", "strftime(day, '%Y-%m') <> month"),
     ),
     "capacity_day": (
@@ -162,85 +209,193 @@ RULES: dict[str, tuple[tuple[str, str], ...]] = {
         ("a negative or infinite quota_gpu_hours_per_month",
          "NOT (isfinite(quota_gpu_hours_per_month) AND quota_gpu_hours_per_month >= 0)"),
     ),
-    "jobs": (
-        ("a negative gpus, gpu_seconds or energy_joules",
-         "gpus < 0 OR gpu_seconds < 0 OR energy_joules < 0"),
-    ),
 }
 _WHOLE = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
           "UINTEGER", "UBIGINT", "UHUGEINT"}
-# Each key once per export: a row twice would count its seconds or quota twice.
-KEYS = {
-    "usage_day": ("cluster", "day", "category", "pool", "account", "partition", "gpu_type"),
-    "capacity_day": ("cluster", "day"),
-    "categories": ("cluster", "category"),
+# What a table must hold as a whole: (what breaks it, SQL counting the breaks over
+# `rows`). A key on two rows would count its seconds or quota twice (a part file synced
+# twice, or a copy with other labels); a share that differs between a pool's rows or
+# shares that add up past 1 would make a quota depend on the order of rows.
+_TWICE = "SELECT COUNT(*) FROM (SELECT 1 FROM rows GROUP BY {} HAVING COUNT(*) > 1)"
+SETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "usage_day": (
+        ("keys (cluster, day, account, partition, gpu_type) on more than one row",
+         _TWICE.format("cluster, day, account, partition, gpu_type")),
+        ("accounts of a cluster in more than one category or pool",
+         "SELECT COUNT(*) FROM (SELECT 1 FROM rows GROUP BY cluster, account "
+         "HAVING COUNT(DISTINCT (category, pool)) > 1)"),
+    ),
+    "capacity_day": (
+        ("keys (cluster, day) on more than one row", _TWICE.format("cluster, day")),
+    ),
+    "categories": (
+        ("keys (cluster, category) on more than one row", _TWICE.format("cluster, category")),
+        ("pools of a cluster with more than one pool_share",
+         "SELECT COUNT(*) FROM (SELECT 1 FROM rows GROUP BY cluster, pool "
+         "HAVING COUNT(DISTINCT pool_share) > 1)"),
+        ("clusters whose pool shares add up to more than 1",
+         "SELECT COUNT(*) FROM (SELECT cluster FROM (SELECT DISTINCT cluster, pool, "
+         "pool_share FROM rows) GROUP BY cluster HAVING SUM(pool_share) > 1 + 1e-9)"),
+        ("clusters whose categories' quota shares add up to more than 1",
+         "SELECT COUNT(*) FROM (SELECT 1 FROM rows GROUP BY cluster "
+         "HAVING SUM(quota_share) > 1 + 1e-9)"),
+    ),
 }
+# The tables the network report reads (the jobs are for other engines: checked as
+# files and counted, not read).
+REPORTED = ("usage_day", "capacity_day", "categories")
+# DuckDB reads a path holding any of these as a pattern (it could match another
+# directory); a month partition is YYYY-MM.
+_PATTERN = set("*?[]{}")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _files(d: Path, name: str) -> list[str]:
-    return [str(f) for f in sorted((d / name).rglob("*.parquet"))]
+@dataclass(frozen=True)
+class ExportDir:
+    """One site's export as its manifest describes it."""
+    path: Path
+    site: str
+    clusters: frozenset[str]
+    rows: Mapping[str, int]     # table -> rows the export wrote
+
+
+def _shown(path: Path) -> str:
+    """A path for a message: a file name in another site's export is free text."""
+    return _CONTROL.sub("?", str(path))
+
+
+def export_files(export: ExportDir) -> dict[str, list[str]]:
+    """Each table's Parquet files, after checking the export's tree: the manifest and
+    every table's directory and nothing else; under a table only its partitions
+    (`cluster=` one of the manifest's clusters, `month=YYYY-MM`), then regular
+    `.parquet` files. A symbolic link, a pipe or a stray file is refused, not skipped:
+    a partition that cannot be read would otherwise count as no use."""
+    d = export.path
+    if _PATTERN & set(str(d)):
+        raise ParquetError(f"{_shown(d)}: a path with any of * ? [ ] {{ }} would be read "
+                           "as a pattern (DuckDB's); give the export under another name")
+    stray = sorted({p.name for p in d.iterdir()} - {"manifest.json", *SCHEMA})
+    if stray:
+        raise ParquetError(f"{_shown(d / stray[0])}: not part of an export")
+    files: dict[str, list[str]] = {}
+    for name, columns in SCHEMA.items():
+        levels = [p for p in PARTITIONS if p in {c for c, _, _ in columns}]
+        root = d / name
+        if root.is_symlink() or not root.is_dir():
+            raise ParquetError(f"{_shown(root)}: missing or not a directory (an export has "
+                               "every table's directory, empty or not)")
+        found = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            here = Path(dirpath)
+            depth = len(here.relative_to(root).parts)
+            for entry in sorted(dirnames + filenames):
+                path = here / entry
+                mode = path.lstat().st_mode
+                if depth < len(levels):
+                    level, _, value = entry.partition("=")
+                    ok = stat.S_ISDIR(mode) and level == levels[depth] and (
+                        value in export.clusters if level == "cluster"
+                        else _MONTH.fullmatch(value) is not None)
+                    want = (f"a directory {levels[depth]}=<one of its manifest's clusters>"
+                            if levels[depth] == "cluster" else "a directory month=YYYY-MM")
+                else:
+                    ok, want = stat.S_ISREG(mode) and entry.endswith(".parquet"), \
+                        "a .parquet file"
+                    found.append(str(path))
+                if not ok:
+                    raise ParquetError(f"{_shown(path)}: not part of the export (here it "
+                                       f"has {want}: no link, no other file)")
+        files[name] = found
+    return files
+
+
+def _count(con, export: ExportDir, name: str, files: list[str]) -> None:
+    """The table holds as many rows as the export wrote: a file missing, cut or added
+    (a partial sync, a sync without --delete) is found before anything is summed."""
+    held = con.execute("SELECT COALESCE(SUM(num_rows), 0) FROM parquet_file_metadata("
+                       + _listing(files) + ")").fetchone()[0] if files else 0
+    if held != export.rows[name]:
+        raise ParquetError(f"{_shown(export.path / name)}: {held:,} rows in its files, "
+                           f"{export.rows[name]:,} in its manifest (files missing, added "
+                           "or changed since the export)")
+
+
+def _listing(files: list[str]) -> str:
+    return "[" + ", ".join(sql_text(f) for f in files) + "]"
 
 
 def _reader(name: str, files: list[str]) -> str:
     columns = SCHEMA[name]
     hive = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c, _, _ in columns
                            if c in PARTITIONS) + "}"
-    listing = "[" + ", ".join(sql_text(f) for f in files) + "]"
-    return (f"read_parquet({listing}, hive_partitioning=true, hive_types={hive}, "
+    return (f"read_parquet({_listing(files)}, hive_partitioning=true, hive_types={hive}, "
             "union_by_name=true)")
 
 
-def _source(con, name: str, exports: list[tuple[Path, str]]) -> None:
+def _check_columns(where: str, name: str, held: dict[str, str]) -> None:
+    """The files' columns are the schema's, by their exact names, and whole numbers
+    where the schema counts."""
+    columns = {c: t for c, t, _ in SCHEMA[name]}
+    lower = [h.lower() for h in held]
+    for h in held:
+        # DuckDB binds names regardless of case: "Gpu_Seconds" would be read as
+        # gpu_seconds without the checks below, which look names up exactly.
+        if (h not in columns and h.lower() in {c.lower() for c in columns}) \
+                or lower.count(h.lower()) > 1:
+            raise ParquetError(f"{where}: column {_CONTROL.sub('?', h)!r} is not the "
+                               "schema's name (names are exact, lower case)")
+    for c, t in columns.items():
+        if c not in held:
+            raise ParquetError(f"{where}: no column {c}")
+        # A fraction where the schema counts whole seconds would be rounded unseen.
+        if t in ("BIGINT", "INTEGER") and held[c] not in _WHOLE:
+            raise ParquetError(f"{where}: column {c} holds {held[c]}, not whole numbers "
+                               f"({t})")
+
+
+def _source(con, name: str, exports: list[ExportDir], files: dict[Path, dict]) -> None:
     """View `name` over every export's files of that table (an empty view if none),
-    after checking each export's files and rows: whole numbers where SCHEMA counts,
-    its own site only, no NULL where SCHEMA has none, each KEYS once, every RULE."""
+    after checking each export's files and rows: its columns (exact names, whole
+    numbers where SCHEMA counts), its own site only, no NULL where SCHEMA has none,
+    every RULE and every SET check."""
     import duckdb
 
     columns = SCHEMA[name]
     typed = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t, _ in columns)
     readers = []
-    for d, site in exports:
-        files = _files(d, name)
-        if not files:
+    for export in exports:
+        mine = files[export.path][name]
+        if not mine:
             continue
-        reader = _reader(name, files)
+        where = _shown(export.path / name)
+        reader = _reader(name, mine)
         required = [c for c, _, _ in columns if (name, c) not in NULLABLE]
-        try:
-            held = dict(con.execute(f"SELECT column_name, column_type FROM "
-                                    f"(DESCRIBE SELECT * FROM {reader})").fetchall())
-        except duckdb.Error as exc:
-            raise ParquetError(f"{d / name}: {str(exc).splitlines()[0][:500]}") from exc
-        for c, t, _ in columns:
-            # A fraction where the schema counts whole seconds would be rounded unseen.
-            if t in ("BIGINT", "INTEGER") and held.get(c, t) not in _WHOLE:
-                raise ParquetError(f"{d / name}: column {c} holds {held[c]}, not whole "
-                                   f"numbers ({t})")
         # A rule's row counts only when the rule can say so (a NULL allowed is no break).
-        broken = "".join(f", COUNT(*) FILTER (WHERE COALESCE({rule}, false))"
-                         for _, rule in RULES[name])
-        keys = KEYS.get(name)
-        twice = (f", (SELECT COUNT(*) FROM (SELECT 1 FROM rows GROUP BY "
-                 f"{', '.join(keys)} HAVING COUNT(*) > 1))") if keys else ", 0"
+        checks = [(f"rows with {what}", f"COUNT(*) FILTER (WHERE COALESCE({rule}, false))")
+                  for what, rule in RULES[name]] + [(what, f"({sql})")
+                                                    for what, sql in SETS[name]]
         try:
-            foreign, empty, repeated, *breaks = con.execute(
+            _check_columns(where, name, dict(con.execute(
+                f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})"
+            ).fetchall()))
+            foreign, empty, *breaks = con.execute(
                 f"WITH rows AS (SELECT {typed} FROM {reader}) "
                 f"SELECT COUNT(*) FILTER (WHERE site IS DISTINCT FROM ?), COUNT(*) FILTER "
-                f"(WHERE {' OR '.join(f'{c} IS NULL' for c in required)}){twice}{broken} "
-                "FROM rows", [site]).fetchone()
-        except duckdb.Error as exc:  # e.g. a file without a column: DuckDB says which
-            raise ParquetError(f"{d / name}: {str(exc).splitlines()[0][:500]}") from exc
+                f"(WHERE {' OR '.join(f'{c} IS NULL' for c in required)})"
+                + "".join(f", {sql}" for _, sql in checks) + " FROM rows",
+                [export.site]).fetchone()
+        except duckdb.Error as exc:  # e.g. a value that is no number: DuckDB says which
+            raise ParquetError(f"{where}: {str(exc).splitlines()[0][:500]}") from exc
         if foreign:
-            raise ParquetError(f"{d / name}: {foreign:,} rows name another site than "
-                               f"its manifest's {site!r}")
+            raise ParquetError(f"{where}: {foreign:,} rows name another site than its "
+                               f"manifest's {export.site!r}")
         if empty:
-            raise ParquetError(f"{d / name}: {empty:,} rows without a value where the "
-                               "schema requires one")
-        if repeated:
-            raise ParquetError(f"{d / name}: {repeated:,} keys ({', '.join(keys)}) on "
-                               "more than one row")
-        for (what, _), count in zip(RULES[name], breaks, strict=True):
+            raise ParquetError(f"{where}: {empty:,} rows without a value where the schema "
+                               "requires one")
+        for (what, _), count in zip(checks, breaks, strict=True):
             if count:
-                raise ParquetError(f"{d / name}: {count:,} rows with {what}")
+                raise ParquetError(f"{where}: {count:,} {what}")
         readers.append(reader)
     if not readers:
         con.execute(f"CREATE TEMP VIEW {name} AS SELECT "
@@ -251,15 +406,19 @@ def _source(con, name: str, exports: list[tuple[Path, str]]) -> None:
                 + " UNION ALL ".join(f"SELECT {typed} FROM {r}" for r in readers))
 
 
-def network_rows(exports: list[tuple[Path, str]], first: date, end: date
-                 ) -> dict[str, list[tuple]]:
-    """What the network report on local days [first, end) reads from the exports
-    (each a directory and the site its manifest names):
+def network_rows(exports: list[ExportDir], first: date, end: date) -> dict[str, list[tuple]]:
+    """What the network report on local days [first, end) reads from the exports:
     capacity per (site, cluster); use, joules and GPU-seconds with energy per (site,
-    cluster, category, pool); each category's pool and quota; use per GPU type."""
+    cluster, category, pool); each category's pool and quota; use per GPU type. Each
+    export's tree and row counts are checked first (export_files, _count), then each
+    table the report reads (_source)."""
+    files = {e.path: export_files(e) for e in exports}
     with connect() as con:
-        for name in SCHEMA:
-            _source(con, name, exports)
+        for e in exports:
+            for name in SCHEMA:
+                _count(con, e, name, files[e.path][name])
+        for name in REPORTED:
+            _source(con, name, exports, files)
         args = [first, end]
         return {
             "capacity": con.execute(

@@ -327,7 +327,17 @@ def _broken(sites, tmp_path, table: str, select: str | None = None) -> tuple[Pat
      "rows with a pool_share or quota_share outside 0..1"),
     ("categories", "* REPLACE (CAST('-inf' AS DOUBLE) AS quota_gpu_hours_per_month)",
      "rows with a negative or infinite quota_gpu_hours_per_month"),
-    ("jobs", "* REPLACE (-gpus - 1 AS gpus)", "rows with a negative gpus"),
+    ("usage_day", "* REPLACE (1000000000000 AS energy_joules, 0 AS energy_gpu_seconds)",
+     "rows with joules without GPU-seconds with energy"),
+    # DuckDB binds names regardless of case: hours in a "Gpu_Seconds" column
+    ("usage_day", '* EXCLUDE (gpu_seconds), gpu_seconds / 3600.0 AS "Gpu_Seconds"',
+     "column 'Gpu_Seconds' is not the schema's name"),
+    ("categories", "* REPLACE (1.0 AS quota_share)",
+     "1 clusters whose categories' quota shares add up to more than 1"),
+    ("categories", "* REPLACE (CASE WHEN category = 'eu_science' THEN 0.2 ELSE pool_share "
+     "END AS pool_share)", "1 pools of a cluster with more than one pool_share"),
+    ("categories", "* REPLACE (0.75 AS pool_share)",
+     "1 clusters whose pool shares add up to more than 1"),
 ])
 def test_figures_no_site_can_have_are_refused_not_summed(sites, tmp_path, table, select,
                                                           message):
@@ -336,20 +346,194 @@ def test_figures_no_site_can_have_are_refused_not_summed(sites, tmp_path, table,
         network_report([sites["dirs"][0], broken], _october(), NOW)
 
 
+def _manifest_rows(export: Path, table: str, rows: int) -> None:
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["rows"][table] = rows
+    (export / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _rows_in(part: Path) -> int:
+    return duckdb.sql(f"SELECT COUNT(*) FROM read_parquet('{part}')").fetchall()[0][0]
+
+
 def test_a_row_twice_or_in_another_month_is_refused_not_counted_twice(sites, tmp_path):
-    for table, keys in (("usage_day", "cluster, day, category"), ("capacity_day",
-                                                                   "cluster, day"),
-                        ("categories", "cluster, category")):
+    for table, keys in (("usage_day", "cluster, day, account, partition, gpu_type"),
+                        ("capacity_day", "cluster, day"), ("categories", "cluster, category")):
         twice, part = _broken(sites, tmp_path, table)
         shutil.copy(part, part.with_name("part-1.parquet"))  # e.g. a copy synced twice
-        with pytest.raises(NetworkError, match=f"{twice / table}: [0-9,]+ keys \\({keys}"):
+        rows = json.loads((twice / "manifest.json").read_text())["rows"][table]
+        with pytest.raises(NetworkError, match=f"{twice / table}: {rows + _rows_in(part)} "
+                                               f"rows in its files, {rows} in its manifest"):
             network_report([twice], _october(), NOW)
+        _manifest_rows(twice, table, rows + _rows_in(part))  # the manifest forged too
+        with pytest.raises(NetworkError, match=f"{twice / table}: [0-9,]+ keys \\({keys}\\)"):
+            network_report([twice], _october(), NOW)
+    # The same rows again under another category: still the same keys.
+    relabelled, part = _broken(sites, tmp_path, "usage_day")
+    duckdb.sql(f"COPY (SELECT * REPLACE ('eu_science' AS category) FROM read_parquet('{part}'))"
+               f" TO '{part.with_name('part-1.parquet')}' (FORMAT parquet)")
+    rows = json.loads((relabelled / "manifest.json").read_text())["rows"]["usage_day"]
+    _manifest_rows(relabelled, "usage_day", rows + _rows_in(part))
+    with pytest.raises(NetworkError, match="keys \\(cluster, day, account"):
+        network_report([relabelled], _october(), NOW)
     moved, part = _broken(sites, tmp_path, "usage_day")
     month = part.parent
     other = month.with_name("month=1999-01")
     month.rename(other)
     with pytest.raises(NetworkError, match="rows with a day outside its month partition"):
         network_report([moved], _october(), NOW)
+
+
+def test_an_export_missing_files_or_holding_others_is_refused(sites, tmp_path):
+    """A partial sync, a sync without --delete, a link farm: refused, never read as a
+    site that used nothing (or twice as much)."""
+    def copy() -> Path:
+        return _broken(sites, tmp_path, "usage_day")[0]
+
+    gone = copy()
+    shutil.rmtree(next((gone / "usage_day").glob("cluster=*")))
+    with pytest.raises(NetworkError, match="usage_day: 0 rows in its files, [0-9,]+ in its "
+                                           "manifest"):
+        network_report([gone], _october(), NOW)
+    no_table = copy()
+    shutil.rmtree(no_table / "capacity_day")
+    with pytest.raises(NetworkError, match="capacity_day: missing or not a directory"):
+        network_report([no_table], _october(), NOW)
+    other_cluster = copy()
+    cluster = next((other_cluster / "usage_day").glob("cluster=*"))
+    shutil.copytree(cluster, cluster.with_name("cluster=testai-old"))
+    with pytest.raises(NetworkError, match="cluster=testai-old: not part of the export .*"
+                                           "one of its manifest's clusters"):
+        network_report([other_cluster], _october(), NOW)
+    linked = copy()
+    month = next((linked / "usage_day").rglob("month=*"))
+    shutil.move(month, tmp_path / "elsewhere")
+    month.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(NetworkError, match="month=.*: not part of the export .*no link"):
+        network_report([linked], _october(), NOW)
+    fifo = copy()
+    os.mkfifo(next((fifo / "usage_day").rglob("month=*")) / "part-9.parquet")
+    with pytest.raises(NetworkError, match="part-9.parquet: not part of the export"):
+        network_report([fifo], _october(), NOW)
+    stray = copy()
+    (stray / "notes.txt").write_text("x")
+    with pytest.raises(NetworkError, match="notes.txt: not part of an export"):
+        network_report([stray], _october(), NOW)
+    # DuckDB would read a path with [ ] as a pattern: site[1] would read site1's files.
+    pattern = tmp_path / "site[1]"
+    shutil.copytree(sites["dirs"][1], pattern)
+    with pytest.raises(NetworkError, match="would be read as a pattern"):
+        network_report([pattern], _october(), NOW)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"site": NETWORK}, "the site's name must be text"),
+    ({"site": "Bo\u202elogna"}, "the site's name must be text"),
+    ({"site": "Bologna\x1b]0;owned\x07"}, "the site's name must be text"),
+    ({"version": True}, "schema version True; this release reads version 1"),
+    ({"version": 1.0}, "schema version 1.0; this release reads version 1"),
+    ({"clusters": []}, "'clusters' must list"),
+    ({"rows": {"usage_day": 1}}, "'rows' must give each table's rows"),
+    ({"first_day": 20261001}, "'first_day', 'data_until' and 'data_until_s'"),
+])
+def test_a_manifest_that_is_not_one_is_refused(sites, tmp_path, change, message):
+    bad = tmp_path / "bad"
+    shutil.copytree(sites["dirs"][1], bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps({**manifest, **change}))
+    with pytest.raises(NetworkError, match=message):
+        network_report([bad], _october(), NOW)
+
+
+def test_a_manifest_that_is_a_link_a_pipe_or_huge_is_refused_without_reading_it(sites,
+                                                                               tmp_path):
+    for kind, message in (("link", "cannot be read: a symbolic link"),
+                          ("fifo", "not a regular file"), ("huge", "larger than 1,048,576")):
+        bad = tmp_path / kind
+        shutil.copytree(sites["dirs"][1], bad)
+        manifest = bad / "manifest.json"
+        manifest.unlink()
+        if kind == "link":
+            manifest.symlink_to("/dev/zero")
+        elif kind == "fifo":
+            os.mkfifo(manifest)  # opening it to read would wait for a writer forever
+        else:
+            manifest.write_text(" " * (1 << 20) + "{}")
+        with pytest.raises(NetworkError, match=message):
+            network_report([bad], _october(), NOW)
+
+
+def test_a_period_an_export_does_not_cover_is_said(sites, tmp_path):
+    heard: list[str] = []
+    september = periods.parse_month("2026-09", "UTC")
+    late = tmp_path / "late"
+    shutil.copytree(sites["dirs"][1], late)
+    manifest = json.loads((late / "manifest.json").read_text())
+    (late / "manifest.json").write_text(json.dumps({**manifest, "first_day": "2026-10-01"}))
+    network_report([sites["dirs"][0], late], september, NOW, warn=heard.append)
+    assert heard == ["Bologna: its export starts on 2026-10-01, after the period's first "
+                     "day 2026-09-01: the days before count as no capacity and no use "
+                     "(export with an earlier --since)"]
+    heard.clear()
+    network_report(sites["dirs"], _october(), NOW, warn=heard.append)
+    assert heard == []
+    # October ended before the exports were made; November did not.
+    network_report(sites["dirs"], _october(), NOW + 40 * 86400, warn=heard.append)
+    assert heard == []
+    november = periods.parse_month("2026-11", "UTC")
+    network_report(sites["dirs"], november, NOW + 40 * 86400, warn=heard.append)
+    assert len(heard) == 2 and all("a newer export is needed" in h for h in heard)
+
+
+def test_names_that_read_like_a_missing_value_stay_names(tmp_path):
+    """The staging CSV's missing value is no text: a site (or category, account)
+    named "nan" or "\\N" arrives as itself (Spark and Trino check nothing)."""
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    names = {"e": "\\N", "f": "nan", "g": "NULL"}
+    with Store.open_reader(settings.store.path) as store:
+        for d, site in names.items():
+            export_parquet(store, settings, tmp_path / d, site, None, NOW)
+    for d, site in names.items():
+        held = duckdb.sql(f"SELECT DISTINCT site FROM read_parquet("
+                          f"'{tmp_path / d}/usage_day/**/*.parquet')").fetchall()
+        assert held == [(site,)]
+        assert network_report([tmp_path / d], _october(), NOW).sites[0].site == site
+    missing, jobs = duckdb.sql(
+        f"SELECT COUNT(*) FILTER (WHERE energy_joules IS NULL), COUNT(*) FROM "
+        f"read_parquet('{tmp_path}/e/jobs/**/*.parquet')").fetchall()[0]
+    assert 0 < missing <= jobs   # a job without energy data is still NULL, not 0
+
+
+def test_an_export_refuses_a_site_name_no_report_can_show(tmp_path):
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    with Store.open_reader(settings.store.path) as store:
+        for name in (NETWORK, "A\u200bB", "x\ny", ""):
+            with pytest.raises(ExportError, match="cannot be exported: give --site"):
+                export_parquet(store, settings, tmp_path / "e", name, None, NOW)
+    assert not (tmp_path / "e").exists()
+
+
+def test_an_out_filled_by_someone_else_during_the_export_is_put_back(tmp_path, monkeypatch):
+    from collector.network import export as export_module
+
+    settings, env = fakeslurm.make(tmp_path)
+    collect(settings, now=NOW, env=env)
+    out = tmp_path / "export"
+    real = export_module.write_tables
+
+    def meanwhile(work, tables):  # `out` did not exist at the start; now it holds a thesis
+        real(work, tables)
+        out.mkdir()
+        (out / "thesis.tex").write_text("precious")
+
+    monkeypatch.setattr(export_module, "write_tables", meanwhile)
+    with Store.open_reader(settings.store.path) as store, \
+            pytest.raises(ExportError, match=f"{out} holds files that are not an export"):
+        export_parquet(store, settings, out, "Groningen", None, NOW)
+    assert (out / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "slurm", "store"]
 
 
 def test_a_damaged_file_is_an_error_that_names_the_exports(sites, tmp_path):
@@ -380,11 +564,19 @@ def test_duckdb_failing_to_write_is_an_export_error_and_loses_nothing(tmp_path, 
 def test_a_hostile_site_name_stays_text_in_every_format(tmp_path):
     settings, env = fakeslurm.make(tmp_path)
     collect(settings, now=NOW, env=env)
-    name = "=HYPERLINK(\"http://x\")|*bold*\n<script>\x1b]0;owned\x07\x1b[2J"
+    # (Control characters are refused in a site's name; names the site gives its
+    # categories and accounts are shown the same way.)
+    name = "=HYPERLINK(\"http://x\")|*bold* <script> [x](y)"
     with Store.open_reader(settings.store.path) as store:
         export_parquet(store, settings, tmp_path / "e", name, None, NOW)
+    # A category's name is the site's text, and a forged file can hold anything there.
+    forged = "sci\x1b]0;owned\x07\x1b[2Jence\u202e"
+    for table in ("categories", "usage_day"):
+        for part in (tmp_path / "e" / table).rglob("*.parquet"):
+            _rewrite(part, f"* REPLACE (CASE WHEN category = 'science' THEN "
+                           f"'{forged}' ELSE category END AS category)")
     net = network_report([tmp_path / "e"], _october(), NOW)
-    assert net.sites[0].site == name
+    assert net.sites[0].site == name and forged in {c.category for c in net.categories}
     csv_text = render(net, "csv")
     assert "'=HYPERLINK" in csv_text and "\n=HYPERLINK" not in csv_text
     md = render(net, "md")
