@@ -277,6 +277,15 @@ def export_files(export: ExportDir) -> dict[str, list[str]]:
     if _PATTERN & set(str(d)):
         raise ParquetError(f"{_shown(d)}: a path with any of * ? [ ] {{ }} would be read "
                            "as a pattern (DuckDB's); give the export under another name")
+    try:
+        return _tree(export)
+    except OSError as exc:  # unreadable, or changed while it is read
+        raise ParquetError(f"{_shown(Path(exc.filename or d))}: cannot be read: "
+                           f"{exc.strerror}") from exc
+
+
+def _tree(export: ExportDir) -> dict[str, list[str]]:
+    d = export.path
     stray = sorted({p.name for p in d.iterdir()} - {"manifest.json", *SCHEMA})
     if stray:
         raise ParquetError(f"{_shown(d / stray[0])}: not part of an export")
@@ -315,8 +324,14 @@ def export_files(export: ExportDir) -> dict[str, list[str]]:
 def _count(con, export: ExportDir, name: str, files: list[str]) -> None:
     """The table holds as many rows as the export wrote: a file missing, cut or added
     (a partial sync, a sync without --delete) is found before anything is summed."""
-    held = con.execute("SELECT COALESCE(SUM(num_rows), 0) FROM parquet_file_metadata("
-                       + _listing(files) + ")").fetchone()[0] if files else 0
+    import duckdb
+
+    try:
+        held = con.execute("SELECT COALESCE(SUM(num_rows), 0) FROM parquet_file_metadata("
+                           + _listing(files) + ")").fetchone()[0] if files else 0
+    except duckdb.Error as exc:  # a damaged file: DuckDB names it
+        raise ParquetError(f"{_shown(export.path / name)}: "
+                           f"{str(exc).splitlines()[0][:500]}") from exc
     if held != export.rows[name]:
         raise ParquetError(f"{_shown(export.path / name)}: {held:,} rows in its files, "
                            f"{export.rows[name]:,} in its manifest (files missing, added "

@@ -536,6 +536,16 @@ def test_an_out_filled_by_someone_else_during_the_export_is_put_back(tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export", "slurm", "store"]
 
 
+def test_an_export_that_cannot_be_listed_is_an_error_that_names_it(sites, monkeypatch):
+    def denied(export):  # as a directory without read permission does (root reads all)
+        raise PermissionError(13, "Permission denied", str(export.path / "usage_day"))
+
+    monkeypatch.setattr(parquet, "_tree", denied)
+    with pytest.raises(NetworkError, match="Bologna/usage_day: cannot be read: Permission "
+                                           "denied"):
+        network_report([sites["dirs"][1]], _october(), NOW)
+
+
 def test_a_damaged_file_is_an_error_that_names_the_exports(sites, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(sites["dirs"][0], damaged)
