@@ -186,8 +186,19 @@ NULLABLE = {("categories", "quota_gpu_hours_per_month"), ("jobs", "energy_joules
 # row that breaks it). Another site's file is input like any other: a negative second,
 # a share past 1 or a NaN would otherwise become a silently wrong network total.
 _SHARE = "NOT (isfinite({c}) AND {c} >= 0 AND {c} <= 1)"
+# A name holding a control, format (bidi, zero-width) or line-separating character:
+# no policy or Slurm names one so, and a terminal or a page would act on it.
+_ODD = "regexp_matches({c}, '[\\p{{Cc}}\\p{{Cf}}\\p{{Zl}}\\p{{Zp}}]')"
+
+
+def _odd(*columns: str) -> str:
+    return " OR ".join(_ODD.format(c=c) for c in columns)
+
+
 RULES: dict[str, tuple[tuple[str, str], ...]] = {
     "usage_day": (
+        ("a name with a control or format character",
+         _odd("category", "pool", "account", "partition", "gpu_type")),
         ("a negative gpu_seconds, energy_joules or energy_gpu_seconds",
          "gpu_seconds < 0 OR energy_joules < 0 OR energy_gpu_seconds < 0"),
         ("energy_gpu_seconds above gpu_seconds", "energy_gpu_seconds > gpu_seconds"),
@@ -206,6 +217,7 @@ RULES: dict[str, tuple[tuple[str, str], ...]] = {
         ("a day outside its month partition", "strftime(day, '%Y-%m') <> month"),
     ),
     "categories": (
+        ("a name with a control or format character", _odd("category", "pool")),
         ("a pool_share or quota_share outside 0..1",
          _SHARE.format(c="pool_share") + " OR " + _SHARE.format(c="quota_share")),
         ("a negative or infinite quota_gpu_hours_per_month",
