@@ -67,6 +67,11 @@ LOGIN = r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}\Z"  # a login / SSO user name (no
 HEADER_NAME = r"^[A-Za-z0-9-]+\Z"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*\Z"
 HEADER = Annotated[str, Meta(pattern=HEADER_NAME)]
+# A category's or pool's name: any text a report can show as it is (no control, format,
+# bidi, zero-width or line-separating character), so that every site's export of it
+# passes the network report's checks.
+POLICY_NAME = (r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+               r"\u2060-\u206f\ufeff\ufff9-\ufffb]{1,100}\Z")
 
 
 class Slurm(_Model):
@@ -231,12 +236,12 @@ def is_loopback(address: str) -> bool:
 
 
 class Pool(_Model):
-    name: Annotated[str, Meta(min_length=1)]
+    name: Annotated[str, Meta(pattern=POLICY_NAME)]
     share: Annotated[float, Meta(gt=0, le=1)]
 
 
 class Category(_Model):
-    name: Annotated[str, Meta(min_length=1)]
+    name: Annotated[str, Meta(pattern=POLICY_NAME)]
     pool: str
     quota_share: Annotated[float, Meta(ge=0, le=1)]
     quota_gpu_hours: Annotated[float, Meta(ge=0)] | None = None
@@ -362,6 +367,8 @@ _PATTERN_WORDS = {
     LOGIN: "not a user name (letters, digits, _ . @ + -; no space)",
     HEADER_NAME: "not an HTTP header name (letters, digits, -)",
     ENV_NAME: "not an environment variable name (letters, digits, _)",
+    POLICY_NAME: "not a name a report can show (1-100 characters, no control, format or "
+                 "line-separating character)",
 }
 _MISSING = re.compile(r"^Object missing required field `(.+)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(.+)`$")

@@ -56,6 +56,9 @@ BASE = TESTCLUSTER.read_text()
      "name (letters, digits"),
     (('cluster = "testai"', 'cluster = "-Mall"'), "slurm.clusters[0]"),
     (('[slurm]', '[slurmrestd]\nuser = "root\\r\\nX-Evil: 1"\n[slurm]'), "slurmrestd.user"),
+    (('name = "eu_science"', 'name = "eu_\\u202escience"'),
+     "categories[0].name: not a name a report can show"),
+    (('name = "eurohpc"', 'name = "euro\\u001b[2Jhpc"'), "pools[0].name: not a name"),
 ])
 def test_each_mistake_names_the_file_and_the_key(tmp_path, change, expected):
     old, new = change
