@@ -400,7 +400,10 @@ def dashboard(config_path: Path | None, address: str | None, port: int | None) -
             f"--server.port={cfg.port if port is None else port}",
             "--server.headless=true", "--browser.gatherUsageStats=false",
             "--server.fileWatcherType=none", "--global.developmentMode=false",
-            "--client.toolbarMode=viewer", "--theme.base=light"]
+            "--client.toolbarMode=viewer", "--theme.base=light",
+            # An unexpected error shows its type to the viewer; the traceback (paths,
+            # values) goes to the server's log only.
+            "--client.showErrorDetails=type"]
     os.execve(sys.executable, argv, env)
 
 

@@ -7,6 +7,7 @@ finished collection shows at once and nothing is recomputed in between.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +17,7 @@ from collector import access, clock
 from collector.access import Viewer
 from collector.config import ConfigError, Settings, load
 from collector.documents.office import header
+from collector.documents.text import csv_cell, md_escape
 from collector.engine.periods import Period, PeriodError
 from collector.store.database import StoreError
 
@@ -208,6 +210,11 @@ def cluster_picker(cfg: Settings) -> str | None:
     return None if picked == FACILITY else picked
 
 
+_LINKED = {"month": re.compile(r"[0-9]{4}-[0-9]{2}|last|this"),
+           "quarter": re.compile(r"[0-9]{4}[Qq][1-4]|last|this"),
+           "year": re.compile(r"[0-9]{4}|last|this")}
+
+
 def _from_link() -> None:
     """A link may name the period: ?month=2026-10, ?quarter=2026Q3 or ?year=2026
     (applied once per session, before the widgets are drawn)."""
@@ -216,7 +223,9 @@ def _from_link() -> None:
     st.session_state["_link_applied"] = True
     params = st.query_params
     for kind in ("month", "quarter", "year"):
-        if kind in params:
+        # Anyone can send a link: only a value of the period's form is taken (a message
+        # about another would show it back), anything else is ignored.
+        if kind in params and _LINKED[kind].fullmatch(params[kind]):
             st.session_state["period_kind"] = kind
             st.session_state[f"period_{kind}"] = params[kind]
             return
@@ -255,7 +264,7 @@ def period_picker(cfg: Settings) -> Period:
             value = picked
         return queries.period_of(cfg, kind, value)
     except PeriodError as exc:
-        side.error(str(exc))
+        side.error(md_escape(str(exc)))
         st.stop()
         raise AssertionError from exc  # pragma: no cover
 
@@ -276,6 +285,14 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}"
 
 
+def guarded(df: pd.DataFrame) -> pd.DataFrame:
+    """The table's text as the report's CSV has it (documents.text.csv_cell): Streamlit's
+    own "Download as CSV" on every table quotes but does not guard formulas, so text a
+    spreadsheet would run (=, +, -, @ first) gets its leading ' here already."""
+    return df.apply(lambda col: col.map(lambda v: csv_cell(v) if isinstance(v, str) else v)
+                    if col.dtype == object else col)
+
+
 def table(df: pd.DataFrame, hours: tuple[str, ...] = (), ratios: tuple[str, ...] = (),
           counts: tuple[str, ...] = (), height: int | None = None,
           rates: tuple[str, ...] = ()) -> None:
@@ -284,7 +301,7 @@ def table(df: pd.DataFrame, hours: tuple[str, ...] = (), ratios: tuple[str, ...]
     fmt = {c: "{:,.1f}" for c in hours if c in df} | {c: "{:.1%}" for c in ratios if c in df} \
         | {c: "{:,.0f}" for c in counts if c in df} | {c: "{:,.3f}" for c in rates if c in df}
     names = {c: header(c) for c in df.columns}
-    shown = df.rename(columns=names)
+    shown = guarded(df).rename(columns=names)
     styled = shown.style.format({names[c]: f for c, f in fmt.items()}, na_rep="-")
     st.dataframe(styled, hide_index=True, use_container_width=True,
                  **({"height": height} if height else {}))

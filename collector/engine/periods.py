@@ -65,6 +65,11 @@ def year(year_: int, timezone: str) -> Period:
     return _span("year", f"{year_:04d}", year_, 1, 12, timezone)
 
 
+def _year_ok(y: int) -> bool:
+    """A year a period can be in: its days and the day after it are dates (1-9998)."""
+    return 1 <= y <= 9998
+
+
 def parse_month(text: str, timezone: str, now: float | None = None) -> Period:
     """YYYY-MM, `last` (the previous month) or `this` (the current month, to now)."""
     d = clock.today(timezone, now)
@@ -72,7 +77,7 @@ def parse_month(text: str, timezone: str, now: float | None = None) -> Period:
         y, m = _add_months(d.year, d.month, -1 if text == "last" else 0)
         return month(y, m, timezone)
     match = re.fullmatch(r"(\d{4})-(\d{2})", text)
-    if not match or not 1 <= int(match[2]) <= 12:
+    if not match or not 1 <= int(match[2]) <= 12 or not _year_ok(int(match[1])):
         raise PeriodError(f"month {text!r}: expected YYYY-MM (e.g. 2026-10), 'last' or 'this'")
     return month(int(match[1]), int(match[2]), timezone)
 
@@ -85,7 +90,7 @@ def parse_quarter(text: str, timezone: str, now: float | None = None) -> Period:
         y, q = (d.year, q) if text == "this" else ((d.year, q - 1) if q > 1 else (d.year - 1, 4))
         return quarter(y, q, timezone)
     match = re.fullmatch(r"(\d{4})[Qq]([1-4])", text)
-    if not match:
+    if not match or not _year_ok(int(match[1])):
         raise PeriodError(f"quarter {text!r}: expected YYYYQN (e.g. 2026Q3), 'last' or 'this'")
     return quarter(int(match[1]), int(match[2]), timezone)
 
@@ -95,7 +100,7 @@ def parse_year(text: str, timezone: str, now: float | None = None) -> Period:
     d = clock.today(timezone, now)
     if text in ("last", "this"):
         return year(d.year - (text == "last"), timezone)
-    if not re.fullmatch(r"\d{4}", text):
+    if not re.fullmatch(r"\d{4}", text) or not _year_ok(int(text)):
         raise PeriodError(f"year {text!r}: expected YYYY (e.g. 2026), 'last' or 'this'")
     return year(int(text), timezone)
 

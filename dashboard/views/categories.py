@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from collector.documents.text import md_escape
 from dashboard import charts, queries, state
 
 cfg = state.settings()
@@ -28,7 +27,7 @@ with left:
 with right:
     project = st.selectbox("Project (Slurm account)", list(projects["account"]),
                            key="drill_project")
-    st.subheader(f"Users of {md_escape(project)}")
+    st.subheader("Users of the project")  # its name is in the box above, as text
     state.table(queries.breakdown(rows, "user", category=category, account=project),
                 hours=("gpu_hours",), ratios=("share",))
 

@@ -3,6 +3,7 @@ unreadable lines, the last collection, and the difference from sreport."""
 
 import streamlit as st
 
+from collector.documents.text import md_escape
 from dashboard import queries, state
 
 period = state.current_period()
@@ -24,16 +25,18 @@ else:
     state.table(dq["unmapped"], hours=("gpu_hours",))
 if dq["ambiguous_accounts"]:
     st.warning("Accounts that match several categories (the first wins): " + ", ".join(
-        f"{a} → {', '.join(c)}" for a, c in dq["ambiguous_accounts"].items()))
+        f"{md_escape(a)} → {md_escape(', '.join(c))}"
+        for a, c in dq["ambiguous_accounts"].items()))
 
 if dq["tree_conflicts"]:
     st.warning("Accounts under different parents on different clusters (the first "
                "cluster's parent counts for the facility): " + ", ".join(
-                   f"{a} → {', '.join(c)}" for a, c in dq["tree_conflicts"].items()))
+                   f"{md_escape(a)} → {md_escape(', '.join(c))}"
+                   for a, c in dq["tree_conflicts"].items()))
 
 if dq["nodes_without_inventory"]:
     st.warning("Nodes in maintenance that no collection has seen, counted at the cluster's "
-               "average GPUs per node: " + ", ".join(dq["nodes_without_inventory"]))
+               "average GPUs per node: " + md_escape(", ".join(dq["nodes_without_inventory"])))
 
 st.subheader("Unusual job states")
 if dq["unusual_states"].empty:

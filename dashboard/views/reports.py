@@ -22,4 +22,7 @@ c3.download_button("CSV", render(rep, "csv"), file_name=f"gpu-usage-{month}.csv"
                    mime="text/csv")
 c4.download_button("JSON", render(rep, "json"), file_name=f"gpu-usage-{month}.json",
                    mime="application/json")
-st.markdown(render(rep, "md"))
+# Shown as the Markdown text it is, not rendered: Streamlit turns any URL, e-mail
+# address or :icon: in rendered text into a link or an icon whatever the escaping, and
+# the report holds text account coordinators write (organisations, descriptions).
+st.code(render(rep, "md"), language="markdown", wrap_lines=False)

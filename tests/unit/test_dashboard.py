@@ -132,7 +132,13 @@ def test_reports_page_offers_the_documents(env):
     at = run_page("reports", report_month="2026-10")
     buttons = [e for e in at.main if getattr(e, "type", "") == "download_button"]
     assert len(buttons) == 4
-    assert "Fake Factory" in at.markdown[0].value
+    assert "Fake Factory" in at.caption[0].value
+    # The Markdown document is shown as its text, not rendered: Streamlit would make
+    # links and icons of URLs and :shortcodes: in organisations' text, whatever the
+    # escaping.
+    assert not at.markdown
+    assert at.code[0].language == "markdown" and at.code[0].value.startswith("# ")
+    assert "Fake Factory" in at.code[0].value
 
 
 def test_a_missing_store_is_a_message_not_a_traceback(env, tmp_path, monkeypatch, site):
@@ -259,3 +265,49 @@ def test_efficiency_page_busy_idle_and_the_most_idle_projects(tmp_path, monkeypa
         "quota", "allocated", "busy (upper bound)", "idle-allocated"}
     others = chart[chart.category != "commercial"]  # no GPU data: quota and allocated only
     assert set(others.measure) <= {"quota", "allocated"} and len(others)
+
+
+@pytest.mark.parametrize("link", [
+    "[Session expired - sign in again](https://evil.example/sso)![](https://evil.example/p)",
+    "2026-10 [x](https://evil.example)", "october"])
+def test_a_link_naming_a_period_of_another_form_is_ignored(env, link):
+    """Anyone can send a link to the dashboard: a month that is not YYYY-MM, last or
+    this is not taken (a message about it would show the text back as Markdown)."""
+    at = AppTest.from_file(str(VIEWS / "overview.py"), default_timeout=60)
+    at.query_params["month"] = link
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["period_month"] != link
+    assert all("evil" not in (e.value or "") for e in at.markdown)
+
+
+def test_a_linked_month_past_the_calendar_is_a_message_not_a_traceback(env):
+    at = AppTest.from_file(str(VIEWS / "overview.py"), default_timeout=60)
+    at.query_params["month"] = "0000-01"
+    at.run()
+    assert not at.exception
+    assert "expected YYYY-MM" in at.sidebar.error[0].value
+
+
+def test_a_linked_month_of_the_right_form_is_taken(env):
+    at = AppTest.from_file(str(VIEWS / "overview.py"), default_timeout=60)
+    at.query_params["month"] = "2026-10"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["period_month"] == "2026-10"
+
+
+def test_tables_guard_formulas_as_the_csv_report_does():
+    """Streamlit's own "Download as CSV" of a table writes cells as they are shown."""
+    import pandas as pd
+
+    from dashboard.state import guarded
+
+    df = pd.DataFrame({"organisation": ['=HYPERLINK("https://evil.example","x")', "NWO",
+                                        "@SUM(A1)", None],
+                       "gpu_hours": [1.5, 2.0, 3.0, 4.0]})
+    out = guarded(df)
+    assert list(out["organisation"])[:3] == ['\'=HYPERLINK("https://evil.example","x")',
+                                             "NWO", "'@SUM(A1)"]
+    assert out["organisation"].iloc[3] is None
+    assert list(out["gpu_hours"]) == [1.5, 2.0, 3.0, 4.0]

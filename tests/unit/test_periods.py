@@ -62,7 +62,10 @@ def test_custom_periods_are_whole_days():
 @pytest.mark.parametrize(("parse", "text"), [
     (periods.parse_month, "2026-13"), (periods.parse_month, "October"),
     (periods.parse_month, "2026-1"), (periods.parse_quarter, "2026Q5"),
-    (periods.parse_year, "26"), (periods.parse_month, "2026-10; rm -rf /")])
+    (periods.parse_year, "26"), (periods.parse_month, "2026-10; rm -rf /"),
+    # past the calendar: Python's dates end at 9999 and start at 1
+    (periods.parse_month, "0000-01"), (periods.parse_month, "9999-12"),
+    (periods.parse_quarter, "0000Q1"), (periods.parse_year, "9999")])
 def test_bad_periods_are_refused_with_the_expected_form(parse, text):
     with pytest.raises(periods.PeriodError, match="expected"):
         parse(text, "UTC")
