@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,10 +63,19 @@ def read_secret(auth: Auth) -> str:
     return secret
 
 
-def viewer(auth: Auth | None, headers: Mapping[str, str], secret: str | None) -> Viewer:
-    """The viewer of one request, from its headers (names compared case-insensitively)."""
+def viewer(auth: Auth | None, headers: Mapping[str, str], secret: str | None,
+           repeated: Iterable[str] = ()) -> Viewer:
+    """The viewer of one request, from its headers (names compared case-insensitively;
+    `repeated`: the names the request carries more than once)."""
     if auth is None:
         return LOCAL
+    twice = {k.lower() for k in repeated} & {auth.user_header.lower(),
+                                            auth.secret_header.lower()}
+    if twice:
+        # A proxy that adds its header after the client's would leave the client's
+        # first: which one counts is not for the dashboard to guess.
+        return Viewer(None, "none", why=f"the request carries {sorted(twice)[0]} more than "
+                      "once; the proxy must replace it, not add to it")
     lower = {k.lower(): v for k, v in headers.items()}
     sent = lower.get(auth.secret_header.lower(), "")
     if not secret or not hmac.compare_digest(sent.encode(), secret.encode()):

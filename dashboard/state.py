@@ -68,7 +68,9 @@ def viewer() -> Viewer:
     except ConfigError as exc:
         st.error(f"The dashboard cannot check who you are: {exc}")
         st.stop()
-    return access.viewer(cfg.dashboard.auth, st.context.headers.to_dict(), secret)
+    sent = st.context.headers
+    return access.viewer(cfg.dashboard.auth, sent.to_dict(), secret,
+                         repeated=[k for k in sent if len(sent.get_all(k)) > 1])
 
 
 def operator_only() -> None:

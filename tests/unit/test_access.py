@@ -64,6 +64,16 @@ def test_roles_come_from_the_proxy_header_only_with_the_secret():
     assert viewer(a, headers("olga"), None).role == "none"  # no secret known: nobody
 
 
+def test_a_user_or_secret_header_sent_twice_is_nobody():
+    """A proxy that appends its X-Remote-User to the client's would leave the client's
+    first; the dashboard refuses to pick one."""
+    a = auth()
+    for name in ("X-Remote-User", "x-gpu-usage-proxy-secret"):
+        who = viewer(a, headers("olga"), SECRET, repeated=[name])
+        assert who.role == "none" and who.user is None and "more than once" in who.why
+    assert viewer(a, headers("olga"), SECRET, repeated=["Accept"]).role == "operator"
+
+
 def test_a_pi_may_see_their_accounts_only():
     pi = Viewer("piet", "pi", frozenset({"proj_a"}))
     assert pi.may_see("proj_a") and not pi.may_see("proj_c") and not pi.operator
