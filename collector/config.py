@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import unicodedata
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -67,11 +68,24 @@ LOGIN = r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}\Z"  # a login / SSO user name (no
 HEADER_NAME = r"^[A-Za-z0-9-]+\Z"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*\Z"
 HEADER = Annotated[str, Meta(pattern=HEADER_NAME)]
-# A category's or pool's name: any text a report can show as it is (no control, format,
-# bidi, zero-width or line-separating character), so that every site's export of it
-# passes the network report's checks.
-POLICY_NAME = (r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
-               r"\u2060-\u206f\ufeff\ufff9-\ufffb]{1,100}\Z")
+# Characters that do not show as themselves: control, format (bidi, zero-width, soft
+# hyphen), surrogates and line or paragraph separators.
+HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def shows_as_is(text: str, limit: int) -> bool:
+    """Text of 1 to `limit` characters, none of them HIDDEN_CATEGORIES: a name a report,
+    a terminal or a page shows as what it is (any script)."""
+    return 0 < len(text) <= limit and not any(
+        unicodedata.category(ch) in HIDDEN_CATEGORIES for ch in text)
+
+
+def _shown_name(text: str) -> None:
+    # A pool's or category's name: so that every site's export of it passes the
+    # network report's check (store.parquet.plain_name).
+    if not shows_as_is(text, 100):
+        raise FieldError("name", "not a name a report can show (1-100 characters, no "
+                                 "control, format or line-separating character)")
 
 
 class Slurm(_Model):
@@ -236,12 +250,15 @@ def is_loopback(address: str) -> bool:
 
 
 class Pool(_Model):
-    name: Annotated[str, Meta(pattern=POLICY_NAME)]
+    name: str
     share: Annotated[float, Meta(gt=0, le=1)]
+
+    def __post_init__(self) -> None:
+        _shown_name(self.name)
 
 
 class Category(_Model):
-    name: Annotated[str, Meta(pattern=POLICY_NAME)]
+    name: str
     pool: str
     quota_share: Annotated[float, Meta(ge=0, le=1)]
     quota_gpu_hours: Annotated[float, Meta(ge=0)] | None = None
@@ -250,6 +267,7 @@ class Category(_Model):
     account_pattern: str | None = None
 
     def __post_init__(self) -> None:
+        _shown_name(self.name)
         if self.account_pattern is not None:
             try:
                 re.compile(self.account_pattern)
@@ -367,8 +385,6 @@ _PATTERN_WORDS = {
     LOGIN: "not a user name (letters, digits, _ . @ + -; no space)",
     HEADER_NAME: "not an HTTP header name (letters, digits, -)",
     ENV_NAME: "not an environment variable name (letters, digits, _)",
-    POLICY_NAME: "not a name a report can show (1-100 characters, no control, format or "
-                 "line-separating character)",
 }
 _MISSING = re.compile(r"^Object missing required field `(.+)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(.+)`$")

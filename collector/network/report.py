@@ -14,7 +14,6 @@ release reads); store/parquet.py reads the files with DuckDB.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from collector.engine import periods
 from collector.engine.model import fig, part
 from collector.store.parquet import (
+    CONTROL,
     NETWORK,
     SCHEMA,
     SCHEMA_NAME,
@@ -103,7 +103,6 @@ class NetworkReport:
     gpu_types: tuple[NetworkGpuTypeUse, ...] = part("gpu_types")
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # (title, report field, columns) as the documents lay them out.
 SECTIONS = (
     ("Sites: capacity and use", "sites", ("site", "cluster", "data_until", "gpus",
@@ -133,7 +132,7 @@ def read_manifest(path: Path) -> dict:
         raise NetworkError(f"{file}: not a gpu-usage export manifest")
     version = manifest.get("version")
     if type(version) is not int or version != SCHEMA_VERSION:
-        raise NetworkError(f"{file}: export schema version {_CONTROL.sub('?', repr(version))[:50]};"
+        raise NetworkError(f"{file}: export schema version {CONTROL.sub('?', repr(version))[:50]};"
                            f" this release reads version {SCHEMA_VERSION}")
     site, clusters, rows = manifest.get("site"), manifest.get("clusters"), manifest.get("rows")
     if not plain_name(site):
@@ -302,7 +301,7 @@ def render(report: NetworkReport, fmt: str) -> str:
         if value is not None and kind in ("ratio", "share"):
             return f"{value:.1%}"
         # Names come from other sites' files: no terminal control sequence gets through.
-        return _CONTROL.sub("?", text.cell(column, value))
+        return CONTROL.sub("?", text.cell(column, value))
 
     def numeric(cls: type, column: str) -> bool:
         return convert.unit(cls, column) in ("gpu_s", "joules", "ratio", "share", "count")

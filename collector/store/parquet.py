@@ -19,12 +19,13 @@ import errno
 import os
 import re
 import stat
-import unicodedata
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+from collector.config import HIDDEN_CATEGORIES, shows_as_is
 
 SCHEMA_NAME = "gpu-usage-export"
 SCHEMA_VERSION = 1
@@ -98,11 +99,9 @@ NETWORK = "(network)"   # the network report's total: no site has this name
 
 
 def plain_name(text: object) -> bool:
-    """A site's or cluster's name that shows as what it is: text of 1-200 characters
-    without control, format (bidi, zero-width) or line-separating characters, and not
-    the network's own row."""
-    return isinstance(text, str) and 0 < len(text) <= 200 and text != NETWORK and not any(
-        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in text)
+    """A site's or cluster's name that shows as what it is (config.shows_as_is, up to
+    200 characters), and not the network's own row."""
+    return isinstance(text, str) and text != NETWORK and shows_as_is(text, 200)
 
 
 class ParquetError(Exception):
@@ -186,13 +185,14 @@ NULLABLE = {("categories", "quota_gpu_hours_per_month"), ("jobs", "energy_joules
 # row that breaks it). Another site's file is input like any other: a negative second,
 # a share past 1 or a NaN would otherwise become a silently wrong network total.
 _SHARE = "NOT (isfinite({c}) AND {c} >= 0 AND {c} <= 1)"
-# A name holding a control, format (bidi, zero-width) or line-separating character:
-# no policy or Slurm names one so, and a terminal or a page would act on it.
-_ODD = "regexp_matches({c}, '[\\p{{Cc}}\\p{{Cf}}\\p{{Zl}}\\p{{Zp}}]')"
+# A name holding a character of config.HIDDEN_CATEGORIES (control, format, bidi,
+# zero-width, line-separating): no policy or Slurm names one so, and a terminal or a
+# page would act on it.
+_HIDDEN = "[" + "".join(rf"\p{{{k}}}" for k in HIDDEN_CATEGORIES) + "]"
 
 
 def _odd(*columns: str) -> str:
-    return " OR ".join(_ODD.format(c=c) for c in columns)
+    return " OR ".join(f"regexp_matches({c}, '{_HIDDEN}')" for c in columns)
 
 
 RULES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -262,7 +262,7 @@ REPORTED = ("usage_day", "capacity_day", "categories")
 # directory); a month partition is YYYY-MM.
 _PATTERN = set("*?[]{}")
 _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # shown as ?
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ class ExportDir:
 
 def _shown(path: Path) -> str:
     """A path for a message: a file name in another site's export is free text."""
-    return _CONTROL.sub("?", str(path))
+    return CONTROL.sub("?", str(path))
 
 
 def export_files(export: ExportDir) -> dict[str, list[str]]:
@@ -372,7 +372,7 @@ def _check_columns(where: str, name: str, held: dict[str, str]) -> None:
         # gpu_seconds without the checks below, which look names up exactly.
         if (h not in columns and h.lower() in {c.lower() for c in columns}) \
                 or lower.count(h.lower()) > 1:
-            raise ParquetError(f"{where}: column {_CONTROL.sub('?', h)!r} is not the "
+            raise ParquetError(f"{where}: column {CONTROL.sub('?', h)!r} is not the "
                                "schema's name (names are exact, lower case)")
     for c, t in columns.items():
         if c not in held:
