@@ -6,6 +6,7 @@ sidebar (shared by every page) and runs the chosen page from views/.
 
 import streamlit as st
 
+from collector.documents.text import md_escape
 from dashboard import state
 
 st.set_page_config(page_title="GPU usage", page_icon=":material/memory:", layout="wide")
@@ -35,7 +36,7 @@ if who.role == "none":
     st.stop()
 page = st.navigation(PAGES if who.operator else PI_PAGES)
 names = cfg.slurm.clusters
-st.sidebar.markdown(f"**{cfg.facility.name}** · "
+st.sidebar.markdown(f"**{md_escape(cfg.facility.name)}** · "
                     + (f"cluster `{names[0]}`" if len(names) == 1 else f"{len(names)} clusters"))
 st.session_state["cluster"] = state.cluster_picker(cfg)
 if cfg.dashboard.auth is None:

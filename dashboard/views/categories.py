@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from collector.documents.text import md_escape
 from dashboard import charts, queries, state
 
 cfg = state.settings()
@@ -22,7 +23,7 @@ category = st.selectbox("Category", present, key="drill_category")
 projects = queries.breakdown(rows, "account", category=category)
 left, right = st.columns(2)
 with left:
-    st.subheader(f"Projects in {category}")
+    st.subheader(f"Projects in {md_escape(category)}")
     state.table(projects, hours=("gpu_hours",), ratios=("share",))
 with right:
     project = st.selectbox("Project (Slurm account)", list(projects["account"]),
@@ -31,7 +32,7 @@ with right:
     state.table(queries.breakdown(rows, "user", category=category, account=project),
                 hours=("gpu_hours",), ratios=("share",))
 
-st.subheader(f"{category}: by GPU type and partition")
+st.subheader(f"{md_escape(category)}: by GPU type and partition")
 g, p = st.columns(2)
 with g:
     gt = queries.breakdown(rows, "gpu_type", category=category)

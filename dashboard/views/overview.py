@@ -3,6 +3,7 @@ trend by category and the commercial-share check."""
 
 import streamlit as st
 
+from collector.documents.text import md_escape
 from dashboard import charts, queries, state
 
 cfg = state.settings()
@@ -14,7 +15,7 @@ order = queries.category_order(cfg)
 
 scope = state.cluster()
 st.title(f"GPU usage · {period.label}" + (f" · cluster {scope}" if scope else ""))
-st.caption(f"{head.facility} · {head.start[:10]} to {head.end[:10]} ({head.timezone}) · "
+st.caption(f"{md_escape(head.facility)} · {head.start[:10]} to {head.end[:10]} ({head.timezone}) · "
            f"data until {head.data_until} · last collection {head.last_collection or 'never'}")
 
 # The live view (squeue) is the facility's: not shown against one cluster's figures.

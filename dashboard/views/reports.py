@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from collector.documents.text import render
+from collector.documents.text import md_escape, render
 from dashboard import queries, state
 
 cfg = state.settings()
@@ -11,8 +11,9 @@ month = st.selectbox("Month", queries.recent_months(cfg)[1:] + queries.recent_mo
                      key="report_month")
 period = queries.period_of(cfg, "month", month)
 rep = state.report(period)
-st.caption(f"{rep.facility} · {month} · generated {queries.heading(rep).generated} · the same "
-           "figures as `gpu-usage report --month " + month + " --format json`")
+st.caption(f"{md_escape(rep.facility)} · {month} · generated "
+           f"{queries.heading(rep).generated} · the same figures as "
+           f"`gpu-usage report --month {month} --format json`")
 c1, c2, c3, c4 = st.columns(4)
 c1.download_button("PDF (for funders)", state.document(period, "pdf"),
                    file_name=f"gpu-usage-{month}.pdf", mime="application/pdf")

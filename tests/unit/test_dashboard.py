@@ -311,3 +311,18 @@ def test_tables_guard_formulas_as_the_csv_report_does():
                                              "NWO", "'@SUM(A1)"]
     assert out["organisation"].iloc[3] is None
     assert list(out["gpu_hours"]) == [1.5, 2.0, 3.0, 4.0]
+
+
+def test_the_facility_name_shows_as_text_not_markup(env, tmp_path, monkeypatch, site):
+    # The policy is the operator's, but a name like this still must not become a link
+    # or emphasis on the pages that show it in Markdown (caption, sidebar).
+    name = "Fake [Factory](https://evil.example) *now*"
+    text = site[0].read_text()
+    old = '"name" = "Fake Factory"'
+    assert old in text
+    (tmp_path / "p.toml").write_text(text.replace(old, f'"name" = "{name}"'))
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(tmp_path / "p.toml"))
+    for page in ("overview", "reports"):
+        at = run_page(page, report_month="2026-10")
+        caption = at.caption[0].value
+        assert r"Fake \[Factory\](https://evil.example) \*now\*" in caption, caption
