@@ -365,9 +365,15 @@ def data_quality(rep: Report) -> dict:
         "rejected_lines": q.rejected_lines,
         "rejected_sample": _frame(rep, q.rejected_sample, ["source", "line_no", "reason",
                                                            "line"]),
-        "ambiguous_accounts": dict(q.ambiguous_accounts),
-        "tree_conflicts": dict(q.tree_conflicts),
-        "nodes_without_inventory": list(q.nodes_without_inventory),
+        # Names from Slurm go to tables (plain cells), never into a sentence: Streamlit
+        # renders Markdown with autolinks whatever the escaping.
+        "ambiguous_accounts": pd.DataFrame(
+            [(a, ", ".join(c)) for a, c in q.ambiguous_accounts],
+            columns=["account", "categories"]),
+        "tree_conflicts": pd.DataFrame(
+            [(a, ", ".join(p)) for a, p in q.tree_conflicts], columns=["account", "parents"]),
+        "nodes_without_inventory": pd.DataFrame(
+            [(n,) for n in q.nodes_without_inventory], columns=["node"]),
     }
 
 

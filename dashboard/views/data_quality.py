@@ -3,7 +3,6 @@ unreadable lines, the last collection, and the difference from sreport."""
 
 import streamlit as st
 
-from collector.documents.text import md_escape
 from dashboard import queries, state
 
 period = state.current_period()
@@ -23,20 +22,17 @@ if dq["unmapped"].empty:
     st.success("Every account with use maps to a category.")
 else:
     state.table(dq["unmapped"], hours=("gpu_hours",))
-if dq["ambiguous_accounts"]:
-    st.warning("Accounts that match several categories (the first wins): " + ", ".join(
-        f"{md_escape(a)} → {md_escape(', '.join(c))}"
-        for a, c in dq["ambiguous_accounts"].items()))
-
-if dq["tree_conflicts"]:
+if not dq["ambiguous_accounts"].empty:
+    st.warning("Accounts that match several categories (the first wins):")
+    state.table(dq["ambiguous_accounts"])
+if not dq["tree_conflicts"].empty:
     st.warning("Accounts under different parents on different clusters (the first "
-               "cluster's parent counts for the facility): " + ", ".join(
-                   f"{md_escape(a)} → {md_escape(', '.join(c))}"
-                   for a, c in dq["tree_conflicts"].items()))
-
-if dq["nodes_without_inventory"]:
+               "cluster's parent counts for the facility):")
+    state.table(dq["tree_conflicts"])
+if not dq["nodes_without_inventory"].empty:
     st.warning("Nodes in maintenance that no collection has seen, counted at the cluster's "
-               "average GPUs per node: " + md_escape(", ".join(dq["nodes_without_inventory"])))
+               "average GPUs per node:")
+    state.table(dq["nodes_without_inventory"])
 
 st.subheader("Unusual job states")
 if dq["unusual_states"].empty:

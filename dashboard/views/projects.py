@@ -15,8 +15,9 @@ doc = queries.document(rep)             # the JSON document, also offered for do
 mine = list(rep.scope.accounts) if hasattr(rep, "scope") else []
 
 st.title(f"My projects · {period.label}")
-st.caption(f"{md_escape(rep.facility)} · projects {md_escape(', '.join(mine))} · data until "
-           f"{queries.heading(rep).data_until}")
+# The projects' names are in the tables below (plain cells), not in this Markdown line.
+st.caption(f"{md_escape(rep.facility)} · {len(mine)} project{'s' if len(mine) != 1 else ''} · "
+           f"data until {queries.heading(rep).data_until}")
 
 accounts, users = queries.project_accounts(rep), queries.project_users(rep)
 c1, c2 = st.columns(2)

@@ -17,7 +17,7 @@ from collector.engine import periods  # noqa: E402
 from dashboard import queries  # noqa: E402
 
 from . import fakeslurm  # noqa: E402
-from .dashboard_fixture import NOW, VIEWS, make  # noqa: E402
+from .dashboard_fixture import NOW, VIEWS, make, toml_of  # noqa: E402
 
 OCT_H = 31 * 24
 
@@ -326,3 +326,22 @@ def test_the_facility_name_shows_as_text_not_markup(env, tmp_path, monkeypatch, 
         at = run_page(page, report_month="2026-10")
         caption = at.caption[0].value
         assert r"Fake \[Factory\](https://evil.example) \*now\*" in caption, caption
+
+
+def test_names_from_slurm_on_the_data_quality_page_are_table_cells(env, tmp_path, monkeypatch,
+                                                                    site):
+    # An account two categories claim: its name (Slurm's, and `www.x.org` would be a
+    # valid one that Streamlit autolinks in any Markdown) goes to a table, not a sentence.
+    policy = {**fakeslurm.POLICY, "store": {"path": str(site[2].store.path)}}
+    policy["categories"] = [*policy["categories"], {
+        "name": "all_eurohpc", "pool": "eurohpc", "quota_share": 0.1,
+        "accounts_under": ["eurohpc"]}]
+    (tmp_path / "p.toml").write_text(toml_of(policy))
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(tmp_path / "p.toml"))
+    at = run_page("data_quality")
+    warning = next(w.value for w in at.warning if "several categories" in w.value)
+    assert "ehpc_a" not in warning and "com_acme" not in warning
+    tables = [t.value for t in at.dataframe if header("categories") in t.value.columns]
+    assert len(tables) == 1
+    got = dict(zip(tables[0][header("account")], tables[0][header("categories")], strict=True))
+    assert got["ehpc_a"] == "eu_science, all_eurohpc" and "com_acme" in got
