@@ -43,6 +43,6 @@ if cfg.dashboard.auth is None:
     st.sidebar.caption("No [dashboard.auth] configured: listening on localhost only, "
                        "every visitor is an operator.")
 else:
-    st.sidebar.caption(f"Signed in as {who.user} ({who.role})")
+    st.sidebar.caption(f"Signed in as {md_escape(who.user or '')} ({who.role})")
 st.session_state["period"] = state.period_picker(cfg)
 page.run()

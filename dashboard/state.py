@@ -162,7 +162,7 @@ def rows(period: Period) -> pd.DataFrame:
 
 def burn(account: str) -> pd.DataFrame:
     if not viewer().may_see(account):
-        st.error(f"No access to {account}.")
+        st.error(f"No access to {md_escape(account)}.")
         st.stop()
     return _guard(_burn, config_path(), account, _version())
 

@@ -49,7 +49,7 @@ with right:
     st.altair_chart(charts.quota_bars(pools, "pool"), use_container_width=True)
     com = queries.commercial(rep)
     share, limit = com["share_of_pool"], com["max_share_of_pool"]
-    text = (f"Commercial use: **{state.pct(share)}** of the {com['pool']} pool "
+    text = (f"Commercial use: **{state.pct(share)}** of the {md_escape(com['pool'])} pool "
             f"(limit {limit:.0%}; {com['gpu_hours']:,.1f} of {com['pool_quota_gpu_hours']:,.1f}"
             " GPU-h)")
     (st.success if com["within_limit"] else st.warning)(
