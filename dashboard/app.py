@@ -32,7 +32,7 @@ cfg = state.settings()
 who = state.viewer()
 if who.role == "none":
     st.title("GPU usage")
-    st.error(f"No access: {who.why}.")
+    state.said(st.error, "No access:", who.why or "")
     st.stop()
 page = st.navigation(PAGES if who.operator else PI_PAGES)
 names = cfg.slurm.clusters
@@ -43,6 +43,6 @@ if cfg.dashboard.auth is None:
     st.sidebar.caption("No [dashboard.auth] configured: listening on localhost only, "
                        "every visitor is an operator.")
 else:
-    st.sidebar.caption(f"Signed in as {md_escape(who.user or '')} ({who.role})")
+    st.sidebar.text(f"Signed in as {who.user} ({who.role})")  # text: never a mailto link
 st.session_state["period"] = state.period_picker(cfg)
 page.run()

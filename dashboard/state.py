@@ -43,10 +43,10 @@ def settings() -> Settings:
     try:
         return _settings(path, Path(path).stat().st_mtime)
     except FileNotFoundError:
-        st.error(f"Policy file {path} not found; start the dashboard with "
-                 f"`gpu-usage dashboard --config FILE` (or set {CONFIG_ENV}).")
+        said(st.error, "Policy file not found; start the dashboard with `gpu-usage "
+             f"dashboard --config FILE` (or set {CONFIG_ENV}):", path)
     except ConfigError as exc:
-        st.error(f"The policy file {path} is not valid:\n\n```\n{exc}\n```")
+        said(st.error, "The policy file is not valid:", f"{path}\n{exc}")
     st.stop()
     raise AssertionError  # pragma: no cover - st.stop() does not return
 
@@ -66,7 +66,7 @@ def viewer() -> Viewer:
     try:
         secret = _secret(path, Path(path).stat().st_mtime)
     except ConfigError as exc:
-        st.error(f"The dashboard cannot check who you are: {exc}")
+        said(st.error, "The dashboard cannot check who you are:", str(exc))
         st.stop()
     sent = st.context.headers
     return access.viewer(cfg.dashboard.auth, sent.to_dict(), secret,
@@ -128,8 +128,8 @@ def _guard(fn, *args):
     try:
         return fn(*args)
     except StoreError as exc:
-        st.warning(f"No data yet: {exc}. Run `gpu-usage collect --config {config_path()}` "
-                   "first.")
+        said(st.warning, "No data yet: run `gpu-usage collect` with the dashboard's policy "
+             "file first.", f"{exc}\ngpu-usage collect --config {config_path()}")
         st.stop()
 
 
@@ -162,7 +162,7 @@ def rows(period: Period) -> pd.DataFrame:
 
 def burn(account: str) -> pd.DataFrame:
     if not viewer().may_see(account):
-        st.error(f"No access to {md_escape(account)}.")
+        st.error("No access to this project.")
         st.stop()
     return _guard(_burn, config_path(), account, _version())
 
@@ -307,6 +307,14 @@ def table(df: pd.DataFrame, hours: tuple[str, ...] = (), ratios: tuple[str, ...]
     styled = shown.style.format({names[c]: f for c, f in fmt.items()}, na_rep="-")
     st.dataframe(styled, hide_index=True, use_container_width=True,
                  **({"height": height} if height else {}))
+
+
+def said(alert, sentence: str, text: str) -> None:
+    """A message whose detail is text from elsewhere (Slurm's stderr, an error, a path,
+    a login): the sentence rendered, the text below it as it is (st.code renders no
+    Markdown: no link, image or icon, whatever the text holds)."""
+    alert(sentence)
+    st.code(text, language=None, wrap_lines=True)
 
 
 def empty(message: str) -> None:

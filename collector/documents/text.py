@@ -458,13 +458,21 @@ def _csv(report: model.Report) -> str:
 
 
 _MD_ACTIVE = re.compile(r"([\\`*_\[\]!|~$])")
+# What makes a line a heading, quote, list item or rule when it starts the line.
+_MD_BLOCK = re.compile(r"^(\s*)([#>+=-])|^(\s*\d+)([.)])")
 
 
-def md_escape(text: str) -> str:
+def md_escape(text: str, first: bool = False) -> str:
     """Text for a Markdown line or table cell: shown as is, never as markup (no link,
-    image, emphasis, math, HTML or extra table column) and on one line."""
+    image, emphasis, math, HTML or extra table column) and on one line. `first`: the
+    text starts the line, so a leading `#`, `>`, `-`, `+`, `=` or `1.` is escaped too.
+    (Bare URLs and e-mail addresses still autolink where the renderer does that, as
+    Streamlit does: text other people write does not go into rendered Markdown.)"""
     text = _MD_ACTIVE.sub(r"\\\1", text).replace("<", "&lt;")
-    return re.sub(r"[\r\n\t]+", " ", text)
+    text = re.sub(r"[\r\n\t]+", " ", text)
+    if not first:
+        return text
+    return _MD_BLOCK.sub(lambda m: f"{m[1]}\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}", text)
 
 
 class Grid(NamedTuple):

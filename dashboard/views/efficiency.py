@@ -5,7 +5,7 @@ docs/efficiency.md."""
 
 import streamlit as st
 
-from collector.documents.text import efficiency_sentence
+from collector.documents.text import efficiency_sentence, md_escape
 from dashboard import charts, queries, state
 
 cfg = state.settings()
@@ -24,7 +24,7 @@ if eff.recorded:
     tiles[2].metric("Jobs idle > 1 h", f"{total.long_idle_jobs:,}")
     tiles[3].metric("GPU-hours with GPU data", state.pct(eff.coverage))
 else:
-    state.empty(f"GPU use is {efficiency_sentence(rep)}. Quota and allocated GPU-hours "
+    state.empty(f"GPU use is {md_escape(efficiency_sentence(rep))}. Quota and allocated GPU-hours "
                 "are shown; busy and idle are no data.")
 # Quota and allocated are known without GPU data: the chart shows what there is.
 st.altair_chart(charts.efficiency_bars(queries.efficiency_bars(df), order),
@@ -47,4 +47,5 @@ if eff.recorded:
                         hours=("gpu_hours", "gpu_hours_with_gpu_data", "kwh"),
                         ratios=("busy_share", "idle_share"), counts=("jobs_idle_over_1h",),
                         rates=("kwh_per_gpu_hour",))
-st.caption(f"GPU efficiency: {efficiency_sentence(rep)}.")
+# The sentence names the policy's categories over the idle threshold.
+st.caption(f"GPU efficiency: {md_escape(efficiency_sentence(rep))}.")

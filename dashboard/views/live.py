@@ -9,7 +9,8 @@ order = queries.category_order(cfg)
 st.title("Live")
 live, why = state.live()
 if live is None:
-    st.warning(f"Slurm cannot be reached from the dashboard, so there is no live view: {why}")
+    state.said(st.warning, "Slurm cannot be reached from the dashboard, so there is no live "
+               "view:", why or "")
     st.stop()
 running, pending = int(live.by_category["running_gpus"].sum()), int(
     live.by_category["pending_gpus"].sum())

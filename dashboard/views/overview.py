@@ -14,8 +14,10 @@ live, _ = state.live()
 order = queries.category_order(cfg)
 
 scope = state.cluster()
-st.title(f"GPU usage · {period.label}" + (f" · cluster {scope}" if scope else ""))
-st.caption(f"{md_escape(head.facility)} · {head.start[:10]} to {head.end[:10]} ({head.timezone}) · "
+# A cluster's name has no backtick (config.SLURM_NAME): in a code span, never a link.
+st.title(f"GPU usage · {period.label}" + (f" · cluster `{scope}`" if scope else ""))
+st.caption(f"{md_escape(head.facility, first=True)} · {head.start[:10]} to {head.end[:10]} "
+           f"({head.timezone}) · "
            f"data until {head.data_until} · last collection {head.last_collection or 'never'}")
 
 # The live view (squeue) is the facility's: not shown against one cluster's figures.

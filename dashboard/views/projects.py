@@ -16,7 +16,8 @@ mine = list(rep.scope.accounts) if hasattr(rep, "scope") else []
 
 st.title(f"My projects · {period.label}")
 # The projects' names are in the tables below (plain cells), not in this Markdown line.
-st.caption(f"{md_escape(rep.facility)} · {len(mine)} project{'s' if len(mine) != 1 else ''} · "
+st.caption(f"{md_escape(rep.facility, first=True)} · {len(mine)} "
+           f"project{'s' if len(mine) != 1 else ''} · "
            f"data until {queries.heading(rep).data_until}")
 
 accounts, users = queries.project_accounts(rep), queries.project_users(rep)

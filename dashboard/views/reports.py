@@ -11,7 +11,7 @@ month = st.selectbox("Month", queries.recent_months(cfg)[1:] + queries.recent_mo
                      key="report_month")
 period = queries.period_of(cfg, "month", month)
 rep = state.report(period)
-st.caption(f"{md_escape(rep.facility)} · {month} · generated "
+st.caption(f"{md_escape(rep.facility, first=True)} · {month} · generated "
            f"{queries.heading(rep).generated} · the same figures as "
            f"`gpu-usage report --month {month} --format json`")
 c1, c2, c3, c4 = st.columns(4)

@@ -401,7 +401,7 @@ def test_the_dashboard_shows_the_facility_or_the_picked_cluster(two, tmp_path, m
     used = {at.title[0].value: next(m.value for m in at.metric if m.label == "Used GPU-hours")
             for at in (whole, gpu2)}
     assert used == {"GPU usage · 2026-10": f"{TOTAL_OCT_GPU_H + GPU2_H} GPU-h",
-                    "GPU usage · 2026-10 · cluster gpu2": f"{GPU2_H} GPU-h"}
+                    "GPU usage · 2026-10 · cluster `gpu2`": f"{GPU2_H} GPU-h"}
     assert [s.value for s in whole.subheader].count("Clusters") == 1
     assert "Clusters" not in [s.value for s in gpu2.subheader]
     # The app's sidebar offers the clusters (operators; no [dashboard.auth] here).

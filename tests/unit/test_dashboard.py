@@ -48,6 +48,13 @@ def run_page(name: str, **state) -> AppTest:
     return at
 
 
+def rendered(at: AppTest) -> list[str]:
+    """The text of every element Streamlit renders as Markdown (main area and sidebar)."""
+    kinds = ("title", "header", "subheader", "caption", "markdown", "warning", "info",
+             "success", "error")
+    return [e.value for kind in kinds for e in getattr(at, kind)]
+
+
 def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -117,7 +124,9 @@ def test_live_without_slurm_says_why(env, monkeypatch):
     st.cache_data.clear()  # the live view is cached for 30 s, like the exporter's
     monkeypatch.setenv("FAKE_SLURM_FAIL", "1")
     at = run_page("live")
-    assert any("Slurm cannot be reached" in w.value and "squeue" in w.value for w in at.warning)
+    assert any("Slurm cannot be reached" in w.value for w in at.warning)
+    # Slurm's own words (stderr) are shown as text, never rendered as Markdown.
+    assert "squeue" in at.code[0].value and at.code[0].language == "plaintext"
 
 
 def test_data_quality_shows_the_unmapped_account_and_missing_sreport_check(env):
@@ -155,7 +164,7 @@ def test_a_bad_policy_file_names_the_problem(env, tmp_path, monkeypatch):
     monkeypatch.setenv("GPU_USAGE_CONFIG", str(tmp_path / "bad.toml"))
     at = AppTest.from_file(str(VIEWS / "overview.py"), default_timeout=60).run()
     assert not at.exception
-    assert "Mars/Base" in at.error[0].value
+    assert "not valid" in at.error[0].value and "Mars/Base" in at.code[0].value
 
 
 # --- the named queries -------------------------------------------------------------------
@@ -267,6 +276,25 @@ def test_efficiency_page_busy_idle_and_the_most_idle_projects(tmp_path, monkeypa
     assert set(others.measure) <= {"quota", "allocated"} and len(others)
 
 
+def test_the_efficiency_sentence_names_categories_as_text(tmp_path, monkeypatch):
+    # The sentence names the categories over the idle threshold (policy names, which
+    # may hold * or [): escaped in the caption, not emphasis or a link.
+    jobs, steps = fakeslurm.gpu_use_jobs()
+    name = "com*mer*cial [x](y)"
+    cats = [dict(c, name=name) if c["name"] == "commercial" else c
+            for c in fakeslurm.POLICY["categories"]]
+    path, env, _ = make(tmp_path, jobs, {"categories": cats, "commercial": {
+        "category": name, "pool": "eurohpc", "max_share_of_pool": 0.2},
+        "efficiency": {"idle_share_alert": 0.2}}, steps)
+    monkeypatch.setenv("GPU_USAGE_CONFIG", str(path))
+    monkeypatch.setenv(clock.ENV, str(NOW))
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_SLURM_DIR", env["FAKE_SLURM_DIR"])
+    at = run_page("efficiency", period_month="2026-11")
+    caption = next(c.value for c in at.caption if c.value.startswith("GPU efficiency"))
+    assert r"alert threshold (20%): com\*mer\*cial \[x\](y)" in caption, caption
+
+
 @pytest.mark.parametrize("link", [
     "[Session expired - sign in again](https://evil.example/sso)![](https://evil.example/p)",
     "2026-10 [x](https://evil.example)", "october"])
@@ -314,9 +342,10 @@ def test_tables_guard_formulas_as_the_csv_report_does():
 
 
 def test_the_facility_name_shows_as_text_not_markup(env, tmp_path, monkeypatch, site):
-    # The policy is the operator's, but a name like this still must not become a link
-    # or emphasis on the pages that show it in Markdown (caption, sidebar).
-    name = "Fake [Factory](https://evil.example) *now*"
+    # The policy is the operator's, but a name like this still must not become a
+    # bracketed link or emphasis on the pages that show it in Markdown. (The bare URL
+    # inside still autolinks: Streamlit does that whatever the escaping.)
+    name = "# Fake [Factory](https://evil.example) *now*"   # first on its line: no heading
     text = site[0].read_text()
     old = '"name" = "Fake Factory"'
     assert old in text
@@ -325,7 +354,7 @@ def test_the_facility_name_shows_as_text_not_markup(env, tmp_path, monkeypatch, 
     for page in ("overview", "reports"):
         at = run_page(page, report_month="2026-10")
         caption = at.caption[0].value
-        assert r"Fake \[Factory\](https://evil.example) \*now\*" in caption, caption
+        assert caption.startswith(r"\# Fake \[Factory\](https://evil.example) \*now\*"), caption
 
 
 def test_names_from_slurm_on_the_data_quality_page_are_table_cells(env, tmp_path, monkeypatch,
@@ -339,8 +368,8 @@ def test_names_from_slurm_on_the_data_quality_page_are_table_cells(env, tmp_path
     (tmp_path / "p.toml").write_text(toml_of(policy))
     monkeypatch.setenv("GPU_USAGE_CONFIG", str(tmp_path / "p.toml"))
     at = run_page("data_quality")
-    warning = next(w.value for w in at.warning if "several categories" in w.value)
-    assert "ehpc_a" not in warning and "com_acme" not in warning
+    assert any("several categories" in w.value for w in at.warning)
+    assert not [t for t in rendered(at) if "ehpc_a" in t or "com_acme" in t]
     tables = [t.value for t in at.dataframe if header("categories") in t.value.columns]
     assert len(tables) == 1
     got = dict(zip(tables[0][header("account")], tables[0][header("categories")], strict=True))

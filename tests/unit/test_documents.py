@@ -333,3 +333,16 @@ def test_cut_keeps_the_limit_and_says_how_long_the_text_was():
     assert cut("x" * SHOWN_MAX, SHOWN_MAX) == "x" * SHOWN_MAX
     long = cut("y" * 20_000, SHOWN_MAX)
     assert len(long) == SHOWN_MAX and long.endswith("… [cut, 20,000 characters]")
+
+
+@pytest.mark.parametrize(("text", "first", "inline"), [
+    ("# Big", r"\# Big", "# Big"), ("  > quote", r"  \> quote", "  > quote"),
+    ("- item", r"\- item", "- item"), ("+ item", r"\+ item", "+ item"),
+    ("12. item", r"12\. item", "12. item"), ("3) item", r"3\) item", "3) item"),
+    ("===", r"\===", "==="), ("a-b #c 1.", "a-b #c 1.", "a-b #c 1."),
+    ("*x* [l](u)", r"\*x\* \[l\](u)", r"\*x\* \[l\](u)")])
+def test_md_escape_at_the_start_of_a_line_escapes_block_markers(text, first, inline):
+    # Text that starts a Markdown line (a dashboard caption opening with the facility's
+    # name) must not make it a heading, quote, list or rule; inside a line it stays.
+    assert md_escape(text, first=True) == first
+    assert md_escape(text) == inline
