@@ -11,8 +11,8 @@ months.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import pwd
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +36,7 @@ from .history import (
     HistoryJob,
     HistorySpec,
     HistoryStep,
+    add_months,
     energy_j,
     generate,
     generate_by_month,
@@ -50,7 +51,7 @@ from .layout import (
     PARTITION,
     Layout,
 )
-from .processes import ClusterError
+from .processes import ClusterError, run_slurm
 
 USAGE_TABLES = tuple(f"{kind}_{period}_table" for kind in ("usage", "assoc_usage", "wckey_usage")
                      for period in ("hour", "day", "month"))
@@ -355,30 +356,14 @@ def _measured_statistics(lay: Layout) -> None:
         conn.close()
 
 
-def rollup(lay: Layout, since: int, progress: Progress, timeout_s: float = 1800,
-           steer: bool = False) -> float:
-    """Make slurmdbd roll usage up again from `since`; return the seconds it took.
-    `steer`: a large backfill, whose rollup must go through slurmdbd's index
-    (_steer_to_rollup_index)."""
+def rollup(lay: Layout, since: int, progress: Progress, timeout_s: float = 1800) -> float:
+    """Make slurmdbd roll usage up again from `since` (the last-rollup marks go back to
+    it and slurmdbd restarts); return the seconds it took."""
     from .cluster import restart_slurmdbd
 
-    if steer:
-        try:
-            _steer_to_rollup_index(lay)
-        except Exception:
-            # MariaDB keeps the raised statistics on disk: put the measured ones back
-            # if it still answers, then say what failed.
-            with contextlib.suppress(Exception):
-                _measured_statistics(lay)
-            raise
+    _set_marks(lay, since)
     conn = database.connect(lay, lay.db_name)
     try:
-        with conn.cursor() as cur:
-            # A new cluster has no marks until its first rollup: replace, do not update.
-            cur.execute(f"DELETE FROM `{lay.cluster}_last_ran_table`")
-            cur.execute(f"INSERT INTO `{lay.cluster}_last_ran_table` (hourly_rollup, "
-                        "daily_rollup, monthly_rollup) VALUES (%s, %s, %s)", (since, since, since))
-        conn.commit()
         started = time.monotonic()
         restart_slurmdbd(lay)
         want = _expected_marks(int(clock.now()))
@@ -396,8 +381,6 @@ def rollup(lay: Layout, since: int, progress: Progress, timeout_s: float = 1800,
             time.sleep(0.5)
     finally:
         conn.close()
-        if steer:
-            _measured_statistics(lay)
 
 
 def _rollup_start(lay: Layout, history_start: int) -> int:
@@ -451,39 +434,68 @@ def write(lay: Layout, history: History, progress: Progress) -> dict[str, float]
     return timings
 
 
-def write_by_month(lay: Layout, spec: HistorySpec, progress: Progress) -> dict[str, float]:
+def _clear_from(cur, lay: Layout, first_id: int) -> None:
+    """Remove the rows of an interrupted month: its jobs (ids from `first_id` on) and
+    their steps; its events and reservations are written again with REPLACE."""
+    cur.execute(f"DELETE s FROM `{lay.cluster}_step_table` s JOIN `{lay.cluster}_job_table` j "
+                "ON s.job_db_inx = j.job_db_inx WHERE j.id_job >= %s AND j.id_job < %s",
+                (first_id, FIRST_LIVE_JOB_ID))
+    cur.execute(f"DELETE FROM `{lay.cluster}_job_table` WHERE id_job >= %s AND id_job < %s",
+                (first_id, FIRST_LIVE_JOB_ID))
+
+
+def write_by_month(lay: Layout, spec: HistorySpec, progress: Progress,
+                   state: dict | None = None) -> dict[str, float]:
     """Replace any earlier backfill by the history of `spec` made a month at a time
     (history.generate_by_month: a month's jobs in memory at once), each month written
-    as it is made; then roll it all up. Returns timings (generate_s, write_s, rollup_s)."""
+    as it is made; then roll it up a month at a time (rollup_by_month). Each finished
+    month is recorded in <run dir>/etc/backfill-progress.json, so that a backfill
+    interrupted (a machine switched off, a session's end) can be finished later by
+    `resume`: `state` is that record, None for a new backfill. Returns timings
+    (generate_s, write_s, rollup_s) summed over every part, earlier ones included."""
     import pymysql
 
-    timings = {"generate_s": 0.0, "write_s": 0.0, "step_rows": 0}
+    if state is None:
+        state = {"spec": spec.__dict__, "months_written": 0, "rollup_from": None,
+                 "months_rolled_up": 0, "generate_s": 0.0, "write_s": 0.0, "rollup_s": 0.0,
+                 "step_rows": 0, "jobs": 0}
+    resuming = state["months_written"] > 0
     conn = database.connect(lay, lay.db_name)
     months = generate_by_month(spec, lay.nodes, progress)
     try:
         with conn.cursor() as cur:
             cur.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
             ids = _ids(cur, lay.cluster)
-            t0 = time.monotonic()
-            clear_history(cur, lay, spec.end)
-            conn.commit()
-            timings["write_s"] += time.monotonic() - t0
+            if not resuming:
+                t0 = time.monotonic()
+                clear_history(cur, lay, spec.end)
+                conn.commit()
+                state["write_s"] += time.monotonic() - t0
+                save_progress(lay, state)
             resv = 0
             for m in range(spec.months):
                 t0 = time.monotonic()
                 history = next(months)
-                timings["generate_s"] += time.monotonic() - t0
+                state["generate_s"] += time.monotonic() - t0
+                if m < state["months_written"]:  # written before the interruption
+                    resv += len(history.maintenance)
+                    continue
                 t0 = time.monotonic()
                 if history.jobs and max(j.job_id for j in history.jobs) >= FIRST_LIVE_JOB_ID:
                     raise ClusterError(f"history job ids reach {FIRST_LIVE_JOB_ID}, where "
                                        "live job ids start: make the history smaller")
+                if resuming and history.jobs:
+                    _clear_from(cur, lay, min(j.job_id for j in history.jobs))
+                    conn.commit()
                 _write_jobs(cur, conn, lay, history, ids, progress)
-                timings["jobs"] = timings.get("jobs", 0) + len(history.jobs)
-                timings["step_rows"] += _write_steps(cur, conn, lay, history, ids, progress)
+                state["jobs"] += len(history.jobs)
+                state["step_rows"] += _write_steps(cur, conn, lay, history, ids, progress)
                 _write_events(cur, lay, history, ids, resv)
                 resv += len(history.maintenance)
                 conn.commit()
-                timings["write_s"] += time.monotonic() - t0
+                state["write_s"] += time.monotonic() - t0
+                state["months_written"] = m + 1
+                save_progress(lay, state)
                 progress("months", m + 1, spec.months)
     except pymysql.MySQLError as exc:
         conn.rollback()
@@ -493,9 +505,153 @@ def write_by_month(lay: Layout, spec: HistorySpec, progress: Progress) -> dict[s
         raise
     finally:
         conn.close()
-    timings["rollup_s"] = rollup(lay, _rollup_start(lay, spec.start), progress,
-                                 timeout_s=4 * 3600, steer=True)
-    return timings
+    rollup_by_month(lay, spec, state, progress)
+    return {k: state[k] for k in ("generate_s", "write_s", "rollup_s", "step_rows", "jobs")}
+
+
+def _utc(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _month_rolled_up(lay: Layout, month_start: int) -> bool:
+    """Whether slurmdbd's monthly rollup of the month beginning at `month_start` is in:
+    the last part of a rollup's transaction, so its hours and days are in too."""
+    conn = database.connect(lay, lay.db_name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM `{lay.cluster}_usage_month_table` "
+                        "WHERE time_start = %s", (month_start,))
+            return cur.fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def _set_marks(lay: Layout, mark: int) -> None:
+    conn = database.connect(lay, lay.db_name)
+    try:
+        with conn.cursor() as cur:
+            # A new cluster has no marks until its first rollup: replace, do not update.
+            cur.execute(f"DELETE FROM `{lay.cluster}_last_ran_table`")
+            cur.execute(f"INSERT INTO `{lay.cluster}_last_ran_table` (hourly_rollup, "
+                        "daily_rollup, monthly_rollup) VALUES (%s, %s, %s)", (mark, mark, mark))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _roll_month(lay: Layout, start: int, end: int, month_start: int,
+                timeout_s: float) -> None:
+    """Have slurmdbd roll [start, end) up (`sacctmgr rollup`: hours, days and the month
+    in one transaction, the last-rollup marks untouched) and wait until it is in.
+    sacctmgr may give up waiting for the answer of a long rollup while slurmdbd goes
+    on: then the month's row in the usage table says when it is done."""
+    from .processes import pid_of
+
+    first = lay.first
+    started = time.monotonic()
+    proc = run_slurm(lay, ["sacctmgr", "-i", "rollup", _utc(start), _utc(end)], check=False,
+                     timeout_s=timeout_s)
+    while not _month_rolled_up(lay, month_start):
+        if pid_of(first.pid_dir, "slurmdbd", first.run_dir) is None:
+            raise ClusterError(f"slurmdbd stopped while rolling up {_utc(start)} to "
+                               f"{_utc(end)} (log {lay.log_dir}/slurmdbd.log)")
+        if time.monotonic() - started > timeout_s:
+            raise ClusterError(f"slurmdbd did not roll up {_utc(start)} to {_utc(end)} in "
+                               f"{timeout_s:.0f} s (sacctmgr: {proc.stderr.strip()!r}; log "
+                               f"{lay.log_dir}/slurmdbd.log)")
+        time.sleep(1)
+
+
+def rollup_by_month(lay: Layout, spec: HistorySpec, state: dict, progress: Progress,
+                    month_timeout_s: float = 2 * 3600) -> None:
+    """Roll a backfilled history up a month at a time, each month committed by slurmdbd
+    and recorded in `state` (saved), then from the history's end to now as slurmdbd
+    does when it starts. slurmdbd's own rollup of a year is one transaction of about an
+    hour at 10 million jobs, lost whole if it is interrupted; a month's is not.
+    While the months are rolled up the marks stand at the current hour, so slurmdbd's
+    own rollup (on its start, every hour) leaves the history's hours alone."""
+    from .cluster import restart_slurmdbd
+
+    if state["rollup_from"] is None:
+        state["rollup_from"] = _rollup_start(lay, spec.start)
+        save_progress(lay, state)
+    bounds = [state["rollup_from"]] + [add_months(spec.start, m + 1)
+                                       for m in range(spec.months)]
+    if bounds[-1] > _expected_marks(int(clock.now()))[0]:
+        raise ClusterError(f"the history ends at {_utc(bounds[-1])}, after the current hour: "
+                           "it cannot be rolled up yet")
+    t0 = time.monotonic()
+    if state["months_rolled_up"] < spec.months:
+        # Measured statistics first: an interrupted run leaves the raised ones on disk.
+        _measured_statistics(lay)
+        _set_marks(lay, _expected_marks(int(clock.now()))[0])
+        _steer_to_rollup_index(lay)
+        try:
+            restart_slurmdbd(lay)
+            for m in range(state["months_rolled_up"], spec.months):
+                progress("rollup months", m, spec.months)
+                _roll_month(lay, bounds[m], bounds[m + 1], _month_of(bounds[m]),
+                            month_timeout_s)
+                state["months_rolled_up"] = m + 1
+                state["rollup_s"] += time.monotonic() - t0
+                t0 = time.monotonic()
+                save_progress(lay, state)
+            progress("rollup months", spec.months, spec.months)
+        finally:
+            _measured_statistics(lay)
+    t0 = time.monotonic()
+    # From the history's end to now (the live jobs of the current month), as slurmdbd
+    # rolls up when it starts: the marks go back to the end of the history.
+    rollup(lay, bounds[-1], progress)
+    state["rollup_s"] += time.monotonic() - t0
+    save_progress(lay, state)
+
+
+def _month_of(epoch: int) -> int:
+    d = datetime.fromtimestamp(epoch, UTC)
+    return int(d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
+
+
+PROGRESS_FILE = "backfill-progress.json"
+
+
+def save_progress(lay: Layout, state: dict) -> None:
+    """Record how far a backfill made a month at a time has come (atomically)."""
+    path = lay.etc_dir / PROGRESS_FILE
+    tmp = path.with_name(PROGRESS_FILE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def saved_progress(lay: Layout) -> dict:
+    """The record of an interrupted backfill made a month at a time."""
+    path = lay.etc_dir / PROGRESS_FILE
+    try:
+        state = json.loads(path.read_text())
+        spec = HistorySpec(**state["spec"])
+        written, rolled = int(state["months_written"]), int(state["months_rolled_up"])
+    except FileNotFoundError as exc:
+        raise ClusterError(f"no interrupted backfill to resume: {path} does not exist "
+                           "(only a backfill made a month at a time can be resumed)") from exc
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ClusterError(f"unusable backfill progress record {path}: {exc}") from exc
+    if not (0 <= rolled <= spec.months and 0 <= written <= spec.months
+            and (rolled == 0 or written == spec.months)):
+        raise ClusterError(f"unusable backfill progress record {path}: {written} month(s) "
+                           f"written and {rolled} rolled up of {spec.months}")
+    return state
+
+
+def resume(lay: Layout, progress: Progress) -> tuple[HistorySpec, dict[str, float]]:
+    """Finish the interrupted backfill recorded in the run dir: write the months it had
+    not written (the month it was writing again, from its first job), roll up the
+    months not rolled up yet; then record the spec as a finished backfill does."""
+    state = saved_progress(lay)
+    spec = HistorySpec(**state["spec"])
+    timings = write_by_month(lay, spec, progress, state)
+    record_spec(lay, spec)
+    (lay.etc_dir / PROGRESS_FILE).unlink()
+    return spec, timings
 
 
 def record_spec(lay: Layout, spec: HistorySpec) -> None:
@@ -513,14 +669,20 @@ def recorded_spec(lay: Layout) -> HistorySpec:
         raise ClusterError(f"no usable backfill record at {path}: {exc}") from exc
 
 
-def backfill(lay: Layout, spec: HistorySpec,
-             progress: Progress) -> tuple[History, dict[str, float]]:
+def backfill(lay: Layout, spec: HistorySpec, progress: Progress,
+             by_month: bool | None = None) -> tuple[History, dict[str, float]]:
     """Generate the history of `spec`, replace any earlier one with it, roll it up.
-    Above WHOLE_MAX_JOBS the history is made and written a month at a time, and the
-    History returned holds its span only (no jobs)."""
-    if spec.jobs > WHOLE_MAX_JOBS:
+    Above WHOLE_MAX_JOBS (or with `by_month`) the history is made, written and rolled
+    up a month at a time, can be resumed if interrupted (`resume`), and the History
+    returned holds its span only (no jobs)."""
+    # The record of the earlier history goes first: from here on the tables hold
+    # neither it nor, until the end, the new one.
+    for name in ("history.json", PROGRESS_FILE):
+        (lay.etc_dir / name).unlink(missing_ok=True)
+    if by_month if by_month is not None else spec.jobs > WHOLE_MAX_JOBS:
         timings = write_by_month(lay, spec, progress)
         record_spec(lay, spec)
+        (lay.etc_dir / PROGRESS_FILE).unlink()
         return History(spec.start, spec.end), timings
     t0 = time.monotonic()
     history = generate(spec, lay.nodes, progress)

@@ -190,8 +190,8 @@ def _month_arg(value: str | None) -> int | None:
 @click.option("--months", type=click.IntRange(1, 36), default=3, show_default=True,
               help="Whole months of history, ending where the current month begins.")
 @click.option("--jobs", type=click.IntRange(10, 15_000_000), default=30_000, show_default=True,
-              help="Job records (allocations) to write; above 2,000,000 the history is made "
-                   "and written a month at a time.")
+              help="Job records (allocations) to write; above 2,000,000 the history is made, "
+                   "written and rolled up a month at a time (see --by-month).")
 @click.option("--seed", type=int, default=42, show_default=True,
               help="Random seed: the same seed gives the same history.")
 @click.option("--start", "start_month", metavar="YYYY-MM", default=None,
@@ -201,39 +201,70 @@ def _month_arg(value: str | None) -> int | None:
                    "0.60 above 100,000 jobs a month].")
 @click.option("--second-cluster", is_flag=True,
               help="Into the second cluster (testai2, `up --second-cluster`) instead.")
-def backfill(lay: Layout, months: int, jobs: int, seed: int, start_month: str | None,
-             utilisation: float | None, second_cluster: bool) -> None:
+@click.option("--by-month", is_flag=True,
+              help="Make, write and roll the history up a month at a time, each month "
+                   "recorded as it is done, so that --resume can finish it if it is "
+                   "interrupted (the default above 2,000,000 jobs).")
+@click.option("--resume", is_flag=True,
+              help="Finish the interrupted backfill recorded in <run dir>/etc/"
+                   "backfill-progress.json, with its own parameters (give no others).")
+@click.pass_context
+def backfill(ctx: click.Context, lay: Layout, months: int, jobs: int, seed: int,
+             start_month: str | None, utilisation: float | None, second_cluster: bool,
+             by_month: bool, resume: bool) -> None:
     """Write a realistic job history into slurmdbd and let it roll up.
 
     Replaces an earlier backfill. Afterwards sacct and sreport answer for the
     backfilled months (the months are UTC months). The history's parameters are
     kept in <run dir>/etc/history.json, so the same history can be made again.
 
+    A backfill made a month at a time (--by-month; above 2,000,000 jobs) records
+    each month written and rolled up; one that was interrupted (a machine switched
+    off) is finished with --resume, which writes the month it was writing again.
+
     \b
     Example:
       python -m testcluster backfill --months 3 --jobs 30000 --seed 42
       python -m testcluster backfill --months 1 --jobs 1000000   # benchmark size
       python -m testcluster backfill --second-cluster --months 3 --jobs 5000 --seed 7
+      python -m testcluster backfill --months 12 --jobs 10000000 --seed 1  # hours
+      python -m testcluster backfill --resume    # after an interruption of the above
     """
     from . import backfill as bf
     from .history import HistorySpec, day, default_start
 
     if second_cluster:
         lay = lay.second
-
+    if resume:
+        given = [f"--{name.replace('_', '-')}" for name in
+                 ("months", "jobs", "seed", "start_month", "utilisation", "by_month")
+                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"--resume takes the interrupted backfill's own "
+                                   f"parameters: drop {', '.join(given)}")
+        with _progress_bar() as progress:
+            spec, timings = bf.resume(lay, progress)
+        click.echo(f"resumed and finished the backfill of {spec.jobs:,} job records, a month "
+                   f"at a time, from {day(spec.start)} to {day(spec.end)}: "
+                   + _took(timings) + " (all parts, the interrupted ones included)")
+        return
     now = int(clock.now())
     start = _month_arg(start_month) or default_start(months, now)
     spec = HistorySpec(start=start, months=months, jobs=jobs, seed=seed, not_after=now - 7200,
                        utilisation=utilisation)
     with _progress_bar() as progress:
-        history, timings = bf.backfill(lay, spec, progress)
+        history, timings = bf.backfill(lay, spec, progress, by_month=by_month or None)
     made = (f"{len(history.jobs):,} job records, {len(history.outages)} node outages and "
             f"{len(history.maintenance)} maintenance window(s)") if history.jobs else \
         f"{int(timings.get('jobs', 0)):,} job records, a month at a time,"
     click.echo(f"backfilled {made} from {day(spec.start)} to {day(spec.end)}"
                + (f" with {int(timings['step_rows']):,} steps" if timings.get("step_rows") else "")
-               + f": generated in {timings['generate_s']:.1f} s, written in "
-               f"{timings['write_s']:.1f} s, rolled up in {timings['rollup_s']:.1f} s")
+               + ": " + _took(timings))
+
+
+def _took(timings: dict[str, float]) -> str:
+    return (f"generated in {timings['generate_s']:.1f} s, written in "
+            f"{timings['write_s']:.1f} s, rolled up in {timings['rollup_s']:.1f} s")
 
 
 @contextmanager
@@ -242,7 +273,8 @@ def _progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     labels = {"place": "placing jobs on nodes", "jobs": "writing job rows",
-              "months": "months written", "rollup": "slurmdbd rollup (hours)"}
+              "months": "months written", "rollup": "slurmdbd rollup (hours)",
+              "rollup months": "slurmdbd rollup (months)"}
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         tasks: dict[str, TaskID] = {}

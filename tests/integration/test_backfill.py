@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +13,7 @@ from collector import clock
 from collector.slurm.commands import new_delimiter, run_sacct
 from collector.slurm.sacct_parser import parse_sacct
 from testcluster import backfill, history
+from testcluster.processes import ClusterError
 
 from .conftest import run_cli, slurm
 
@@ -153,3 +155,64 @@ def test_backfill_again_replaces_the_history_and_its_usage(lay, cli_args, hist):
             _, account, login, _, _, used = line.split("|")
             if not login:
                 assert abs(int(used) - expected[account] / 60) <= 1, (month, account)
+
+
+class _Stop(Exception):
+    """The fault: raised from the progress callback at a point the test chooses."""
+
+
+def test_backfill_by_month_interrupted_twice_is_finished_by_resume(lay, cli_args, hist):
+    """A backfill made a month at a time, stopped inside its second month's job rows
+    and again after rolling up its first month, is finished by `backfill --resume`:
+    every job once, and sreport's GPU-minutes per account and month equal the
+    history's. Runs last in this module: it replaces `hist`."""
+    spec = history.HistorySpec(start=hist.start, months=MONTHS, jobs=3000, seed=7,
+                               not_after=int(clock.now()) - 7200)
+    written: list[int] = []
+
+    def stop_in_second_month(phase: str, done: int, total: int) -> None:
+        if phase == "months":
+            written.append(done)
+        if phase == "jobs" and written == [1]:
+            raise _Stop  # month 2's first batch of job rows is committed
+
+    with pytest.raises(_Stop):
+        backfill.backfill(lay, spec, stop_in_second_month, by_month=True)
+    state = backfill.saved_progress(lay)
+    assert (state["months_written"], state["months_rolled_up"]) == (1, 0)
+    with pytest.raises(ClusterError):  # the earlier history's record is gone
+        backfill.recorded_spec(lay)
+
+    def stop_after_first_month_rolled(phase: str, done: int, total: int) -> None:
+        if phase == "rollup months" and done == 1:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        backfill.resume(lay, stop_after_first_month_rolled)
+    state = backfill.saved_progress(lay)
+    assert (state["months_written"], state["months_rolled_up"]) == (MONTHS, 1)
+
+    out = run_cli("cluster", "backfill", *cli_args, "--resume").stdout
+    assert "resumed and finished the backfill of 3,000 job records" in out
+    assert backfill.recorded_spec(lay) == spec
+    assert not (lay.etc_dir / backfill.PROGRESS_FILE).exists()
+    made = SimpleNamespace(jobs=[j for month in history.generate_by_month(spec, lay.nodes)
+                                 for j in month.jobs])
+    out = slurm(lay, "sacct", "-a", "-X", "-D", "-P", "-n", "-S", _day(hist.start), "-E", "now",
+                "-o", "jobidraw")
+    assert Counter(int(x) for x in out.split() if int(x) < 5_000_000) == \
+        Counter(j.job_id for j in made.jobs)
+    parents = _parents(lay)
+    for month in range(MONTHS):
+        start = history.add_months(hist.start, month)
+        end = history.add_months(hist.start, month + 1)
+        expected = _expected_gpu_seconds(made, parents, start, end)
+        out = slurm(lay, "sreport", "-n", "-P", "-t", "minutes", "-T", "gres/gpu", "cluster",
+                    "AccountUtilizationByUser", f"start={_day(start)}", f"end={_day(end)}")
+        accounts = 0
+        for line in out.splitlines():
+            _, account, login, _, _, used = line.split("|")
+            if not login:
+                accounts += 1
+                assert abs(int(used) - expected[account] / 60) <= 1, (month, account)
+        assert accounts > 1 and expected["root"] > 0

@@ -1,7 +1,13 @@
-"""History jobs become job-table rows the way Slurm 22.05 writes them."""
+"""History jobs become job-table rows the way Slurm 22.05 writes them; the progress
+record of a backfill made a month at a time."""
+
+import json
+
+import pytest
 
 from testcluster import backfill, history
 from testcluster.backfill import JOB_COLUMNS, Ids
+from testcluster.processes import ClusterError
 
 IDS = Ids(
     tres={"cpu": 1, "mem": 2, "energy": 3, "node": 4, "billing": 5, "gpu": 1001,
@@ -62,3 +68,57 @@ def test_energy_follows_the_use_phase_between_idle_and_full_power():
     assert 4 * 0.22 <= inference < pretrain <= 4 * 0.85   # kWh per GPU-hour bounds
     assert history.energy_j(_job(nodes=(), state=history.CANCELLED)) is None
     assert history.energy_j(_job(**{**hour, "gpus": 0})) == 3600 * 400
+
+
+# -- the progress record of a backfill made a month at a time ------------------------
+
+def _lay(tmp_path):
+    from testcluster.layout import Layout
+    lay = Layout(tmp_path, 26800)
+    lay.etc_dir.mkdir(parents=True)
+    return lay
+
+
+def _state(**kw):
+    spec = history.HistorySpec(start=1_751_328_000, months=12, jobs=10_000_000, seed=1)
+    state = {"spec": spec.__dict__, "months_written": 12, "rollup_from": 1_751_328_000,
+             "months_rolled_up": 4, "generate_s": 1.0, "write_s": 2.0, "rollup_s": 3.0,
+             "step_rows": 0, "jobs": 10_000_000}
+    return state | kw
+
+
+def test_progress_record_round_trips_and_is_replaced_whole(tmp_path):
+    lay = _lay(tmp_path)
+    backfill.save_progress(lay, _state())
+    backfill.save_progress(lay, _state(months_rolled_up=5))
+    assert backfill.saved_progress(lay)["months_rolled_up"] == 5
+    assert [p.name for p in lay.etc_dir.iterdir()] == [backfill.PROGRESS_FILE]
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "no interrupted backfill to resume"),
+    ("{", "unusable backfill progress record"),
+    (json.dumps({"months_written": 3}), "unusable backfill progress record"),
+    (json.dumps(_state(spec={"start": 1, "months": 12, "jobs": 5, "colour": 1})),
+     "unusable backfill progress record"),
+    (json.dumps(_state(months_written=13, months_rolled_up=0)), "13 month(s) written"),
+    (json.dumps(_state(months_written=6, months_rolled_up=2)), "6 month(s) written and 2"),
+    (json.dumps(_state(months_rolled_up=-1)), "-1 rolled up"),
+])
+def test_a_progress_record_that_cannot_be_resumed_is_refused_by_name(tmp_path, content, says):
+    lay = _lay(tmp_path)
+    if content is not None:
+        (lay.etc_dir / backfill.PROGRESS_FILE).write_text(content)
+    with pytest.raises(ClusterError) as err:
+        backfill.saved_progress(lay)
+    assert says in str(err.value) and str(lay.etc_dir / backfill.PROGRESS_FILE) in str(err.value)
+
+
+def test_resume_refuses_parameters_of_its_own():
+    from click.testing import CliRunner
+
+    from testcluster.cli import cluster
+    got = CliRunner().invoke(cluster, ["backfill", "--resume", "--jobs", "500", "--seed", "3"])
+    assert got.exit_code == 2
+    assert "--resume takes the interrupted backfill's own parameters: drop --jobs, --seed" \
+        in got.output
