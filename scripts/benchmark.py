@@ -41,7 +41,8 @@ where a pyslurm matching the cluster's Slurm is installed (else the reason).
 
 With --year it measures a year of a large site instead: --jobs over 12 months,
 backfilled a month at a time (about 80 minutes for 10 million jobs on 2 cores; with
---reuse and --run-dir, the earlier backfill in that run dir), then the sacct dump of
+--reuse and --run-dir, the earlier backfill in that run dir, first finished with
+`testcluster backfill --resume` if it was interrupted), then the sacct dump of
 the year vs `collect` from empty, no-op collection, each month's report vs sreport of
 that month, the year's report vs sreport of the year, the exporter, the dashboard's
 overview, and the store's size per million jobs.
@@ -230,7 +231,13 @@ def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
 
     result: dict = {"jobs": jobs, "months": 12}
     if reuse:
-        spec = backfill.recorded_spec(_layout(cli))
+        lay = _layout(cli)
+        if (lay.etc_dir / backfill.PROGRESS_FILE).exists():
+            print("\n== finishing the run dir's interrupted backfill (--resume)", flush=True)
+            t0 = time.perf_counter()
+            subprocess.run([*TESTCLUSTER, "backfill", *cli, "--resume"], env=env, check=True)
+            result["resume_s"] = round(time.perf_counter() - t0)
+        spec = backfill.recorded_spec(lay)
         if spec.months != 12 or spec.jobs != jobs:
             raise SystemExit(f"--reuse: the run dir holds {spec.jobs:,} jobs over "
                              f"{spec.months} months, not {jobs:,} over 12")
@@ -242,6 +249,12 @@ def bench_year(jobs: int, cli: list[str], env: dict[str, str], work: Path,
                         str(jobs), "--seed", "1"], env=env, check=True)
         result["backfill_s"] = round(time.perf_counter() - t0)
         spec = backfill.recorded_spec(_layout(cli))
+    finished = _layout(cli).etc_dir / backfill.FINISHED_FILE
+    if finished.exists():  # made a month at a time: its parts, resumed ones included
+        parts = json.loads(finished.read_text())
+        result |= {"backfill_generate_s": round(parts["generate_s"]),
+                   "backfill_write_s": round(parts["write_s"]),
+                   "backfill_rollup_s": round(parts["rollup_s"])}
     first = history.day(spec.start)
     months = [(time.strftime("%Y-%m", time.gmtime(history.add_months(spec.start, i))),
                history.day(history.add_months(spec.start, i)),

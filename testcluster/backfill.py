@@ -613,6 +613,7 @@ def _month_of(epoch: int) -> int:
 
 
 PROGRESS_FILE = "backfill-progress.json"
+FINISHED_FILE = "backfill-finished.json"  # the record of the last one, kept for its timings
 
 
 def save_progress(lay: Layout, state: dict) -> None:
@@ -650,7 +651,7 @@ def resume(lay: Layout, progress: Progress) -> tuple[HistorySpec, dict[str, floa
     spec = HistorySpec(**state["spec"])
     timings = write_by_month(lay, spec, progress, state)
     record_spec(lay, spec)
-    (lay.etc_dir / PROGRESS_FILE).unlink()
+    os.replace(lay.etc_dir / PROGRESS_FILE, lay.etc_dir / FINISHED_FILE)
     return spec, timings
 
 
@@ -677,12 +678,12 @@ def backfill(lay: Layout, spec: HistorySpec, progress: Progress,
     returned holds its span only (no jobs)."""
     # The record of the earlier history goes first: from here on the tables hold
     # neither it nor, until the end, the new one.
-    for name in ("history.json", PROGRESS_FILE):
+    for name in ("history.json", PROGRESS_FILE, FINISHED_FILE):
         (lay.etc_dir / name).unlink(missing_ok=True)
     if by_month if by_month is not None else spec.jobs > WHOLE_MAX_JOBS:
         timings = write_by_month(lay, spec, progress)
         record_spec(lay, spec)
-        (lay.etc_dir / PROGRESS_FILE).unlink()
+        os.replace(lay.etc_dir / PROGRESS_FILE, lay.etc_dir / FINISHED_FILE)
         return History(spec.start, spec.end), timings
     t0 = time.monotonic()
     history = generate(spec, lay.nodes, progress)

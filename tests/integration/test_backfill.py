@@ -3,6 +3,7 @@ figures computed here, independently, from the generated history."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -196,6 +197,8 @@ def test_backfill_by_month_interrupted_twice_is_finished_by_resume(lay, cli_args
     assert "resumed and finished the backfill of 3,000 job records" in out
     assert backfill.recorded_spec(lay) == spec
     assert not (lay.etc_dir / backfill.PROGRESS_FILE).exists()
+    finished = json.loads((lay.etc_dir / backfill.FINISHED_FILE).read_text())
+    assert (finished["months_written"], finished["months_rolled_up"]) == (MONTHS, MONTHS)
     made = SimpleNamespace(jobs=[j for month in history.generate_by_month(spec, lay.nodes)
                                  for j in month.jobs])
     out = slurm(lay, "sacct", "-a", "-X", "-D", "-P", "-n", "-S", _day(hist.start), "-E", "now",
