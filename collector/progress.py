@@ -6,9 +6,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TimeElapsedColumn
-
 
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
@@ -17,9 +14,13 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
     if not enabled or not sys.stderr.isatty():
         yield lambda what, done, total: None
         return
+    # Imported here: a quiet run (cron, the benchmark) does not pay rich's import.
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     bars = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=Console(stderr=True), transient=True)
-    tasks: dict[str, TaskID] = {}
+    tasks: dict[str, int] = {}
 
     def update(what: str, done: int, total: int) -> None:
         if what not in tasks:
