@@ -11,6 +11,7 @@ months.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -585,8 +586,8 @@ def rollup_by_month(lay: Layout, spec: HistorySpec, state: dict, progress: Progr
         # Measured statistics first: an interrupted run leaves the raised ones on disk.
         _measured_statistics(lay)
         _set_marks(lay, _expected_marks(int(clock.now()))[0])
-        _steer_to_rollup_index(lay)
         try:
+            _steer_to_rollup_index(lay)
             restart_slurmdbd(lay)
             for m in range(state["months_rolled_up"], spec.months):
                 progress("rollup months", m, spec.months)
@@ -597,8 +598,13 @@ def rollup_by_month(lay: Layout, spec: HistorySpec, state: dict, progress: Progr
                 t0 = time.monotonic()
                 save_progress(lay, state)
             progress("rollup months", spec.months, spec.months)
-        finally:
-            _measured_statistics(lay)
+        except BaseException:
+            # MariaDB keeps the raised statistics on disk: put the measured ones back
+            # if it still answers (a resume does so first anyway), then say what failed.
+            with contextlib.suppress(Exception):
+                _measured_statistics(lay)
+            raise
+        _measured_statistics(lay)
     t0 = time.monotonic()
     # From the history's end to now (the live jobs of the current month), as slurmdbd
     # rolls up when it starts: the marks go back to the end of the history.
