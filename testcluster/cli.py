@@ -236,7 +236,8 @@ def backfill(ctx: click.Context, lay: Layout, months: int, jobs: int, seed: int,
     if second_cluster:
         lay = lay.second
     if resume:
-        given = [f"--{name.replace('_', '-')}" for name in
+        flags = {p.name: p.opts[0] for p in ctx.command.params}
+        given = [flags[name] for name in
                  ("months", "jobs", "seed", "start_month", "utilisation", "by_month")
                  if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
         if given:

@@ -118,7 +118,8 @@ def test_resume_refuses_parameters_of_its_own():
     from click.testing import CliRunner
 
     from testcluster.cli import cluster
-    got = CliRunner().invoke(cluster, ["backfill", "--resume", "--jobs", "500", "--seed", "3"])
+    got = CliRunner().invoke(cluster, ["backfill", "--resume", "--jobs", "500", "--seed", "3",
+                                       "--start", "2026-01"])
     assert got.exit_code == 2
-    assert "--resume takes the interrupted backfill's own parameters: drop --jobs, --seed" \
-        in got.output
+    assert "--resume takes the interrupted backfill's own parameters: drop --jobs, --seed, " \
+        "--start" in got.output
