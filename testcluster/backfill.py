@@ -591,7 +591,7 @@ def rollup_by_month(lay: Layout, spec: HistorySpec, state: dict, progress: Progr
             restart_slurmdbd(lay)
             for m in range(state["months_rolled_up"], spec.months):
                 progress("rollup months", m, spec.months)
-                _roll_month(lay, bounds[m], bounds[m + 1], _month_of(bounds[m]),
+                _roll_month(lay, bounds[m], bounds[m + 1], _expected_marks(bounds[m])[2],
                             month_timeout_s)
                 state["months_rolled_up"] = m + 1
                 state["rollup_s"] += time.monotonic() - t0
@@ -611,11 +611,6 @@ def rollup_by_month(lay: Layout, spec: HistorySpec, state: dict, progress: Progr
     rollup(lay, bounds[-1], progress)
     state["rollup_s"] += time.monotonic() - t0
     save_progress(lay, state)
-
-
-def _month_of(epoch: int) -> int:
-    d = datetime.fromtimestamp(epoch, UTC)
-    return int(d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
 
 
 PROGRESS_FILE = "backfill-progress.json"
