@@ -16,8 +16,9 @@ import hmac
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Literal
+
+import msgspec
 
 from collector.config import LOGIN, Auth, ConfigError
 from collector.engine.model import ProjectsReport, Report, Scope
@@ -26,11 +27,10 @@ from collector.secretfile import SecretFileError, read_secret_file
 Role = Literal["operator", "pi", "none"]
 
 
-@dataclass(frozen=True)
-class Viewer:
+class Viewer(msgspec.Struct, frozen=True):
     user: str | None
     role: Role
-    accounts: frozenset[str] = field(default_factory=frozenset)
+    accounts: frozenset[str] = msgspec.field(default_factory=frozenset)
     why: str = ""          # for "none": what is missing (never the secret)
 
     @property

@@ -12,11 +12,10 @@ directly. Every figure comes from the usage engine (`build_report`,
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pandas as pd
 
 from collector import clock
@@ -316,8 +315,7 @@ def efficiency_by(rep: Report, part: str) -> pd.DataFrame:
 
 
 # --- Live -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Live:
+class Live(msgspec.Struct, frozen=True):
     taken_s: float
     by_category: pd.DataFrame           # category, running/pending GPUs and jobs
     gpus_total: int
@@ -381,7 +379,7 @@ def sreport_checks(settings: Settings) -> pd.DataFrame:
     """Results of `gpu-usage verify`: per closed month and cluster, how the store
     compares with sreport (GPU-minutes)."""
     with Store.open_reader(settings.store.path) as store:
-        rows = [(cluster, *dataclasses.astuple(c)) for cluster in settings.slurm.clusters
+        rows = [(cluster, *msgspec.structs.astuple(c)) for cluster in settings.slurm.clusters
                 for c in load_checks(store, cluster)]
     df = pd.DataFrame(rows, columns=["cluster", "period", "checked_s", "accounts", "differing",
                                      "max_difference_minutes", "ours_gpu_minutes",

@@ -7,13 +7,12 @@ field's label.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from collector.engine.model import PlanWarning
+from collector.engine.model import Fig, PlanWarning, Record
 
 
 def warning_text(w: PlanWarning) -> str:
@@ -50,28 +49,30 @@ def convert(value: Any, unit: str, timezone: str) -> Any:
 
 
 @cache
-def fields_of(cls: type) -> tuple[dataclasses.Field, ...]:
-    return tuple(dataclasses.fields(cls))
+def fields_of(cls: type) -> tuple[tuple[str, Fig], ...]:
+    """(name, Fig) of each shown field of a report type, in the order declared."""
+    return tuple((name, cls.__figures__[name]) for name in cls.__struct_fields__
+                 if name in cls.__figures__)
 
 
 @cache
-def field_of(cls: type, name: str) -> dataclasses.Field:
-    for f in fields_of(cls):
-        if f.name == name:
-            return f
+def field_of(cls: type, name: str) -> Fig:
+    for field_name, shown in fields_of(cls):
+        if field_name == name:
+            return shown
     raise KeyError(f"{cls.__name__} has no field {name!r}")
 
 
 def label(cls: type, name: str) -> str:
-    return field_of(cls, name).metadata["label"]
+    return field_of(cls, name).label
 
 
 def key(cls: type, name: str) -> str:
-    return field_of(cls, name).metadata["key"]
+    return field_of(cls, name).key
 
 
 def unit(cls: type, name: str) -> str:
-    return field_of(cls, name).metadata["unit"]
+    return field_of(cls, name).unit
 
 
 def to_json(obj: Any, timezone: str) -> Any:
@@ -79,16 +80,15 @@ def to_json(obj: Any, timezone: str) -> Any:
     lists under the fields' document keys; fields without one are left out."""
     if isinstance(obj, tuple | list):
         return [to_json(o, timezone) for o in obj]
-    if not dataclasses.is_dataclass(obj):
+    if not isinstance(obj, Record):
         return obj
     out = {}
-    for f in fields_of(type(obj)):
-        doc_key = f.metadata.get("key")
-        if doc_key is None:
+    for name, shown in fields_of(type(obj)):
+        if shown.key is None:
             continue
-        value = getattr(obj, f.name)
-        out[doc_key] = (to_json(value, timezone) if f.metadata["unit"] == "part"
-                        else convert(value, f.metadata["unit"], timezone))
+        value = getattr(obj, name)
+        out[shown.key] = (to_json(value, timezone) if shown.unit == "part"
+                          else convert(value, shown.unit, timezone))
     return out
 
 
@@ -105,10 +105,10 @@ def _key_labels() -> dict[str, str]:
 
     out: dict[str, str] = {}
     for cls in vars(model).values():
-        if isinstance(cls, type) and dataclasses.is_dataclass(cls):
-            for f in dataclasses.fields(cls):
-                if f.metadata.get("key") and f.metadata["unit"] != "part":
-                    out.setdefault(f.metadata["key"], f.metadata["label"])
+        if isinstance(cls, type) and issubclass(cls, Record):
+            for _name, shown in fields_of(cls):
+                if shown.key and shown.unit != "part":
+                    out.setdefault(shown.key, shown.label)
     return out
 
 

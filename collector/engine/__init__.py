@@ -7,7 +7,7 @@ through `collector.store.reads`).
   arithmetic (state, linear plan, projection, warnings, plan status).
 - `capacity`: nominal, down, planned-down and available GPU time.
 - `usage`: running jobs clipped to a period.
-- `model`: the typed report (frozen dataclasses, integer GPU-seconds) and the
+- `model`: the typed report (frozen msgspec Structs, integer GPU-seconds) and the
   label of every figure.
 - `report`: computes the typed report of a period, every derived status once.
 - `verify`: the store against sreport.

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from collector.slurm.records import Event, Reservation
 
 Interval = tuple[int, int]
 
 
-@dataclass(frozen=True)
-class Capacity:
+class Capacity(msgspec.Struct, frozen=True):
     nominal_gpu_s: int
     down_gpu_s: int
     planned_down_gpu_s: int

@@ -1,4 +1,4 @@
-"""The typed report: what a report on one period says, as frozen dataclasses.
+"""The typed report: what a report on one period says, as frozen msgspec Structs.
 
 Figures are GPU-seconds (integers where they are measured: use, capacity; floats
 where they are derived shares of them: quotas, normalised use, plans), instants are
@@ -6,7 +6,7 @@ epoch seconds, days are `date`s, ratios are unrounded floats (0..1, above 1 when
 over). Every derived status (the commercial check, each allocation's plan status and
 warnings, each category's quota state) is computed once, by `engine.report`.
 
-Each field says how it is shown, in its metadata (`fig`): its key in the JSON and CSV
+Each field says how it is shown, in its `fig`: its key in the JSON and CSV
 documents, its unit and its label. The documents and the dashboard take labels and
 conversions from here, so the terminal, Markdown, PDF, Excel and the dashboard use
 the same words; only they turn seconds into rounded hours and instants into text.
@@ -14,10 +14,10 @@ the same words; only they turn seconds into rounded hours and instants into text
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
+
+import msgspec
 
 UNMAPPED = "(unmapped)"
 
@@ -41,23 +41,51 @@ Unit = Literal["gpu_s", "grant_s", "wait_s", "joules", "rate", "span_s", "ratio"
                "warnings", "part"]
 
 
-def fig(key: str | None, unit: Unit, label: str, default: Any = dataclasses.MISSING) -> Any:
-    """A field with its document key (None: not in the JSON/CSV documents), unit and
-    label (what a person reads as the column's header), and a default if it has one."""
-    return field(default=default, metadata={"key": key, "unit": unit, "label": label})
+class Fig(msgspec.Struct, frozen=True):
+    """How a field is shown: its key in the JSON and CSV documents (None: not in
+    them), its unit, its label (what a person reads as the column's header), and the
+    field's default (msgspec.NODEFAULT: none)."""
+
+    key: str | None
+    unit: str
+    label: str
+    default: Any
+
+
+def fig(key: str | None, unit: Unit, label: str, default: Any = msgspec.NODEFAULT) -> Any:
+    """A field with its document key, unit and label, and a default if it has one."""
+    return Fig(key, unit, label, default)
 
 
 def part(key: str) -> Any:
     """A nested part of the report (a section or a list of rows)."""
-    return field(metadata={"key": key, "unit": "part", "label": key.replace("_", " ")})
+    return Fig(key, "part", key.replace("_", " "), msgspec.NODEFAULT)
 
 
-def meta(cls: type, name: str) -> dict:
-    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata
+class _Shown(msgspec.StructMeta):
+    """Takes each field's `fig` out of the class body: its default stays the field's
+    default, the rest goes to the class's `__figures__` (field name -> Fig)."""
+
+    def __new__(mcls, name: str, bases: tuple, namespace: dict, **options: Any) -> type:
+        figures = {}
+        for field_name, value in list(namespace.items()):
+            if isinstance(value, Fig):
+                figures[field_name] = value
+                if value.default is msgspec.NODEFAULT:
+                    del namespace[field_name]
+                else:
+                    namespace[field_name] = value.default
+        namespace["__figures__"] = figures
+        return super().__new__(mcls, name, bases, namespace, **options)
 
 
-@dataclass(frozen=True)
-class ClusterUse:
+class Record(msgspec.Struct, frozen=True, metaclass=_Shown):
+    """A frozen part of the report. A msgspec Struct rather than a dataclass: its class
+    is made in C, where a dataclass's methods are compiled at import, about 1 ms each
+    of the 30 in every report's process start. `__figures__`: see _Shown."""
+
+
+class ClusterUse(Record):
     """One cluster of a facility with several (the report on the whole facility)."""
 
     cluster: str = fig("cluster", "text", "Cluster")
@@ -69,8 +97,7 @@ class ClusterUse:
     last_collection_s: float | None = fig("last_collection", "instant", "Last collection")
 
 
-@dataclass(frozen=True)
-class PeriodInfo:
+class PeriodInfo(Record):
     kind: str = fig("kind", "text", "Kind")
     label: str = fig("label", "text", "Period")
     timezone: str = fig("timezone", "text", "Time zone")
@@ -80,8 +107,7 @@ class PeriodInfo:
     length_s: int = fig("hours", "span_s", "Hours")
 
 
-@dataclass(frozen=True)
-class CapacityFigures:
+class CapacityFigures(Record):
     gpus: int = fig("gpus", "count", "GPUs now")
     nominal_s: int = fig("nominal_gpu_hours", "gpu_s", "Nominal GPU-h")
     down_s: int = fig("down_gpu_hours", "gpu_s", "Down GPU-h")
@@ -93,8 +119,7 @@ class CapacityFigures:
     availability: float | None = fig("availability", "ratio", "Availability")
 
 
-@dataclass(frozen=True)
-class PoolUse:
+class PoolUse(Record):
     pool: str = fig("pool", "text", "Pool")
     share: float = fig("share", "share", "Share")
     categories: tuple[str, ...] = fig("categories", "list", "Categories")
@@ -109,8 +134,7 @@ class PoolUse:
 QuotaState = Literal["within", "over", "no quota"]
 
 
-@dataclass(frozen=True)
-class CategoryUse:
+class CategoryUse(Record):
     category: str = fig("category", "text", "Category")
     pool: str = fig("pool", "text", "Pool")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
@@ -125,8 +149,7 @@ class CategoryUse:
     quota_state: QuotaState = fig(None, "text", "Quota")
 
 
-@dataclass(frozen=True)
-class CommercialCheck:
+class CommercialCheck(Record):
     category: str = fig("category", "text", "Category")
     pool: str = fig("pool", "text", "Pool")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
@@ -136,15 +159,13 @@ class CommercialCheck:
     within_limit: bool = fig("within_limit", "flag", "Within the limit")
 
 
-@dataclass(frozen=True)
-class PartitionUse:
+class PartitionUse(Record):
     partition: str = fig("partition", "text", "Partition")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
     share_of_allocated: float | None = fig("share_of_allocated", "ratio", "Share of used")
 
 
-@dataclass(frozen=True)
-class GpuTypeUse:
+class GpuTypeUse(Record):
     gpu_type: str = fig("gpu_type", "text", "GPU type")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
     weight: float = fig("weight", "weight", "Weight")
@@ -152,8 +173,7 @@ class GpuTypeUse:
     energy_j: int | None = fig("kwh", "joules", "Energy kWh", None)  # None: no data
 
 
-@dataclass(frozen=True)
-class AccountUse:
+class AccountUse(Record):
     account: str = fig("account", "text", "Account")
     category: str = fig("category", "text", "Category")
     pool: str = fig("pool", "text", "Pool")
@@ -162,22 +182,19 @@ class AccountUse:
     energy_j: int | None = fig("kwh", "joules", "Energy kWh", None)  # None: no data
 
 
-@dataclass(frozen=True)
-class UserUse:
+class UserUse(Record):
     user: str = fig("user", "text", "User")
     account: str = fig("account", "text", "Account")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
     energy_j: int | None = fig("kwh", "joules", "Energy kWh", None)  # None: no data
 
 
-@dataclass(frozen=True)
-class AccessModeUse:
+class AccessModeUse(Record):
     access_mode: str = fig("access_mode", "text", "Access mode")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
 
 
-@dataclass(frozen=True)
-class CountryUse:
+class CountryUse(Record):
     country: str = fig("country", "text", "Country")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
 
@@ -186,14 +203,12 @@ WarningKind = Literal["used up", "over plan", "under plan", "unused"]
 PlanStatus = Literal["used up", "over plan", "under plan", "on plan", "no plan"]
 
 
-@dataclass(frozen=True)
-class PlanWarning:
+class PlanWarning(Record):
     kind: WarningKind
     ratio: float = 0.0     # of the linear plan (over, under) or of the grant (unused)
 
 
-@dataclass(frozen=True)
-class AllocationStatus:
+class AllocationStatus(Record):
     account: str = fig("account", "text", "Account")
     project: str = fig("project", "text", "Project")
     category: str = fig("category", "text", "Category")
@@ -218,37 +233,32 @@ class AllocationStatus:
     plan_status: PlanStatus = fig(None, "text", "Plan status")
 
 
-@dataclass(frozen=True)
-class SizeUse:
+class SizeUse(Record):
     category: str = fig("category", "text", "Category")
     size_class: str = fig("size_class", "text", "Job size")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
     jobs_started: int = fig("jobs_started", "count", "Jobs started")
 
 
-@dataclass(frozen=True)
-class PhaseUse:
+class PhaseUse(Record):
     category: str = fig("category", "text", "Category")
     phase: str = fig("phase", "text", "Use phase")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
 
 
-@dataclass(frozen=True)
-class JobMix:
+class JobMix(Record):
     size: tuple[SizeUse, ...] = part("size")
     phase: tuple[PhaseUse, ...] = part("phase")
 
 
-@dataclass(frozen=True)
-class QueueWait:
+class QueueWait(Record):
     category: str = fig("category", "text", "Category")
     jobs_started: int = fig("jobs_started", "count", "Jobs started")
     mean_wait_s: float = fig("mean_wait_hours", "wait_s", "Mean wait h")
     median_wait_s: float | None = fig("median_wait_hours", "wait_s", "Median wait h")
 
 
-@dataclass(frozen=True)
-class Service:
+class Service(Record):
     queue_wait: tuple[QueueWait, ...] = part("queue_wait")
     active_users: int = fig("active_users", "count", "Active users")
     new_users: int = fig("new_users", "count", "New users")
@@ -258,8 +268,7 @@ class Service:
         "projects_served_by_category", "mapping", "Projects served by category")
 
 
-@dataclass(frozen=True)
-class EnergyUse:
+class EnergyUse(Record):
     """Energy of the jobs whose energy Slurm recorded (the energy TRES of the
     allocation: node-level sensors, so meaningful for whole-node jobs), split over
     periods by the jobs' time in each. GPU-hours without energy are "no data"."""
@@ -278,8 +287,7 @@ class EnergyUse:
     co2e_kg: float | None = fig("co2e_kg_estimate", "rate", "CO2e kg (est.)")
 
 
-@dataclass(frozen=True)
-class Energy:
+class Energy(Record):
     recorded: bool = fig("recorded", "flag", "Energy recorded on this cluster")
     coverage: float | None = fig("coverage", "ratio", "Share of GPU-h with energy")
     factors: tuple[tuple[str, float], ...] = fig("factors", "mapping",
@@ -292,8 +300,7 @@ class Energy:
     categories: tuple[EnergyUse, ...] = part("categories")
 
 
-@dataclass(frozen=True)
-class EfficiencyUse:
+class EfficiencyUse(Record):
     """GPU use of one group (a category, project, use phase or job size) from the
     jobs' steps (engine/gpuuse.py; docs/efficiency.md). Shares are of the GPU-hours
     with GPU data; GPU-hours without it (running jobs, clusters or jobs without a GPU
@@ -318,8 +325,7 @@ class EfficiencyUse:
     over_threshold: bool = fig("idle_over_threshold", "flag", "Idle share over threshold")
 
 
-@dataclass(frozen=True)
-class Efficiency:
+class Efficiency(Record):
     recorded: bool = fig("recorded", "flag", "GPU use recorded on this cluster")
     read: bool = fig("read", "flag", "Steps read ([slurm] gpu_steps)")
     coverage: float | None = fig("coverage", "ratio", "Share of GPU-h with GPU data")
@@ -333,15 +339,13 @@ class Efficiency:
     sizes: tuple[EfficiencyUse, ...] = part("sizes")
 
 
-@dataclass(frozen=True)
-class UnmappedAccount:
+class UnmappedAccount(Record):
     account: str = fig("account", "text", "Account")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
     in_slurm_tree: bool = fig("in_slurm_tree", "flag", "In the Slurm account tree")
 
 
-@dataclass(frozen=True)
-class RejectedLine:
+class RejectedLine(Record):
     source: str = fig("source", "text", "Source")
     line_no: int = fig("line_no", "count", "Line")
     reason: str = fig("reason", "text", "Reason")
@@ -353,15 +357,13 @@ SREPORT_NOTE = ("sreport -T gres/gpu cluster utilization counts a maintenance re
                 "planned down")
 
 
-@dataclass(frozen=True)
-class SreportView:
+class SreportView(Record):
     down_s: int = fig("down_gpu_hours", "gpu_s", "Down GPU-h (sreport)")
     planned_down_s: int = fig("planned_down_gpu_hours", "gpu_s", "Planned down GPU-h (sreport)")
     note: str = fig("note", "text", "Note")
 
 
-@dataclass(frozen=True)
-class DataQuality:
+class DataQuality(Record):
     rejected_lines: int = fig("rejected_lines", "count", "Unreadable lines")
     rejected_sample: tuple[RejectedLine, ...] = part("rejected_sample")
     unusual_states: tuple[tuple[str, int], ...] = fig("unusual_states", "mapping",
@@ -379,8 +381,7 @@ class DataQuality:
         "tree_conflicts", "mapping", "Accounts under different parents per cluster", ())
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(Record):
     facility: str = fig("facility", "text", "Facility")
     cluster: str = fig("cluster", "text", "Cluster")
     generated_s: int = fig("generated_at", "instant", "Generated")
@@ -410,14 +411,12 @@ class Report:
         return sum(a.used_s for a in self.unmapped_accounts)
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(Record):
     user: str | None = fig("user", "text", "User")
     accounts: tuple[str, ...] = fig("accounts", "list", "Projects")
 
 
-@dataclass(frozen=True)
-class ProjectsReport:
+class ProjectsReport(Record):
     """The report as a PI sees it (access.scope_report): the header and the rows of
     their own accounts, nothing of the facility's."""
 

@@ -7,9 +7,10 @@ a month with a daylight-saving change has 743 or 745 hours.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from collector import clock
 
@@ -18,8 +19,7 @@ class PeriodError(ValueError):
     """A period given on the command line cannot be read."""
 
 
-@dataclass(frozen=True)
-class Period:
+class Period(msgspec.Struct, frozen=True):
     kind: str            # month, quarter, year, custom
     label: str           # 2026-10, 2026Q4, 2026, 2026-10-01..2026-10-15
     start_s: int

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from collector.config import Settings
 from collector.engine.model import UNMAPPED, AllocationStatus, PlanStatus, PlanWarning
 from collector.engine.periods import Period, local_midnight, months_of
 
 
-@dataclass(frozen=True)
-class AccountMap:
+class AccountMap(msgspec.Struct, frozen=True):
     category: dict[str, str]                 # account -> category (first match wins)
     pool: dict[str, str]                     # category -> pool
-    ambiguous: dict[str, tuple[str, ...]] = field(default_factory=dict)  # account -> all matches
+    # account -> all matches
+    ambiguous: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
 
     def category_of(self, account: str) -> str | None:
         return self.category.get(account)
@@ -70,8 +71,7 @@ def map_accounts(settings: Settings, parents: Mapping[str, str],
     return AccountMap(category, {c.name: c.pool for c in settings.categories}, ambiguous)
 
 
-@dataclass(frozen=True)
-class Allocation:
+class Allocation(msgspec.Struct, frozen=True):
     account: str
     granted_gpu_hours: float
     start: date | None
@@ -129,8 +129,7 @@ def quota_gpu_s(settings: Settings, period: Period, available_gpu_s: int,
                      else c.quota_share * available_gpu_s) for c in settings.categories}
 
 
-@dataclass(frozen=True)
-class AllocationUse:
+class AllocationUse(msgspec.Struct, frozen=True):
     used_period_s: int
     used_total_s: int
     as_of_s: int

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import timedelta
+
+import msgspec
 
 from collector import clock
 from collector.config import Settings
@@ -115,8 +116,7 @@ def capacity_figures(cap: Capacity, allocated_s: int) -> CapacityFigures:
         availability=cap.available_gpu_s / cap.nominal_gpu_s if cap.nominal_gpu_s else None)
 
 
-@dataclass(frozen=True)
-class PeriodData:
+class PeriodData(msgspec.Struct, frozen=True):
     """What a report on one period reads from the store, read once."""
 
     now_s: int

@@ -7,9 +7,10 @@ per local day.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
+
+import msgspec
 
 from collector.engine.capacity import Capacity, capacity
 from collector.engine.rollup import LocalDays, size_class
@@ -126,7 +127,7 @@ def period_capacity(store: Store, clusters: Clusters, start_s: int, end_s: int) 
     caps = [cluster_capacity(store, c, start_s, end_s) for c in clusters]
     if len(caps) == 1:
         return caps[0]
-    caps = [dataclasses.replace(cap, nodes_without_inventory=tuple(
+    caps = [msgspec.structs.replace(cap, nodes_without_inventory=tuple(
         f"{c}:{n}" for n in cap.nodes_without_inventory)) for c, cap in zip(clusters, caps,
                                                                            strict=True)]
     total = caps[0]

@@ -11,7 +11,8 @@ summed over its descendants before the comparison. Pure apart from
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from collector import clock
 from collector.config import Settings
@@ -28,8 +29,7 @@ __all__ = ["SREPORT_ENERGY_CAUSE", "EnergyCheck", "SreportFormatError", "check_e
 TOLERANCE_MINUTES = 1.0  # sreport rounds each hourly rollup to whole minutes
 
 
-@dataclass(frozen=True)
-class AccountCheck:
+class AccountCheck(msgspec.Struct, frozen=True):
     account: str
     ours_minutes: float
     sreport_minutes: int
@@ -39,8 +39,7 @@ class AccountCheck:
         return round(self.ours_minutes - self.sreport_minutes, 3)
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(msgspec.Struct, frozen=True):
     period: str
     checked_s: float
     accounts: tuple[AccountCheck, ...]
@@ -112,8 +111,7 @@ SREPORT_ENERGY_CAUSE = (
     "against sacct's ConsumedEnergyRaw instead")
 
 
-@dataclass(frozen=True)
-class EnergyCheck:
+class EnergyCheck(msgspec.Struct, frozen=True):
     period: str
     jobs: int                       # jobs with energy that sacct lists in the period
     ours_j: dict[str, int]          # per account, from the store

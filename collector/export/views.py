@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from collector import clock
 from collector.config import Settings
@@ -32,8 +33,7 @@ from collector.store.database import Store
 from collector.store.reads import Health
 
 
-@dataclass(frozen=True)
-class StoreView:
+class StoreView(msgspec.Struct, frozen=True):
     taken_s: float
     report: Report                       # build_report() of the current month
     parents: dict[str, str]              # the account tree, to map live jobs
@@ -42,14 +42,13 @@ class StoreView:
     clusters: tuple[tuple[str, Report, Health], ...] = ()
 
 
-@dataclass(frozen=True)
-class LiveJobs:
+class LiveJobs(msgspec.Struct, frozen=True):
     """squeue's jobs counted per account: all the live families need of them."""
 
-    holding_gpus: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    holding_gpus: dict[tuple[str, str, str], int] = msgspec.field(default_factory=dict)
     # (account, partition, GPU type) -> GPUs held by running jobs
-    running: dict[str, int] = field(default_factory=dict)  # account -> running jobs
-    pending_gpus: dict[tuple[str, str], int] = field(default_factory=dict)
+    running: dict[str, int] = msgspec.field(default_factory=dict)  # account -> running jobs
+    pending_gpus: dict[tuple[str, str], int] = msgspec.field(default_factory=dict)
     # (account, partition) -> GPUs asked for by pending jobs
 
     def accounts(self) -> set[str]:
@@ -57,25 +56,22 @@ class LiveJobs:
                 | {a for a, _ in self.pending_gpus})
 
 
-@dataclass(frozen=True)
-class LiveNodes:
+class LiveNodes(msgspec.Struct, frozen=True):
     """sinfo's nodes summed per GPU type."""
 
-    gpus_by_type: dict[str, tuple[int, int]] = field(default_factory=dict)
+    gpus_by_type: dict[str, tuple[int, int]] = msgspec.field(default_factory=dict)
     # GPU type -> (GPUs, GPUs on nodes that can run jobs)
     pairs: frozenset[tuple[str, str]] = frozenset()  # (partition, GPU type) with GPUs
 
 
-@dataclass(frozen=True)
-class LiveView:
+class LiveView(msgspec.Struct, frozen=True):
     taken_s: float
     jobs: LiveJobs
     nodes: LiveNodes
     rejected: int                        # squeue/sinfo lines that could not be read
 
 
-@dataclass(frozen=True)
-class LiveFigures:
+class LiveFigures(msgspec.Struct, frozen=True):
     """The samples of the live families, sorted, by label values: what a scrape emits."""
 
     gpus: tuple[tuple[str, int, int], ...]                   # GPU type, GPUs, available

@@ -29,10 +29,11 @@ import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from collector.config import Settings
 from collector.engine.capacity import capacity
@@ -60,8 +61,7 @@ class ExportError(Exception):
     """The export cannot be written (its message says why and where)."""
 
 
-@dataclass(frozen=True)
-class Exported:
+class Exported(msgspec.Struct, frozen=True):
     out: Path
     rows: dict[str, int]
     first_day: date

@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from collector.engine import periods
-from collector.engine.model import fig, part
+from collector.engine.model import Record, fig, part
 from collector.store.parquet import (
     CONTROL,
     NETWORK,
@@ -40,16 +39,14 @@ class NetworkError(Exception):
     """An export cannot be read (the message names it and why)."""
 
 
-@dataclass(frozen=True)
-class NetworkPeriod:
+class NetworkPeriod(Record):
     kind: str = fig("kind", "text", "Kind")
     label: str = fig("label", "text", "Period")
     first_day: date = fig("first_day", "date", "From")
     last_day: date = fig("last_day", "date", "To")
 
 
-@dataclass(frozen=True)
-class SiteUse:
+class SiteUse(Record):
     site: str = fig("site", "text", "Site")
     cluster: str = fig("cluster", "text", "Cluster")
     data_until: str = fig("data_until", "text", "Data until")
@@ -64,8 +61,7 @@ class SiteUse:
     energy_coverage: float | None = fig("energy_coverage", "ratio", "Energy coverage")
 
 
-@dataclass(frozen=True)
-class NetworkCategoryUse:
+class NetworkCategoryUse(Record):
     site: str = fig("site", "text", "Site")
     category: str = fig("category", "text", "Category")
     pool: str = fig("pool", "text", "Pool")
@@ -76,8 +72,7 @@ class NetworkCategoryUse:
     energy_j: int | None = fig("energy_kwh", "joules", "Energy kWh")
 
 
-@dataclass(frozen=True)
-class NetworkPoolUse:
+class NetworkPoolUse(Record):
     site: str = fig("site", "text", "Site")
     pool: str = fig("pool", "text", "Pool")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
@@ -85,15 +80,13 @@ class NetworkPoolUse:
     share_of_available: float | None = fig("share_of_available", "ratio", "Share of available")
 
 
-@dataclass(frozen=True)
-class NetworkGpuTypeUse:
+class NetworkGpuTypeUse(Record):
     gpu_type: str = fig("gpu_type", "text", "GPU type")
     used_s: int = fig("gpu_hours", "gpu_s", "Used GPU-h")
     energy_j: int | None = fig("energy_kwh", "joules", "Energy kWh")
 
 
-@dataclass(frozen=True)
-class NetworkReport:
+class NetworkReport(Record):
     schema_version: int = fig("schema_version", "count", "Export schema")
     generated_s: int = fig("generated_at", "instant", "Generated")
     period: NetworkPeriod = part("period")

@@ -87,10 +87,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ClusterShell.RangeSet import RangeSet, RangeSetParseError
+from msgspec.structs import replace
 
 from collector.slurm.commands import SlurmError, run_sacctmgr_account_info, run_sinfo_version
 from collector.slurm.live_parser import SQUEUE_STATES, LiveJob, NodeGpus

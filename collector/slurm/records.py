@@ -10,8 +10,9 @@ each run of a requeued job are separate records; job steps never are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
+
+import msgspec
 
 # Base job states of Slurm 22.05 to 26.05 as sacct prints them.
 KNOWN_STATES = frozenset({
@@ -102,8 +103,7 @@ class JobRecord(NamedTuple):
         return self.gpu_types[0][0] if len(self.gpu_types) == 1 else None
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
     kind: str                   # "cluster" (registered TRES) or "node" (down, drain, ...)
     node: str                   # node name; the node list for a cluster event
     start_s: int
@@ -114,8 +114,7 @@ class Event:
     nodes: int
 
 
-@dataclass(frozen=True)
-class Reservation:
+class Reservation(msgspec.Struct, frozen=True):
     id: int
     name: str
     start_s: int

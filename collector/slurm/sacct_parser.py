@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import add, is_, itemgetter
 
+import msgspec
+
 from collector.slurm.records import JobRecord, StepRecord
 
 SACCT_FIELDS = (
@@ -61,8 +63,7 @@ _N = f"[0-9]{{1,{MAX_DIGITS}}}"
 _JOB_ID = re.compile(rf"(?P<base>{_N})(?:_(?P<task>{_N}|\[[^\]]*\])|\+(?P<offset>{_N}))?")
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True):
     line_no: int
     reason: str
     line: str

@@ -12,7 +12,8 @@ read without letting one account's text become another's).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+
+import msgspec
 
 from collector.slurm.records import Event, Reservation
 from collector.slurm.sacct_parser import FieldError, Rejected, parse_time, parse_tres
@@ -24,8 +25,7 @@ EVENT_FORMAT = ("Cluster", "ClusterNodes", "NodeName", "Start", "End", "Event", 
 RESERVATION_FORMAT = ("Cluster", "ID", "Name", "Start", "End", "Flags", "NodeNames", "TRES")
 
 
-@dataclass(frozen=True)
-class Account:
+class Account(msgspec.Struct, frozen=True):
     account: str
     parent: str                 # "" for root
     organisation: str

@@ -25,10 +25,11 @@ import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from collector import clock
 from collector.slurm.records import JobRecord
@@ -180,8 +181,7 @@ def row_job(row: Iterable) -> JobRecord:
     return JobRecord(**values)
 
 
-@dataclass(frozen=True)
-class Collection:
+class Collection(msgspec.Struct, frozen=True):
     id: int
     cluster: str
     started_s: float
@@ -464,7 +464,7 @@ class Store:
 
     def record_collection(self, c: Collection) -> None:
         self.conn.execute("INSERT OR REPLACE INTO collections VALUES "
-                          "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", tuple(c.__dict__.values()))
+                          "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", msgspec.structs.astuple(c))
 
     def record_rejected(self, collection_id: int, source: str,
                         lines: Iterable[tuple[int, str, str]]) -> int:

@@ -21,9 +21,10 @@ import re
 import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+import msgspec
 
 from collector.config import HIDDEN_CATEGORIES, shows_as_is
 
@@ -265,8 +266,7 @@ _MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # shown as ?
 
 
-@dataclass(frozen=True)
-class ExportDir:
+class ExportDir(msgspec.Struct, frozen=True):
     """One site's export as its manifest describes it."""
     path: Path
     site: str

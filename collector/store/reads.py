@@ -12,7 +12,8 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from collector.engine.rollup import LocalDays
 from collector.slurm.records import Event, JobRecord, Reservation
@@ -28,8 +29,7 @@ from collector.store.database import (
 )
 
 
-@dataclass(frozen=True)
-class UsageRow:
+class UsageRow(msgspec.Struct, frozen=True):
     account: str
     user: str
     partition: str
@@ -50,8 +50,7 @@ class UsageRow:
     long_idle_gpu_s: int = 0
 
 
-@dataclass(frozen=True)
-class StartRow:
+class StartRow(msgspec.Struct, frozen=True):
     account: str
     user: str
     size_class: str
@@ -60,8 +59,7 @@ class StartRow:
     wait_s: int
 
 
-@dataclass(frozen=True)
-class Tree:
+class Tree(msgspec.Struct, frozen=True):
     parents: dict[str, str]
     organisations: dict[str, str]
     budgets: dict[str, int | None]   # GrpTRESMins gres/gpu minutes
@@ -69,8 +67,7 @@ class Tree:
     conflicts: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-@dataclass(frozen=True)
-class Health:
+class Health(msgspec.Struct, frozen=True):
     """The collector's runs, as the store records them."""
 
     latest_id: int
@@ -83,8 +80,7 @@ class Health:
     rejected_lines: int
 
 
-@dataclass(frozen=True)
-class Rejected:
+class Rejected(msgspec.Struct, frozen=True):
     source: str
     line_no: int
     reason: str
@@ -335,8 +331,7 @@ def health(store: Store, clusters: Clusters) -> Health:
                   ok and ok.finished_s, ok and ok.finished_s - ok.started_s, count_rejected)
 
 
-@dataclass(frozen=True)
-class StoredCheck:
+class StoredCheck(msgspec.Struct, frozen=True):
     """One `gpu-usage verify` result: the store against sreport (GPU-minutes)."""
 
     period: str

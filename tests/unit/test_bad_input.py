@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import io
 import subprocess
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from openpyxl import load_workbook
 from prometheus_client import generate_latest
 

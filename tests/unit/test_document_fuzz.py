@@ -14,13 +14,13 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
-from dataclasses import fields, is_dataclass, replace
 from datetime import date
 from itertools import count
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from openpyxl import load_workbook
 
 from collector.documents.office import pdf, xlsx
@@ -33,7 +33,7 @@ from collector.documents.text import (
     sections_of,
 )
 from collector.engine import periods
-from collector.engine.model import PeriodInfo, PlanWarning, RejectedLine, Report
+from collector.engine.model import PeriodInfo, PlanWarning, Record, RejectedLine, Report
 from collector.engine.report import build_report
 from collector.store.database import Store
 
@@ -81,9 +81,9 @@ def poisoned(rep: Report, names: list[str]) -> Report:
             return names[next(turn) % len(names)]
         if isinstance(value, PeriodInfo | PlanWarning):
             return value
-        if is_dataclass(value):
-            return replace(value, **{f.name: walk(getattr(value, f.name))
-                                     for f in fields(value)})
+        if isinstance(value, Record):
+            return replace(value, **{f: walk(getattr(value, f))
+                                     for f in value.__struct_fields__})
         if isinstance(value, tuple):
             return tuple(walk(v) for v in value)
         return value

@@ -8,10 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
-from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
+from msgspec.structs import replace
 from openpyxl import load_workbook
 
 from collector.cli import main

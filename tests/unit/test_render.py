@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 from datetime import UTC, datetime
 
 import pytest
+from msgspec.structs import replace
 
 from collector.collect import collect
 from collector.documents.convert import document
@@ -30,7 +30,7 @@ def report(tmp_path_factory) -> Report:
     collect(settings, now=now, env=env)
     with Store.open_reader(settings.store.path) as store:
         got = build_report(store, settings, periods.parse_month("2026-10", "UTC"), now=now)
-    return dataclasses.replace(got, users=(*got.users, UserUse(HOSTILE, HOSTILE,
+    return replace(got, users=(*got.users, UserUse(HOSTILE, HOSTILE,
                                                                int(1234.5 * 3600))))
 
 
