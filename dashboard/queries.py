@@ -3,7 +3,7 @@ store.reads) or Slurm's live view (through the collector's one door) and returns
 typed report, or plain dicts and pandas DataFrames made from it.
 
 This is the dashboard's edge: here the typed report's GPU-seconds become GPU-hours and
-its instants ISO text, by the same field metadata the documents use
+its instants ISO text, by the same `fig` of each field that the documents use
 (collector.documents.convert), and tables are named by the report's document keys. No
 Streamlit here: the pages cache these and only lay them out, and tests call them
 directly. Every figure comes from the usage engine (`build_report`,

@@ -1,9 +1,9 @@
 """The typed report laid out as a terminal table, Markdown, CSV or JSON.
 
 Only layout happens here: every number comes from engine.report, every conversion
-(hours, ISO text) and every label from the model's field metadata (convert.py). CSV is one file of
-sections, each introduced by a `# section` line and its own header row, so that
-a spreadsheet or `awk` can pick the table it needs.
+(hours, ISO text) and every label from each field's `fig` in the model (convert.py).
+CSV is one file of sections, each introduced by a `# section` line and its own
+header row, so that a spreadsheet or `awk` can pick the table it needs.
 
 Text from Slurm and the policy file has no length limit and may start like a formula;
 documents have limits and spreadsheets evaluate formulas. These functions decide it

@@ -82,7 +82,8 @@ class _Shown(msgspec.StructMeta):
 class Record(msgspec.Struct, frozen=True, metaclass=_Shown):
     """A frozen part of the report. A msgspec Struct rather than a dataclass: its class
     is made in C, where a dataclass's methods are compiled at import, about 1 ms each
-    of the 30 in every report's process start. `__figures__`: see _Shown."""
+    (these 30 and 15 more on the report's path) in every report's process start.
+    `__figures__`: see _Shown."""
 
 
 class ClusterUse(Record):
